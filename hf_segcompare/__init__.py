@@ -1,0 +1,26 @@
+"""hf_segcompare: fine-tune and compare segmentation CNNs and transformers on Pascal VOC 2012
+through the Hugging Face `Trainer`.
+
+Importing the package registers the U-Net / DeepLabV3+ and ViT configs with `AutoConfig` and
+`AutoModelForSemanticSegmentation`.
+"""
+
+from .data import IGNORE_INDEX, VOC_CLASSES, ensure_synthetic_voc, generate_synthetic_voc, load_voc
+from .metrics import SegmentationMetrics, confusion_matrices, scores_from_confusion
+from .models import count_parameters, create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "SegmentationMetrics",
+    "confusion_matrices",
+    "count_parameters",
+    "create_model",
+    "ensure_synthetic_voc",
+    "generate_synthetic_voc",
+    "list_models",
+    "load_voc",
+    "scores_from_confusion",
+]

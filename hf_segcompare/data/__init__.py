@@ -1,0 +1,26 @@
+"""Pascal VOC data: loading, the embedded synthetic tree, and joint image+mask transforms."""
+
+from .synthetic import ensure_synthetic_voc, generate_synthetic_voc
+from .transforms import (
+    eval_transforms,
+    largest_image_side,
+    make_batch_transform,
+    size_to_fit,
+    train_transforms,
+)
+from .voc import IGNORE_INDEX, VOC_CLASSES, id2label, load_voc, voc_palette
+
+__all__ = [
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "ensure_synthetic_voc",
+    "eval_transforms",
+    "generate_synthetic_voc",
+    "id2label",
+    "largest_image_side",
+    "load_voc",
+    "make_batch_transform",
+    "size_to_fit",
+    "train_transforms",
+    "voc_palette",
+]

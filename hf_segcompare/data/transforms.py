@@ -1,0 +1,106 @@
+"""Joint image + mask transforms with `torchvision.transforms.v2`.
+
+The image is a `tv_tensors.Image` and the mask a `tv_tensors.Mask`, so every geometric op moves
+both the same way and resizes the mask with nearest-neighbour; padding fills the mask with 255 so
+padded pixels are ignored by loss and metric, never learned as background.
+
+- train: random scale 0.5-2.0 of the crop size (large-scale jitter, as mmsegmentation's VOC
+  recipe), pad to the crop, random crop, horizontal flip, normalise;
+- eval: pad (bottom/right) to a fixed square size, never resize, so the metric is computed at the
+  masks' native resolution and every batch has one shape.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Callable
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .voc import IGNORE_INDEX, mask_to_array
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SIZE_MULTIPLE = 32  # U-Net needs H and W divisible by 32, DeepLabV3+ by 16, ViT by its patch size (16)
+PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+class PadToSize(v2.Transform):
+    """Pad bottom/right to `size` x `size` (image fill 0, mask fill 255); larger inputs are an error."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        if height > self.size or width > self.size:
+            raise ValueError(f"image of {width}x{height} does not fit the evaluation size {self.size}")
+        return {"padding": [0, 0, self.size - width, self.size - height]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        fill = PAD_FILL.get(type(inpt), 0)
+        return F.pad(inpt, padding=params["padding"], fill=fill)
+
+
+def _to_float_and_normalize(mean, std) -> list[v2.Transform]:
+    return [
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
+        v2.Normalize(mean=mean, std=std),
+    ]
+
+
+def train_transforms(crop_size: int, scale_range=(0.5, 2.0), mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+    """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise."""
+    return v2.Compose(
+        [
+            v2.ScaleJitter(target_size=(crop_size, crop_size), scale_range=scale_range, antialias=True),
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill=PAD_FILL),
+            v2.RandomHorizontalFlip(),
+            *_to_float_and_normalize(mean, std),
+        ]
+    )
+
+
+def eval_transforms(eval_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise; no resizing."""
+    return v2.Compose([PadToSize(eval_size), *_to_float_and_normalize(mean, std)])
+
+
+def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """The smallest multiple of `multiple` that holds `largest_side` (500 px VOC images -> 512)."""
+    return multiple * math.ceil(largest_side / multiple)
+
+
+def largest_image_side(dataset, image_column: str = "image") -> int:
+    """Largest width or height over a split, read from the image headers without decoding pixels."""
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    undecoded = dataset.cast_column(image_column, ImageFeature(decode=False))
+    largest = 0
+    for entry in undecoded[image_column]:
+        source = entry["path"] if entry.get("bytes") is None else io.BytesIO(entry["bytes"])
+        with Image.open(source) as image:
+            largest = max(largest, *image.size)
+    return largest
+
+
+def make_batch_transform(pipeline: Callable) -> Callable[[dict], dict]:
+    """Wrap a v2 pipeline as a `Dataset.with_transform` function: {image, label} -> {pixel_values, labels}."""
+
+    def transform(batch: dict) -> dict:
+        pixel_values, labels = [], []
+        for image, mask in zip(batch["image"], batch["label"]):
+            image_tensor = tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
+            mask_tensor = tv_tensors.Mask(torch.from_numpy(mask_to_array(mask).copy()))
+            image_out, mask_out = pipeline(image_tensor, mask_tensor)
+            pixel_values.append(image_out.as_subclass(torch.Tensor))
+            labels.append(mask_out.as_subclass(torch.Tensor))
+        return {"pixel_values": pixel_values, "labels": labels}
+
+    return transform

@@ -1,0 +1,345 @@
+"""One training run: arguments, data, model, `Trainer`, and the measured results.
+
+`parse_args` reads `ModelArguments`, `DataArguments` and `TrainingArguments` with
+`HfArgumentParser`; the chosen model's recipe supplies the defaults, and anything on the command
+line overrides them. `run` builds the data and model, trains and evaluates through an unmodified
+`Trainer`, and writes ``results.json`` (parameters, wall time, samples/s, peak memory, every
+evaluation) into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+
+from .data import (
+    VOC_CLASSES,
+    ensure_synthetic_voc,
+    eval_transforms,
+    id2label,
+    largest_image_side,
+    load_voc,
+    make_batch_transform,
+    size_to_fit,
+    train_transforms,
+)
+from .metrics import SegmentationMetrics
+from .models import count_parameters, create_model, get_spec, list_models
+
+RESULTS_FILE = "results.json"
+MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
+
+# Recipes for the embedded synthetic data (random init, CPU, minutes): the values every run
+# starts from, overridable on the command line. A "-tiny" test variant uses its model's recipe.
+# The published VOC recipes (mmsegmentation, SegFormer paper) arrive with pretrained starting points.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "do_train": True,
+    "do_eval": True,
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 1,
+    "logging_strategy": "steps",
+    "logging_steps": 10,
+    "per_device_eval_batch_size": 8,
+    "optim": "adamw_torch",
+    "lr_scheduler_type": "polynomial",
+    "warmup_steps": 30,
+    "weight_decay": 0.01,
+    "report_to": "none",
+}
+RECIPES: dict[str, dict[str, Any]] = {
+    "unet": {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
+    "deeplabv3plus": {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
+    "vit": {"learning_rate": 3e-4, "per_device_train_batch_size": 8, "num_train_epochs": 15},
+    "segformer-b0": {"learning_rate": 2e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
+}
+
+
+@dataclass
+class ModelArguments:
+    """Which architecture to train, and where its weights start."""
+
+    model: str = field(
+        default="segformer-b0",
+        metadata={"help": "Architecture to train.", "choices": list_models(include_test_variants=True)},
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Start from random weights. Required until pretrained starting points are supported."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A local folder saved by this toolkit (save_pretrained) to start from or to evaluate."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and at what size it is cropped and scored."""
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={
+            "help": "'synthetic': the embedded VOC-format data (generated once into --cache_dir); "
+            "'voc': a VOC-format folder given by --data_dir.",
+            "choices": ["synthetic", "voc"],
+        },
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012, or that folder."}
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the synthetic data is generated (default: $HF_SEGCOMPARE_CACHE or ~/.cache/hf_segcompare)."},
+    )
+    crop_size: int | None = field(
+        default=None,
+        metadata={"help": "Training crop size (default: the smallest multiple of 32 holding the largest "
+                          f"training image, at most {MAX_CROP_SIZE})."},
+    )
+    eval_size: int | None = field(
+        default=None,
+        metadata={"help": "Evaluation images are padded, never resized, to this square size (default: the "
+                          "smallest multiple of 32 holding the largest validation image; 512 for VOC)."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
+
+
+class UsageError(ValueError):
+    """Arguments that cannot work together; the message says what to pass instead."""
+
+
+def build_parser() -> HfArgumentParser:
+    """The parser over (ModelArguments, DataArguments, TrainingArguments)."""
+    return HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+
+
+def recipe_defaults(model_name: str) -> dict[str, Any]:
+    """Training-argument defaults for `model_name`: shared values, then its recipe."""
+    spec = get_spec(model_name)
+    base_name = spec.name.removesuffix("-tiny")
+    base_name = {"segformer": "segformer-b0"}.get(base_name, base_name)
+    return {**COMMON_DEFAULTS, **RECIPES[base_name], "output_dir": str(Path("outputs") / model_name)}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """Parse the command line; the chosen model's recipe fills in every value not given."""
+    parser = build_parser()
+    # First pass reads only --model (an unknown name exits with status 2 listing the valid
+    # names), so that its recipe can become the defaults of the real pass.
+    probe, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**recipe_defaults(probe.model))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Reject combinations that cannot work, before anything is loaded or built."""
+    if not model_args.from_scratch and not model_args.model_name_or_path:
+        raise UsageError(
+            f"--model {model_args.model}: pretrained starting points are not supported yet. Pass --from_scratch "
+            "to train from random weights, or --model_name_or_path with a folder saved by this toolkit."
+        )
+    if model_args.model_name_or_path and not Path(model_args.model_name_or_path).is_dir():
+        raise UsageError(
+            f"--model_name_or_path {model_args.model_name_or_path}: no such folder. Pass a local folder written by "
+            "save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
+        )
+    if data_args.dataset_name == "voc" and not data_args.data_dir:
+        raise UsageError("--dataset_name voc needs --data_dir PATH (a folder holding VOCdevkit/VOC2012).")
+
+
+def load_data(data_args: DataArguments, training_args: TrainingArguments):
+    """The `DatasetDict(train, validation)` that `data_args` names."""
+    if data_args.dataset_name == "synthetic":
+        # Rank 0 generates the tree once; the other ranks then find it in the cache.
+        with training_args.main_process_first(desc="synthetic VOC generation"):
+            data_dir = ensure_synthetic_voc(data_args.cache_dir)
+    else:
+        data_dir = data_args.data_dir
+    dataset = load_voc(data_dir)
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None:
+            dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
+    return dataset, Path(data_dir)
+
+
+def load_model(model_args: ModelArguments, labels: dict[int, str]):
+    """A fresh model (``--from_scratch``) or one saved by this toolkit (``--model_name_or_path``)."""
+    if not model_args.model_name_or_path:
+        return create_model(model_args.model, labels)
+    from transformers import AutoModelForSemanticSegmentation
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(model_args.model_name_or_path, local_files_only=True)
+    if model.config.id2label != labels:
+        raise UsageError(
+            f"{model_args.model_name_or_path} predicts {model.config.num_labels} classes "
+            f"({list(model.config.id2label.values())[:3]}...), the data has {len(labels)}: they must match."
+        )
+    return model
+
+
+class ResourceMeter(TrainerCallback):
+    """Peak memory of the training process: CUDA max allocated on a GPU, peak RSS on the CPU."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    @staticmethod
+    def peak_memory() -> dict[str, Any]:
+        """{"bytes": ..., "kind": ...} for this process so far."""
+        if torch.cuda.is_available():
+            return {"bytes": int(torch.cuda.max_memory_allocated()), "kind": "cuda_max_allocated"}
+        # ru_maxrss is in KiB on Linux, bytes on macOS.
+        scale = 1 if sys.platform == "darwin" else 1024
+        return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "kind": "cpu_peak_rss"}
+
+
+def _json_safe(value):
+    """NaN/inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _environment(trainer: Trainer) -> dict[str, Any]:
+    import accelerate
+    import datasets
+    import segmentation_models_pytorch
+    import torchvision
+    import transformers
+
+    device = trainer.args.device
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "num_processes": trainer.accelerator.num_processes,
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+        "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
+    }
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
+    """Train and/or evaluate one model as the arguments say; return (and save) the results."""
+    check_args(model_args, data_args)
+    dataset, data_dir = load_data(data_args, training_args)
+    labels = id2label()
+    crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
+    eval_size = data_args.eval_size or size_to_fit(largest_image_side(dataset["validation"]))
+    train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(crop_size)))
+    eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
+
+    model = load_model(model_args, labels)
+    # SegFormer's forward takes **kwargs, which makes Trainer pass num_items_in_batch and skip
+    # its own loss averaging over gradient-accumulation steps; no model here uses that count.
+    model.accepts_loss_kwargs = False
+    # with_transform builds pixel_values/labels from the image/label columns: Trainer must not drop them.
+    training_args.remove_unused_columns = False
+    # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
+    training_args.batch_eval_metrics = True
+
+    metrics = SegmentationMetrics(VOC_CLASSES)
+    meter = ResourceMeter()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset if training_args.do_train else None,
+        eval_dataset=eval_dataset,
+        compute_metrics=metrics.compute,
+        preprocess_logits_for_metrics=metrics.preprocess_logits,
+        callbacks=[meter],
+    )
+
+    train_summary = None
+    if training_args.do_train:
+        train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        train_summary = {
+            "wall_time_s": train_output.metrics["train_runtime"],
+            "samples_per_second": train_output.metrics["train_samples_per_second"],
+            "steps": train_output.global_step,
+            "epochs": trainer.state.epoch,
+            "final_train_loss": train_output.training_loss,
+        }
+    evaluations = [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry]
+    if training_args.do_eval and (not evaluations or evaluations[-1].get("step") != trainer.state.global_step):
+        final = trainer.evaluate()
+        evaluations.append({**final, "epoch": trainer.state.epoch, "step": trainer.state.global_step})
+
+    # Every rank measured its own peak; the run's figure is the largest.
+    peak = ResourceMeter.peak_memory()
+    peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
+    peak["per_process"] = trainer.accelerator.num_processes > 1
+
+    spec = get_spec(model_args.model)
+    results = _json_safe({
+        "model": model_args.model,
+        "architecture": spec.description,
+        "family": spec.family,
+        "parameters": count_parameters(model),
+        "dataset": {
+            "name": data_args.dataset_name,
+            "path": str(data_dir),
+            "train_samples": len(dataset["train"]),
+            "validation_samples": len(dataset["validation"]),
+            "class_names": list(VOC_CLASSES),
+            "crop_size": crop_size,
+            "eval_size": eval_size,
+        },
+        "train": train_summary,
+        "peak_memory": peak,
+        "evaluations": evaluations,
+        "final_eval": evaluations[-1] if evaluations else None,
+        "train_loss": [
+            {"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
+            for e in trainer.state.log_history if "loss" in e
+        ],
+        "environment": _environment(trainer),
+        "args": {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "training": training_args.to_dict(),  # to_dict() masks every *_token value
+        },
+    })
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
+
+
+def summary_line(results: dict[str, Any], output_dir: str) -> str:
+    """The one line a run prints at the end."""
+    final = results.get("final_eval") or {}
+    parts = [f"{results['model']}: {results['parameters']:,} parameters"]
+    if final:
+        parts.append(
+            f"validation mean_iou {final['eval_mean_iou']:.3f} (mean_accuracy {final['eval_mean_accuracy']:.3f}, "
+            f"overall_accuracy {final['eval_overall_accuracy']:.3f})"
+        )
+    if results.get("train"):
+        train = results["train"]
+        parts.append(f"trained {train["epochs"]:.2f} epochs in {train['wall_time_s']:.0f} s "
+                     f"({train['samples_per_second']:.1f} samples/s)")
+    peak = results["peak_memory"]
+    parts.append(f"peak memory {peak['bytes'] / 2**20:.0f} MiB ({peak['kind']})")
+    return "; ".join(parts) + f"\nresults: {Path(output_dir) / RESULTS_FILE}"

@@ -1,0 +1,41 @@
+"""Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded VOC-format data).
+
+    # the embedded synthetic data, SegFormer-b0 from random weights (a few minutes on a CPU)
+    accelerate launch scripts/run_seg.py --model segformer-b0 --from_scratch
+
+    # the other architectures: unet, deeplabv3plus, vit (and -tiny test variants)
+    accelerate launch scripts/run_seg.py --model unet --from_scratch
+
+    # a VOC-format folder on disk (holding VOCdevkit/VOC2012)
+    accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
+        --dataset_name voc --data_dir /data/VOCdevkit
+
+    # evaluate a saved model only, on two processes
+    accelerate launch --multi_gpu --num_processes 2 scripts/run_seg.py --model segformer-b0 \
+        --model_name_or_path outputs/segformer-b0 --do_train false
+
+Every `TrainingArguments` option passes through (--output_dir, --num_train_epochs, --max_steps,
+--learning_rate, --per_device_train_batch_size, ...); the model's recipe supplies the defaults.
+The run writes the model, its checkpoints and results.json into --output_dir (default
+outputs/<model>).
+"""
+
+import sys
+
+from hf_segcompare.training import UsageError, parse_args, run, summary_line
+
+
+def main(argv=None) -> int:
+    model_args, data_args, training_args = parse_args(argv)
+    try:
+        results = run(model_args, data_args, training_args)
+    except (UsageError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if training_args.process_index == 0:
+        print(summary_line(results, training_args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
