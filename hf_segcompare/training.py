@@ -338,7 +338,7 @@ def summary_line(results: dict[str, Any], output_dir: str) -> str:
         )
     if results.get("train"):
         train = results["train"]
-        parts.append(f"trained {train["epochs"]:.2f} epochs in {train['wall_time_s']:.0f} s "
+        parts.append(f"trained {train['epochs']:.2f} epochs in {train['wall_time_s']:.0f} s "
                      f"({train['samples_per_second']:.1f} samples/s)")
     peak = results["peak_memory"]
     parts.append(f"peak memory {peak['bytes'] / 2**20:.0f} MiB ({peak['kind']})")
