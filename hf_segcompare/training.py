@@ -139,7 +139,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     # names), so that its recipe can become the defaults of the real pass.
     probe, _ = parser.parse_known_args(argv)
     parser.set_defaults(**recipe_defaults(probe.model))
+    if _multi_process_without_gpu():
+        # `accelerate launch --multi_gpu` on a machine without CUDA starts N processes, but
+        # accelerate only joins them into one gloo group (MULTI_CPU) when asked for the CPU;
+        # otherwise each process would silently train and evaluate everything on its own.
+        parser.set_defaults(use_cpu=True)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _multi_process_without_gpu() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
@@ -180,6 +191,12 @@ def load_model(model_args: ModelArguments, labels: dict[int, str]):
     from transformers import AutoModelForSemanticSegmentation
 
     model = AutoModelForSemanticSegmentation.from_pretrained(model_args.model_name_or_path, local_files_only=True)
+    saved_as = getattr(model.config, "segcompare_model", model_args.model)
+    if saved_as != model_args.model:
+        raise UsageError(
+            f"{model_args.model_name_or_path} holds a {saved_as} model but --model is {model_args.model}: "
+            f"pass --model {saved_as}."
+        )
     if model.config.id2label != labels:
         raise UsageError(
             f"{model_args.model_name_or_path} predicts {model.config.num_labels} classes "
@@ -238,6 +255,27 @@ def _environment(trainer: Trainer) -> dict[str, Any]:
     }
 
 
+def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_dataset) -> Trainer:
+    """A plain `Trainer` with streaming mean IoU and the resource meter; the same for every model."""
+    # SegFormer's forward takes **kwargs, which makes Trainer pass num_items_in_batch and skip
+    # its own loss averaging over gradient-accumulation steps; no model here uses that count.
+    model.accepts_loss_kwargs = False
+    # with_transform builds pixel_values/labels from the image/label columns: Trainer must not drop them.
+    training_args.remove_unused_columns = False
+    # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
+    training_args.batch_eval_metrics = True
+    metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)])
+    return Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        compute_metrics=metrics.compute,
+        preprocess_logits_for_metrics=metrics.preprocess_logits,
+        callbacks=[ResourceMeter()],
+    )
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Train and/or evaluate one model as the arguments say; return (and save) the results."""
     check_args(model_args, data_args)
@@ -249,25 +287,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
 
     model = load_model(model_args, labels)
-    # SegFormer's forward takes **kwargs, which makes Trainer pass num_items_in_batch and skip
-    # its own loss averaging over gradient-accumulation steps; no model here uses that count.
-    model.accepts_loss_kwargs = False
-    # with_transform builds pixel_values/labels from the image/label columns: Trainer must not drop them.
-    training_args.remove_unused_columns = False
-    # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
-    training_args.batch_eval_metrics = True
-
-    metrics = SegmentationMetrics(VOC_CLASSES)
-    meter = ResourceMeter()
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset if training_args.do_train else None,
-        eval_dataset=eval_dataset,
-        compute_metrics=metrics.compute,
-        preprocess_logits_for_metrics=metrics.preprocess_logits,
-        callbacks=[meter],
-    )
+    trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset)
 
     train_summary = None
     if training_args.do_train:

@@ -57,7 +57,7 @@ def id2label() -> dict[int, str]:
 
 
 def resolve_voc_root(data_dir: str | Path) -> Path:
-    """Return the `VOC2012` folder for `data_dir` (which may hold `VOCdevkit/VOC2012` or be it).
+    """Return the `VOC2012` folder for `data_dir` (which may hold `VOCdevkit/VOC2012`, hold `VOC2012`, or be it).
 
     Raises:
         FileNotFoundError: naming the missing path, when neither layout is there.
@@ -68,7 +68,7 @@ def resolve_voc_root(data_dir: str | Path) -> Path:
             f"VOC data folder {data_dir} does not exist. Pass --data_dir with a folder that holds "
             "VOCdevkit/VOC2012 (or is that folder), or use --dataset_name synthetic for the embedded data."
         )
-    for candidate in (data_dir / "VOCdevkit" / "VOC2012", data_dir):
+    for candidate in (data_dir / "VOCdevkit" / "VOC2012", data_dir / "VOC2012", data_dir):
         if (candidate / "ImageSets" / "Segmentation").is_dir():
             return candidate
     raise FileNotFoundError(

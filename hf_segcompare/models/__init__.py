@@ -114,6 +114,8 @@ def create_model(name: str, id2label: dict[int, str] | None = None, **config_ove
     """
     spec = get_spec(name)
     config = spec.make_config(id2label or voc_id2label(), **{**spec.config_kwargs, **config_overrides})
+    # Saved into config.json, so a folder says which registered model it holds.
+    config.segcompare_model = name
     return spec.model_class(config)
 
 

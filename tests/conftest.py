@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny VOC-format trees written by the generator, and a way to launch run_seg.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_segcompare.data import generate_synthetic_voc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_SEG = REPO_ROOT / "scripts" / "run_seg.py"
+# 7 validation images: with an eval batch of 2 on 2 processes (4 per step) the last step is partial.
+TINY_TREE = {"num_train": 16, "num_val": 7, "min_size": 32, "max_size": 64, "seed": 3}
+
+
+@pytest.fixture(scope="session")
+def voc_tree(tmp_path_factory) -> Path:
+    """A small VOC-format folder (holding VOCdevkit/VOC2012) shared by the whole session; read-only."""
+    root = tmp_path_factory.mktemp("voc")
+    generate_synthetic_voc(root, **TINY_TREE)
+    return root
+
+
+def script_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess run: offline, caches inside the test's folder."""
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_SEGCOMPARE_CACHE=str(tmp_path / "segcompare_cache"),
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`accelerate launch [--multi_gpu --num_processes N] scripts/run_seg.py ARGS` as a user types it."""
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+                  "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if num_processes > 1:
+        accelerate += ["--multi_gpu", "--num_processes", str(num_processes), "--main_process_port", str(_free_port())]
+    else:
+        accelerate += ["--num_processes", "1"]
+    return subprocess.run(
+        [*accelerate, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_plain(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python scripts/run_seg.py ARGS` (no launcher), for argument errors."""
+    return subprocess.run(
+        [sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
+        capture_output=True, text=True, timeout=timeout,
+    )

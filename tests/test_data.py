@@ -1,0 +1,211 @@
+"""The VOC-format loader, the synthetic generator and the joint transforms."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from hf_segcompare.data import (
+    IGNORE_INDEX,
+    VOC_CLASSES,
+    ensure_synthetic_voc,
+    eval_transforms,
+    generate_synthetic_voc,
+    largest_image_side,
+    load_voc,
+    make_batch_transform,
+    size_to_fit,
+    train_transforms,
+    voc_palette,
+)
+from hf_segcompare.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+from .conftest import TINY_TREE
+
+
+def _tree_digest(root) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_synthetic_tree_has_the_voc_layout(voc_tree):
+    voc = voc_tree / "VOCdevkit" / "VOC2012"
+    train_ids = (voc / "ImageSets/Segmentation/train.txt").read_text().split()
+    val_ids = (voc / "ImageSets/Segmentation/val.txt").read_text().split()
+    assert len(train_ids) == TINY_TREE["num_train"] and len(val_ids) == TINY_TREE["num_val"]
+    assert not set(train_ids) & set(val_ids)
+    seen_classes = set()
+    for sample_id in train_ids + val_ids:
+        image = Image.open(voc / "JPEGImages" / f"{sample_id}.jpg")
+        mask = Image.open(voc / "SegmentationClass" / f"{sample_id}.png")
+        assert image.format == "JPEG" and image.mode == "RGB"
+        assert mask.mode == "P" and mask.size == image.size
+        palette = np.array(mask.getpalette()[: 256 * 3]).reshape(256, 3)
+        assert [tuple(c) for c in palette] == voc_palette()
+        values = np.asarray(mask)
+        assert set(np.unique(values)) <= set(range(len(VOC_CLASSES))) | {IGNORE_INDEX}
+        assert (values == IGNORE_INDEX).any(), f"{sample_id}: no void boundary"
+        seen_classes |= set(np.unique(values)) - {0, IGNORE_INDEX}
+    assert len(seen_classes) >= 10  # objects of many classes, not one repeated
+
+
+def test_void_band_separates_every_object_from_background(voc_tree):
+    """No object pixel touches a pixel of another class directly: boundaries are 255, as in VOC."""
+    voc = voc_tree / "VOCdevkit" / "VOC2012"
+    for png in sorted((voc / "SegmentationClass").glob("*.png"))[:5]:
+        values = np.asarray(Image.open(png)).astype(int)
+        right = values[:, 1:], values[:, :-1]
+        down = values[1:, :], values[:-1, :]
+        for a, b in (right, down):
+            both_classes = (a != IGNORE_INDEX) & (b != IGNORE_INDEX)
+            assert (a[both_classes] == b[both_classes]).all(), png.name
+
+
+def test_generation_is_deterministic(tmp_path):
+    kwargs = {"num_train": 3, "num_val": 2, "min_size": 32, "max_size": 48, "seed": 7}
+    generate_synthetic_voc(tmp_path / "a", **kwargs)
+    generate_synthetic_voc(tmp_path / "b", **kwargs)
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+    generate_synthetic_voc(tmp_path / "c", **{**kwargs, "seed": 8})
+    assert _tree_digest(tmp_path / "a") != _tree_digest(tmp_path / "c")
+
+
+def test_ensure_synthetic_voc_generates_once(tmp_path):
+    kwargs = {"num_train": 2, "num_val": 1, "min_size": 32, "max_size": 40}
+    first = ensure_synthetic_voc(tmp_path, **kwargs)
+    marker = first / "marker"
+    marker.write_text("kept")
+    assert ensure_synthetic_voc(tmp_path, **kwargs) == first and marker.exists()
+    assert ensure_synthetic_voc(tmp_path, **{**kwargs, "num_val": 2}) != first
+    assert not list(tmp_path.glob(".synthetic-voc-*")), "staging folders must not be left behind"
+
+
+@pytest.mark.parametrize("subfolder", ["", "VOCdevkit", "VOCdevkit/VOC2012"])
+def test_load_voc_accepts_the_folder_or_its_parents(voc_tree, subfolder):
+    dataset = load_voc(voc_tree / subfolder if subfolder else voc_tree)
+    assert set(dataset) == {"train", "validation"}
+    assert len(dataset["train"]) == TINY_TREE["num_train"]
+    assert len(dataset["validation"]) == TINY_TREE["num_val"]
+    assert dataset["train"].column_names == ["id", "image", "label"]
+    assert type(dataset["train"].features["image"]).__name__ == "Image"
+    sample = dataset["validation"][0]
+    assert sample["id"] == "synth_000016"
+    assert sample["image"].size == sample["label"].size
+    assert sample["label"].mode == "P"
+
+
+def test_missing_folder_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        load_voc(tmp_path / "nowhere")
+
+
+def test_folder_without_split_list_names_train_txt(tmp_path):
+    (tmp_path / "JPEGImages").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"ImageSets/Segmentation/train\.txt"):
+        load_voc(tmp_path)
+
+
+def test_missing_image_names_the_id(voc_tree, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(voc_tree, copy)
+    (copy / "VOCdevkit/VOC2012/JPEGImages/synth_000003.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"'synth_000003'.*synth_000003\.jpg"):
+        load_voc(copy)
+
+
+def test_eval_size_is_the_smallest_multiple_of_32_holding_every_image(voc_tree):
+    dataset = load_voc(voc_tree)
+    largest = largest_image_side(dataset["validation"])
+    expected = max(max(s["image"].size) for s in dataset["validation"])
+    assert largest == expected
+    assert size_to_fit(500) == 512 and size_to_fit(64) == 64 and size_to_fit(65) == 96
+
+
+def _denormalise(pixel_values: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return ((pixel_values * std + mean) * 255).round()
+
+
+def _class_coded_sample(rng, height=57, width=43):
+    """An image whose grey level encodes its mask's class id (10 * id + 20), so alignment can be read back."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[10:40, 5:30] = 7
+    mask[20:50, 25:40] = 15
+    mask[:, :2] = IGNORE_INDEX
+    grey = np.where(mask == IGNORE_INDEX, 250, mask.astype(np.int32) * 10 + 20).astype(np.uint8)
+    image = Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+    return image, Image.fromarray(mask)
+
+
+def test_train_transform_keeps_image_and_mask_aligned():
+    """After random scale, crop, pad and flip, the image still says what the mask says."""
+    torch.manual_seed(0)
+    transform = make_batch_transform(train_transforms(crop_size=64))
+    image, mask = _class_coded_sample(np.random.default_rng(0))
+    for _ in range(20):
+        out = transform({"image": [image], "label": [mask]})
+        pixels, labels = out["pixel_values"][0], out["labels"][0]
+        assert pixels.shape == (3, 64, 64) and labels.shape == (64, 64) and labels.dtype == torch.int64
+        grey = _denormalise(pixels)[0]
+        # Interior pixels (whole 5x5 neighbourhood one class) are exact; edges are blended by
+        # the antialiased bilinear image resize and are not checked, nor is the crop's rim, whose
+        # neighbours outside the crop are unknown.
+        padded = torch.nn.functional.pad(labels.float(), (2, 2, 2, 2), value=-1)
+        windows = padded.unfold(0, 5, 1).unfold(1, 5, 1).reshape(64, 64, 25)
+        interior = (windows == labels[..., None]).all(dim=-1) & (labels != IGNORE_INDEX)
+        assert interior.sum() > 100
+        assert torch.allclose(grey[interior], labels[interior].float() * 10 + 20, atol=2)
+        assert set(labels.unique().tolist()) <= {0, 7, 15, IGNORE_INDEX}
+
+
+def test_train_padding_fills_masks_with_255():
+    transform = make_batch_transform(train_transforms(crop_size=128, scale_range=(0.5, 0.5)))
+    image, mask = _class_coded_sample(np.random.default_rng(0))
+    out = transform({"image": [image], "label": [mask]})
+    labels = out["labels"][0]
+    grey = _denormalise(out["pixel_values"][0])[0]
+    # A 0.5x scale of a 57 px image cannot fill 128 px: the rest is padding, image 0 and mask 255.
+    image_padding = grey == 0  # no image pixel is darker than 20
+    assert image_padding.float().mean() > 0.5
+    assert (labels[image_padding] == IGNORE_INDEX).all()
+    assert (grey[labels != IGNORE_INDEX] > 0).all()
+
+
+def test_eval_transform_pads_without_resizing():
+    image, mask = _class_coded_sample(np.random.default_rng(0), height=57, width=43)
+    out = make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+    labels = out["labels"][0]
+    assert labels.shape == (64, 64)
+    assert torch.equal(labels[:57, :43], torch.from_numpy(np.array(mask)).long())
+    assert (labels[57:] == IGNORE_INDEX).all() and (labels[:, 43:] == IGNORE_INDEX).all()
+    grey = _denormalise(out["pixel_values"][0])[0]
+    assert torch.equal(grey[:57, :43], torch.from_numpy(np.array(image)[..., 0]).float())
+
+
+def test_eval_transform_refuses_an_image_larger_than_the_eval_size():
+    image, mask = _class_coded_sample(np.random.default_rng(0), height=70, width=43)
+    with pytest.raises(ValueError, match="does not fit the evaluation size 64"):
+        make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+
+
+def test_rgb_mask_is_refused_with_a_clear_message():
+    image, mask = _class_coded_sample(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="expected a palette"):
+        make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask.convert("RGB")]})
+
+
+def test_tv_tensor_types_are_what_the_pipeline_expects():
+    # Guards the fill mapping: PAD_FILL is keyed by these exact types.
+    from hf_segcompare.data.transforms import PAD_FILL
+
+    assert PAD_FILL[tv_tensors.Mask] == IGNORE_INDEX and PAD_FILL[tv_tensors.Image] == 0

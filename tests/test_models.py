@@ -1,0 +1,109 @@
+"""The four architectures: exact sizes, the forward contract, and save/load through the Auto classes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSemanticSegmentation, TrainingArguments
+
+from hf_segcompare.data import IGNORE_INDEX, VOC_CLASSES
+from hf_segcompare.models import count_parameters, create_model, list_models
+from hf_segcompare.training import build_trainer
+
+REFERENCE_PARAMETERS = {  # DESIGN.md / ANCHORS.md: 21 classes, random init
+    "unet": 32_524_005,
+    "deeplabv3plus": 26_682_725,
+    "segformer-b0": 3_719_541,
+}
+VIT_B16_ENCODER = 85_798_656  # ViTModel without pooler at 224 px
+VIT_PUP_HEAD = 3_546_389  # SETR-PUP head, 256 channels, 21 classes
+MODELS = list_models()
+TINY_MODELS = [f"{name.split('-')[0]}-tiny" for name in MODELS]
+
+
+def test_registry_lists_the_four_models():
+    assert MODELS == ["unet", "deeplabv3plus", "vit", "segformer-b0"]
+    assert set(TINY_MODELS) <= set(list_models(include_test_variants=True))
+
+
+def test_unknown_model_lists_the_valid_names():
+    with pytest.raises(ValueError, match="unknown model 'pspnet'.*unet, deeplabv3plus, vit, segformer-b0"):
+        create_model("pspnet")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_counts_are_exact(name):
+    model = create_model(name)
+    assert model.config.num_labels == len(VOC_CLASSES)
+    if name == "vit":
+        assert count_parameters(model.vit) == VIT_B16_ENCODER
+        assert count_parameters(model.decode_head) == VIT_PUP_HEAD
+        assert count_parameters(model) == VIT_B16_ENCODER + VIT_PUP_HEAD
+    else:
+        assert count_parameters(model) == REFERENCE_PARAMETERS[name]
+
+
+def _batch(size=64, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    pixel_values = torch.randn(batch, 3, size, size, generator=generator)
+    labels = torch.randint(0, len(VOC_CLASSES), (batch, size, size), generator=generator)
+    labels[:, :, :10] = IGNORE_INDEX
+    return pixel_values, labels
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_forward_contract_and_loss_ignores_255(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.no_grad():  # random class biases, so that the loss depends on which pixels count
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d) and module.out_channels == len(VOC_CLASSES):
+                module.bias.normal_(0, 2)
+    pixel_values, labels = _batch()
+    with torch.no_grad():
+        output = model(pixel_values=pixel_values, labels=labels)
+    assert output.logits.shape[:2] == (2, len(VOC_CLASSES))
+    upsampled = torch.nn.functional.interpolate(output.logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    valid = labels != IGNORE_INDEX
+    manual = torch.nn.functional.cross_entropy(upsampled.permute(0, 2, 3, 1)[valid], labels[valid])
+    assert torch.allclose(output.loss, manual, atol=1e-5)
+    # Counting the 255 pixels as any class would give another loss.
+    assert not torch.allclose(output.loss, torch.nn.functional.cross_entropy(upsampled, labels.clamp(max=20)), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_and_auto_load_give_identical_logits(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")), "weights must be safetensors only"
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    assert loaded.config.segcompare_model == name
+    assert loaded.config.id2label == model.config.id2label
+    pixel_values, _ = _batch(size=64, batch=1, seed=1)
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values).logits, loaded(pixel_values).logits)
+
+
+def test_from_pretrained_keeps_the_smp_init_only_for_missing_parts(tmp_path):
+    """_init_weights must touch only what the checkpoint lacks: here, a head for another label set."""
+    model = create_model("unet-tiny")
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(
+        tmp_path, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2},
+        ignore_mismatched_sizes=True,
+    )
+    encoder_weight = "smp.encoder.conv1.weight"
+    assert torch.equal(loaded.state_dict()[encoder_weight], model.state_dict()[encoder_weight])
+    head = loaded.smp.segmentation_head[0].weight
+    assert head.shape[0] == 3 and torch.isfinite(head).all() and head.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_trainer_averages_the_loss_itself(name, tmp_path):
+    """SegFormer's forward takes **kwargs; Trainer must still not hand it num_items_in_batch."""
+    trainer = build_trainer(create_model(name), TrainingArguments(output_dir=str(tmp_path), report_to="none"), None, None)
+    assert trainer.model_accepts_loss_kwargs is False
+    assert trainer.args.batch_eval_metrics is True and trainer.args.remove_unused_columns is False

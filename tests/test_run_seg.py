@@ -1,0 +1,146 @@
+"""scripts/run_seg.py end to end, launched with accelerate as a user would, on a tiny VOC tree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_segcompare.models import count_parameters, create_model, list_models
+from hf_segcompare.training import DataArguments, ModelArguments, parse_args, run
+
+from .conftest import TINY_TREE, launch, run_plain
+
+TINY_MODELS = [name for name in list_models(include_test_variants=True) if name.endswith("-tiny")]
+
+
+def _voc_args(voc_tree, output_dir) -> list[str]:
+    return ["--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(output_dir)]
+
+
+def _assert_complete(results: dict, model: str) -> None:
+    assert results["model"] == model
+    assert results["parameters"] == count_parameters(create_model(model))
+    train = results["train"]
+    assert train["wall_time_s"] > 0 and train["samples_per_second"] > 0 and train["steps"] == 4
+    assert results["peak_memory"]["bytes"] > 50 * 2**20
+    assert results["peak_memory"]["kind"] in ("cpu_peak_rss", "cuda_max_allocated")
+    assert results["dataset"]["train_samples"] == TINY_TREE["num_train"]
+    assert results["dataset"]["validation_samples"] == TINY_TREE["num_val"]
+    assert results["dataset"]["eval_size"] == 64 and results["dataset"]["crop_size"] == 64
+    assert len(results["evaluations"]) == 2  # --eval_steps 2 over 4 steps
+    final = results["final_eval"]
+    assert 0.0 <= final["eval_mean_iou"] <= 1.0 and 0.0 <= final["eval_overall_accuracy"] <= 1.0
+    assert sum(key.startswith("eval_iou_") for key in final) == 21
+    assert results["train_loss"] and all(entry["loss"] > 0 for entry in results["train_loss"])
+    assert results["environment"]["torch"] and results["args"]["training"]["hub_token"] == "<HUB_TOKEN>"
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_each_model_trains_and_writes_complete_results(model, voc_tree, tmp_path):
+    output_dir = tmp_path / "out"
+    completed = launch(
+        ["--model", model, "--from_scratch", *_voc_args(voc_tree, output_dir), "--max_steps", "4",
+         "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+         "--logging_steps", "1", "--save_strategy", "no"],
+        tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    _assert_complete(json.loads((output_dir / "results.json").read_text()), model)
+    assert (output_dir / "model.safetensors").exists() and (output_dir / "config.json").exists()
+    assert f"{model}: " in completed.stdout and "validation mean_iou" in completed.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(voc_tree, tmp_path_factory):
+    """segformer-tiny trained long enough to predict several classes (so the metric is not trivial)."""
+    work = tmp_path_factory.mktemp("trained")
+    output_dir = work / "segformer-tiny"
+    completed = launch(
+        ["--model", "segformer-tiny", "--from_scratch", *_voc_args(voc_tree, output_dir), "--max_steps", "40",
+         "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--eval_strategy", "no",
+         "--save_strategy", "no"],
+        work,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return output_dir
+
+
+def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, tmp_path):
+    """7 validation images, eval batch 2: two processes see 4+4 with one duplicate that must be dropped."""
+    finals = {}
+    for processes in (1, 2):
+        output_dir = tmp_path / f"eval{processes}"
+        completed = launch(
+            ["--model", "segformer-tiny", "--model_name_or_path", str(trained_checkpoint), "--do_train", "false",
+             *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "2"],
+            tmp_path, num_processes=processes,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results = json.loads((output_dir / "results.json").read_text())
+        assert results["environment"]["num_processes"] == processes
+        assert results["train"] is None
+        finals[processes] = {k: v for k, v in results["final_eval"].items()
+                             if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second",
+                                                                     "eval_steps_per_second")}
+    assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    present = [k for k, v in finals[1].items() if k.startswith("eval_iou_") and v is not None]
+    assert len(present) >= 3, "the checkpoint should predict several classes"
+    for key in ("eval_mean_iou", "eval_mean_accuracy", "eval_overall_accuracy", *present):
+        assert finals[2][key] == finals[1][key], key
+
+
+def test_unknown_model_exits_2_listing_the_valid_names(tmp_path):
+    completed = run_plain(["--model", "pspnet", "--from_scratch"], tmp_path)
+    assert completed.returncode == 2
+    assert "pspnet" in completed.stderr
+    for name in list_models():
+        assert name in completed.stderr
+
+
+def test_without_from_scratch_it_stops_at_once_and_says_what_to_pass(tmp_path):
+    completed = run_plain(["--model", "unet"], tmp_path, timeout=120)
+    assert completed.returncode == 2
+    assert "--from_scratch" in completed.stderr
+
+
+@pytest.mark.parametrize("layout", ["missing", "no_split_list"])
+def test_bad_data_folder_fails_before_any_model_is_built(layout, tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    if layout == "no_split_list":
+        (data_dir / "JPEGImages").mkdir(parents=True)
+    expected = str(data_dir) if layout == "missing" else str(data_dir / "ImageSets" / "Segmentation" / "train.txt")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the data was checked")
+
+    monkeypatch.setattr("hf_segcompare.training.load_model", no_model)
+    model_args, data_args, training_args = parse_args(
+        ["--model", "unet", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(data_dir),
+         "--output_dir", str(tmp_path / "out")]
+    )
+    with pytest.raises(FileNotFoundError, match=expected.replace(".", r"\.")):
+        run(model_args, data_args, training_args)
+    # And through the script: exit status 2, the path in the message.
+    completed = run_plain(["--model", "unet", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(data_dir)],
+                          tmp_path)
+    assert completed.returncode == 2 and expected in completed.stderr
+
+
+def test_recipe_fills_defaults_and_the_command_line_wins():
+    _, _, defaults = parse_args(["--model", "segformer-b0", "--from_scratch"])
+    assert defaults.learning_rate == 2e-3 and defaults.output_dir == "outputs/segformer-b0"
+    assert defaults.do_train and defaults.do_eval
+    _, _, overridden = parse_args(["--model", "segformer-b0", "--from_scratch", "--learning_rate", "1e-4",
+                                   "--output_dir", "elsewhere"])
+    assert overridden.learning_rate == 1e-4 and overridden.output_dir == "elsewhere"
+    _, _, unet = parse_args(["--model", "unet-tiny", "--from_scratch"])
+    assert unet.learning_rate == 1e-3 and unet.output_dir == "outputs/unet-tiny"
+
+
+def test_checkpoint_of_another_model_is_refused(trained_checkpoint, voc_tree, tmp_path):
+    model_args = ModelArguments(model="vit-tiny", model_name_or_path=str(trained_checkpoint))
+    _, _, training_args = parse_args(["--model", "vit-tiny", "--output_dir", str(tmp_path)])
+    data_args = DataArguments(dataset_name="voc", data_dir=str(voc_tree))
+    with pytest.raises(ValueError, match="holds a segformer-tiny model but --model is vit-tiny"):
+        run(model_args, data_args, training_args)
