@@ -21,6 +21,10 @@ from ..data.voc import IGNORE_INDEX
 SMP_ARCHITECTURES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
 
 
+def _contains(part: nn.Module, layer: nn.Module) -> bool:
+    return any(candidate is layer for candidate in part.modules())
+
+
 class SmpSegConfig(PretrainedConfig):
     """Configuration of an smp encoder-decoder.
 
@@ -80,21 +84,22 @@ class SmpForSemanticSegmentation(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # transformers' default would redraw every conv from N(0, 0.02), erasing smp's scheme.
-        # Re-apply smp's own init, and only at the level of its three parts, so that
-        # from_pretrained initialises just the parts it did not find in the checkpoint.
+        # Re-apply smp's own init to each layer according to the part it belongs to. It works
+        # layer by layer because from_pretrained calls this only on the layers the checkpoint
+        # lacked (e.g. a head resized for other labels), leaving loaded weights alone.
         from segmentation_models_pytorch.base import initialization
 
-        if module is self.smp.segmentation_head:
+        if next(module.children(), None) is not None:
+            return  # containers: their layers get their own call
+        if _contains(self.smp.segmentation_head, module):
             initialization.initialize_head(module)
-        elif module is self.smp.decoder:
+        elif _contains(self.smp.decoder, module):
             initialization.initialize_decoder(module)
-        elif module is self.smp.encoder:
-            for layer in module.modules():  # torchvision ResNet's init
-                if isinstance(layer, nn.Conv2d):
-                    nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                elif isinstance(layer, nn.BatchNorm2d):
-                    nn.init.ones_(layer.weight)
-                    nn.init.zeros_(layer.bias)
+        elif isinstance(module, nn.Conv2d):  # encoder: torchvision ResNet's init
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
     def forward(
         self,

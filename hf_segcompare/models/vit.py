@@ -60,16 +60,16 @@ class ProgressiveUpsamplingHead(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.classifier = nn.Conv2d(channels, num_labels, 1)
 
-    def reset_parameters(self) -> None:
+    @staticmethod
+    def init_layer(layer: nn.Module) -> None:
         """mmsegmentation's ConvModule init: Kaiming for the convs, unit BN, zero biases."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.stages(features))
@@ -93,8 +93,9 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, ProgressiveUpsamplingHead):
-            module.reset_parameters()  # children come first, so this has the last word on the head
+        # Layer by layer, because from_pretrained calls this only on the layers it did not load.
+        if any(layer is module for layer in self.decode_head.modules()):
+            ProgressiveUpsamplingHead.init_layer(module)
         else:
             super()._init_weights(module)
 
