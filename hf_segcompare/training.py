@@ -55,6 +55,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 30,
     "weight_decay": 0.01,
     "report_to": "none",
+    "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without a GPU only warns
 }
 RECIPES: dict[str, dict[str, Any]] = {
     "unet": {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
