@@ -17,6 +17,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ..data.voc import IGNORE_INDEX
+from .common import init_conv_bn, segmenter_output
 
 SMP_ARCHITECTURES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
 
@@ -95,11 +96,8 @@ class SmpForSemanticSegmentation(PreTrainedModel):
             initialization.initialize_head(module)
         elif _contains(self.smp.decoder, module):
             initialization.initialize_decoder(module)
-        elif isinstance(module, nn.Conv2d):  # encoder: torchvision ResNet's init
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        else:  # encoder: torchvision ResNet's init
+            init_conv_bn(module)
 
     def forward(
         self,
@@ -108,8 +106,4 @@ class SmpForSemanticSegmentation(PreTrainedModel):
         return_dict: bool | None = None,
     ) -> SemanticSegmenterOutput:
         """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255."""
-        logits = self.smp(pixel_values)
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels, ignore_index=self.config.semantic_loss_ignore_index)
-        return SemanticSegmenterOutput(loss=loss, logits=logits)
+        return segmenter_output(self.smp(pixel_values), labels, self.config.semantic_loss_ignore_index)

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
 from ..data.voc import IGNORE_INDEX
+from .common import init_conv_bn, segmenter_output
 
 
 class ViTSegConfig(ViTConfig):
@@ -60,17 +61,6 @@ class ProgressiveUpsamplingHead(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.classifier = nn.Conv2d(channels, num_labels, 1)
 
-    @staticmethod
-    def init_layer(layer: nn.Module) -> None:
-        """mmsegmentation's ConvModule init: Kaiming for the convs, unit BN, zero biases."""
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.ones_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.stages(features))
 
@@ -95,7 +85,7 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # Layer by layer, because from_pretrained calls this only on the layers it did not load.
         if any(layer is module for layer in self.decode_head.modules()):
-            ProgressiveUpsamplingHead.init_layer(module)
+            init_conv_bn(module)  # mmsegmentation's ConvModule init
         else:
             super()._init_weights(module)
 
@@ -115,8 +105,4 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
         tokens = self.vit(pixel_values, interpolate_pos_encoding=not grid_matches).last_hidden_state
         patch_tokens = tokens[:, 1:]  # drop [CLS]
         features = patch_tokens.transpose(1, 2).reshape(pixel_values.shape[0], -1, height // patch, width // patch)
-        logits = self.decode_head(features)
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels, ignore_index=self.config.semantic_loss_ignore_index)
-        return SemanticSegmenterOutput(loss=loss, logits=logits)
+        return segmenter_output(self.decode_head(features), labels, self.config.semantic_loss_ignore_index)
