@@ -32,11 +32,13 @@ from .data import (
     size_to_fit,
     train_transforms,
 )
+from .data.synthetic import DEFAULT_CACHE_DIR
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
 
 RESULTS_FILE = "results.json"
 MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
+MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
 
 # Recipes for the embedded synthetic data (random init, CPU, minutes): the values every run
 # starts from, overridable on the command line. A "-tiny" test variant uses its model's recipe.
@@ -96,11 +98,26 @@ class DataArguments:
         },
     )
     data_dir: str | None = field(
-        default=None, metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012, or that folder."}
+        default=None,
+        metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
+                          "or the official VOCtrainval_11-May-2012.tar, read without extracting."},
+    )
+    sbd_dir: str | None = field(
+        default=None,
+        metadata={"help": "A SegmentationClassAug folder (SBD masks): train becomes VOC train + SBD minus VOC val "
+                          "(10,582 ids on the real data)."},
+    )
+    sbd_list: str | None = field(
+        default=None, metadata={"help": "The SBD id list (default: train_aug.txt in or beside --sbd_dir)."}
+    )
+    drop_invalid: bool = field(
+        default=False,
+        metadata={"help": "Leave out samples that fail validation (and report them) instead of stopping."},
     )
     cache_dir: str | None = field(
         default=None,
-        metadata={"help": "Where the synthetic data is generated (default: $HF_SEGCOMPARE_CACHE or ~/.cache/hf_segcompare)."},
+        metadata={"help": "Where the synthetic data is generated and the Arrow cache is written "
+                          "(default: $HF_SEGCOMPARE_CACHE or ~/.cache/hf_segcompare)."},
     )
     crop_size: int | None = field(
         default=None,
@@ -109,8 +126,9 @@ class DataArguments:
     )
     eval_size: int | None = field(
         default=None,
-        metadata={"help": "Evaluation images are padded, never resized, to this square size (default: the "
-                          "smallest multiple of 32 holding the largest validation image; 512 for VOC)."},
+        metadata={"help": "Evaluation images are padded to this square size, and only shrunk when larger "
+                          "(default: the smallest multiple of 32 holding the largest validation image, at most "
+                          f"{MAX_EVAL_SIZE}: 512 for VOC)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
@@ -172,13 +190,15 @@ def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
 
 def load_data(data_args: DataArguments, training_args: TrainingArguments):
     """The `DatasetDict(train, validation)` that `data_args` names."""
-    if data_args.dataset_name == "synthetic":
-        # Rank 0 generates the tree once; the other ranks then find it in the cache.
-        with training_args.main_process_first(desc="synthetic VOC generation"):
-            data_dir = ensure_synthetic_voc(data_args.cache_dir)
-    else:
-        data_dir = data_args.data_dir
-    dataset = load_voc(data_dir)
+    cache_dir = Path(data_args.cache_dir) if data_args.cache_dir else DEFAULT_CACHE_DIR
+    # Rank 0 generates, validates and caches; the other ranks then read its cache.
+    with training_args.main_process_first(desc="loading VOC"):
+        if data_args.dataset_name == "synthetic":
+            data_dir = ensure_synthetic_voc(cache_dir)
+        else:
+            data_dir = data_args.data_dir
+        dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list,
+                           cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
@@ -283,7 +303,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     dataset, data_dir = load_data(data_args, training_args)
     labels = id2label()
     crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
-    eval_size = data_args.eval_size or size_to_fit(largest_image_side(dataset["validation"]))
+    eval_size = data_args.eval_size or min(MAX_EVAL_SIZE, size_to_fit(largest_image_side(dataset["validation"])))
     train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(crop_size)))
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
 
@@ -320,6 +340,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         "dataset": {
             "name": data_args.dataset_name,
             "path": str(data_dir),
+            "dropped_invalid": getattr(dataset, "dropped", []),
             "train_samples": len(dataset["train"]),
             "validation_samples": len(dataset["validation"]),
             "class_names": list(VOC_CLASSES),

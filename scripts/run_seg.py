@@ -6,9 +6,15 @@
     # the other architectures: unet, deeplabv3plus, vit (and -tiny test variants)
     accelerate launch scripts/run_seg.py --model unet --from_scratch
 
-    # a VOC-format folder on disk (holding VOCdevkit/VOC2012)
+    # a VOC-format folder on disk (holding VOCdevkit/VOC2012), or the official tar read in place
     accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
         --dataset_name voc --data_dir /data/VOCdevkit
+    accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
+        --dataset_name voc --data_dir /data/VOCtrainval_11-May-2012.tar
+
+    # VOC "train_aug" (10,582 ids): VOC train + SBD masks minus VOC val
+    accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
+        --dataset_name voc --data_dir /data/VOCdevkit --sbd_dir /data/SegmentationClassAug
 
     # evaluate a saved model only, on two processes
     accelerate launch --multi_gpu --num_processes 2 scripts/run_seg.py --model segformer-b0 \
@@ -22,6 +28,7 @@ outputs/<model>).
 
 import sys
 
+from hf_segcompare.data import DataError
 from hf_segcompare.training import UsageError, parse_args, run, summary_line
 
 
@@ -29,7 +36,7 @@ def main(argv=None) -> int:
     model_args, data_args, training_args = parse_args(argv)
     try:
         results = run(model_args, data_args, training_args)
-    except (UsageError, FileNotFoundError) as error:
+    except (UsageError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if training_args.process_index == 0:

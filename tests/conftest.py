@@ -6,7 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+# Keep the datasets Arrow cache of this test session out of the user's ~/.cache (read at import).
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="segcompare-datasets-"))
+os.environ.setdefault("HF_SEGCOMPARE_CACHE", tempfile.mkdtemp(prefix="segcompare-cache-"))
 
 import pytest
 

@@ -95,7 +95,7 @@ def test_load_voc_accepts_the_folder_or_its_parents(voc_tree, subfolder):
     assert set(dataset) == {"train", "validation"}
     assert len(dataset["train"]) == TINY_TREE["num_train"]
     assert len(dataset["validation"]) == TINY_TREE["num_val"]
-    assert dataset["train"].column_names == ["id", "image", "label"]
+    assert dataset["train"].column_names == ["id", "image", "label", "width", "height"]
     assert type(dataset["train"].features["image"]).__name__ == "Image"
     sample = dataset["validation"][0]
     assert sample["id"] == "synth_000016"
@@ -192,10 +192,15 @@ def test_eval_transform_pads_without_resizing():
     assert torch.equal(grey[:57, :43], torch.from_numpy(np.array(image)[..., 0]).float())
 
 
-def test_eval_transform_refuses_an_image_larger_than_the_eval_size():
-    image, mask = _class_coded_sample(np.random.default_rng(0), height=70, width=43)
-    with pytest.raises(ValueError, match="does not fit the evaluation size 64"):
-        make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+def test_eval_transform_shrinks_a_larger_image_with_a_nearest_neighbour_mask():
+    image, mask = _class_coded_sample(np.random.default_rng(0), height=128, width=86)
+    out = make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+    labels = out["labels"][0]
+    assert labels.shape == (64, 64)
+    # 128x86 -> 64x43: the mask keeps only its own values (nearest-neighbour), then 255 padding.
+    assert set(labels[:64, :43].unique().tolist()) <= {0, 7, 15, IGNORE_INDEX}
+    assert (labels[:, 43:] == IGNORE_INDEX).all()
+    assert (labels[:64, :43] == 7).sum() > 0 and (labels[:64, :43] == 15).sum() > 0
 
 
 def test_rgb_mask_is_refused_with_a_clear_message():

@@ -144,3 +144,23 @@ def test_checkpoint_of_another_model_is_refused(trained_checkpoint, voc_tree, tm
     data_args = DataArguments(dataset_name="voc", data_dir=str(voc_tree))
     with pytest.raises(ValueError, match="holds a segformer-tiny model but --model is vit-tiny"):
         run(model_args, data_args, training_args)
+
+
+def test_an_invalid_sample_stops_the_run_naming_it(voc_tree, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(voc_tree, data)
+    mask_path = data / "VOCdevkit/VOC2012/SegmentationClass/synth_000002.png"
+    mask = np.array(Image.open(mask_path))
+    mask[0, 0] = 99
+    Image.fromarray(mask).save(mask_path)
+    args = ["--model", "unet", "--from_scratch", *_voc_args(data, tmp_path / "out")]
+    completed = run_plain(args, tmp_path)
+    assert completed.returncode == 2
+    assert "train id 'synth_000002'" in completed.stderr and "mask values [99]" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "out").exists()

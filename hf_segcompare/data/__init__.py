@@ -1,6 +1,6 @@
 """Pascal VOC data: loading, the embedded synthetic tree, and joint image+mask transforms."""
 
-from .synthetic import ensure_synthetic_voc, generate_synthetic_voc
+from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
     eval_transforms,
     largest_image_side,
@@ -8,13 +8,16 @@ from .transforms import (
     size_to_fit,
     train_transforms,
 )
-from .voc import IGNORE_INDEX, VOC_CLASSES, id2label, load_voc, voc_palette
+from .voc import IGNORE_INDEX, VOC_CLASSES, DataError, InvalidSamplesError, id2label, load_voc, voc_palette
 
 __all__ = [
     "IGNORE_INDEX",
+    "DataError",
+    "InvalidSamplesError",
     "VOC_CLASSES",
     "ensure_synthetic_voc",
     "eval_transforms",
+    "generate_synthetic_sbd",
     "generate_synthetic_voc",
     "id2label",
     "largest_image_side",
@@ -23,4 +26,5 @@ __all__ = [
     "size_to_fit",
     "train_transforms",
     "voc_palette",
+    "write_voc_tar",
 ]

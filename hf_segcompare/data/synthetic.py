@@ -112,6 +112,44 @@ def generate_synthetic_voc(
     return voc_root
 
 
+def write_voc_tar(root: str | Path, tar_path: str | Path) -> Path:
+    """Pack the `VOCdevkit` tree under `root` into an uncompressed tar laid out like the official one."""
+    import tarfile
+
+    tar_path = Path(tar_path)
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(Path(root) / "VOCdevkit", arcname="VOCdevkit")
+    return tar_path
+
+
+def generate_synthetic_sbd(
+    root: str | Path, voc_root: str | Path, num_extra: int = 8, seed: int = 1, min_size: int = 64, max_size: int = 96
+) -> Path:
+    """Write an SBD-style `SegmentationClassAug` folder (index PNGs) and `train_aug.txt` under `root`.
+
+    Like the real SBD it covers the VOC train ids, some VOC val ids (which train_aug must drop)
+    and `num_extra` ids that VOC's segmentation lists do not have; the JPEGs of those extra ids
+    are added to `voc_root/JPEGImages`, where the real release has them too.
+    """
+    root, voc_root = Path(root), Path(voc_root)
+    aug = root / "SegmentationClassAug"
+    aug.mkdir(parents=True, exist_ok=True)
+    split_dir = voc_root / "ImageSets" / "Segmentation"
+    train_ids = (split_dir / "train.txt").read_text().split()
+    val_ids = (split_dir / "val.txt").read_text().split()
+    extra_ids = [f"sbd_{i:06d}" for i in range(num_extra)]
+    for sample_id in train_ids + val_ids[: max(1, len(val_ids) // 2)]:
+        mask = np.asarray(Image.open(voc_root / "SegmentationClass" / f"{sample_id}.png"))
+        Image.fromarray(mask, mode="L").save(aug / f"{sample_id}.png")
+    for index, sample_id in enumerate(extra_ids):
+        image, mask = _draw_sample(np.random.default_rng([seed, 10_000 + index]), min_size, max_size)
+        Image.fromarray(image).save(voc_root / "JPEGImages" / f"{sample_id}.jpg", quality=92)
+        Image.fromarray(mask, mode="L").save(aug / f"{sample_id}.png")
+    listed = train_ids[::2] + val_ids[: max(1, len(val_ids) // 2)] + extra_ids
+    (root / "train_aug.txt").write_text("\n".join(listed) + "\n")
+    return root
+
+
 def ensure_synthetic_voc(cache_dir: str | Path | None = None, **generator_kwargs) -> Path:
     """Return the cached synthetic tree for these generator arguments, generating it on first use.
 

@@ -47,6 +47,25 @@ class PadToSize(v2.Transform):
         return F.pad(inpt, padding=params["padding"], fill=fill)
 
 
+class ShrinkToFit(v2.Transform):
+    """Resize (keeping the aspect ratio) so the longer side is at most `size`; smaller inputs pass untouched.
+
+    Masks are resized with nearest-neighbour (v2 does so for every `tv_tensors.Mask`).
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        scale = min(1.0, self.size / max(height, width))
+        return {"new_size": [max(1, round(height * scale)), max(1, round(width * scale))], "resize": scale < 1.0}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return F.resize(inpt, size=params["new_size"], antialias=True) if params["resize"] else inpt
+
+
 def _to_float_and_normalize(mean, std) -> list[v2.Transform]:
     return [
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
@@ -67,8 +86,12 @@ def train_transforms(crop_size: int, scale_range=(0.5, 2.0), mean=IMAGENET_MEAN,
 
 
 def eval_transforms(eval_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise; no resizing."""
-    return v2.Compose([PadToSize(eval_size), *_to_float_and_normalize(mean, std)])
+    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise.
+
+    Images that fit (all of VOC at 512) are never resized, so they are scored at native
+    resolution; a larger image is first shrunk to fit, its mask with nearest-neighbour.
+    """
+    return v2.Compose([ShrinkToFit(eval_size), PadToSize(eval_size), *_to_float_and_normalize(mean, std)])
 
 
 def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
@@ -77,16 +100,20 @@ def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
 
 
 def largest_image_side(dataset, image_column: str = "image") -> int:
-    """Largest width or height over a split, read from the image headers without decoding pixels."""
+    """Largest width or height over a split: from the ``width``/``height`` columns `load_voc`
+    stores, else read from the image headers batch by batch, without decoding pixels."""
+    if {"width", "height"} <= set(dataset.column_names):
+        return max(max(dataset["width"]), max(dataset["height"]))
     from datasets import Image as ImageFeature
     from PIL import Image
 
-    undecoded = dataset.cast_column(image_column, ImageFeature(decode=False))
+    undecoded = dataset.select_columns([image_column]).cast_column(image_column, ImageFeature(decode=False))
     largest = 0
-    for entry in undecoded[image_column]:
-        source = entry["path"] if entry.get("bytes") is None else io.BytesIO(entry["bytes"])
-        with Image.open(source) as image:
-            largest = max(largest, *image.size)
+    for batch in undecoded.iter(batch_size=256):
+        for entry in batch[image_column]:
+            source = entry["path"] if entry.get("bytes") is None else io.BytesIO(entry["bytes"])
+            with Image.open(source) as image:
+                largest = max(largest, *image.size)
     return largest
 
 

@@ -1,20 +1,26 @@
-"""Pascal VOC 2012 segmentation as a `datasets.DatasetDict`.
+"""Pascal VOC 2012 segmentation as a validated, cached `datasets.DatasetDict`.
 
-`load_voc(root)` reads a folder in the layout of the official release::
+`load_voc(data_dir)` reads the layout of the official release, from the extracted folder or
+straight from `VOCtrainval_11-May-2012.tar`::
 
     VOCdevkit/VOC2012/
         JPEGImages/<id>.jpg
         SegmentationClass/<id>.png          palette PNG, pixel value = class id, 255 = "void" boundary
-        ImageSets/Segmentation/train.txt    one id per line
-        ImageSets/Segmentation/val.txt
+        ImageSets/Segmentation/train.txt    one id per line (1,464 ids)
+        ImageSets/Segmentation/val.txt      (1,449 ids)
 
-and returns ``DatasetDict(train=..., validation=...)`` with the columns ``id`` (string),
-``image`` (Image) and ``label`` (Image). Images stay on disk; `datasets` stores their paths and
-decodes them lazily, so loading the 2,913 VOC ids takes a fraction of a second.
+optionally with the SBD "aug" masks for a 10,582-id train split, and returns
+``DatasetDict(train=..., validation=...)`` with the columns ``id`` (string), ``image`` and
+``label`` (Image). Every sample is validated once, while it is written to an Arrow cache keyed
+by the source's file signatures; later loads memory-map that cache and read nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +34,8 @@ VOC_CLASSES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 # `datasets` split names; VOC's own split files are called train.txt / val.txt.
 SPLIT_FILES = {"train": "train", "validation": "val"}
@@ -56,72 +64,228 @@ def id2label() -> dict[int, str]:
     return dict(enumerate(VOC_CLASSES))
 
 
-def resolve_voc_root(data_dir: str | Path) -> Path:
-    """Return the `VOC2012` folder for `data_dir` (which may hold `VOCdevkit/VOC2012`, hold `VOC2012`, or be it).
+LOADER_VERSION = 1  # bump when what load_voc stores changes, so older caches are not reused
+MAX_ERRORS_SHOWN = 10
 
-    Raises:
-        FileNotFoundError: naming the missing path, when neither layout is there.
-    """
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.exists():
-        raise FileNotFoundError(
-            f"VOC data folder {data_dir} does not exist. Pass --data_dir with a folder that holds "
-            "VOCdevkit/VOC2012 (or is that folder), or use --dataset_name synthetic for the embedded data."
+
+class DataError(ValueError):
+    """Data that cannot be used as it is; the message names the file or id and what to do."""
+
+
+class InvalidSamplesError(DataError):
+    """Samples that failed validation; `errors` holds one message per sample, naming its file."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        super().__init__(
+            f"{len(errors)} invalid sample(s):\n  {shown}{more}\n"
+            "Fix or remove them, or pass drop_invalid=True (--drop_invalid) to leave them out."
         )
-    for candidate in (data_dir / "VOCdevkit" / "VOC2012", data_dir / "VOC2012", data_dir):
-        if (candidate / "ImageSets" / "Segmentation").is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"{data_dir / 'ImageSets' / 'Segmentation' / 'train.txt'} is missing (nor is there "
-        f"{data_dir / 'VOCdevkit' / 'VOC2012' / 'ImageSets' / 'Segmentation'}): {data_dir} is not a "
-        "VOC-format folder. Pass the folder that holds VOCdevkit/VOC2012, or VOC2012 itself."
-    )
 
 
-def read_split_ids(voc_root: Path, split_file: str) -> list[str]:
+def read_split_ids(source, split_file: str) -> list[str]:
     """Ids listed in `ImageSets/Segmentation/<split_file>.txt`, in file order."""
-    path = voc_root / "ImageSets" / "Segmentation" / f"{split_file}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: a VOC-format folder needs it to know the {split_file} ids.")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    relative = f"ImageSets/Segmentation/{split_file}.txt"
+    if not source.exists(relative):
+        raise FileNotFoundError(
+            f"{source.location(relative)} is missing: a VOC-format folder needs it to know the {split_file} ids."
+        )
+    ids = [line.strip() for line in source.read_bytes(relative).decode().splitlines() if line.strip()]
     if not ids:
-        raise ValueError(f"{path} lists no ids.")
+        raise DataError(f"{source.location(relative)} lists no ids.")
     return ids
 
 
-def load_voc(data_dir: str | Path):
-    """Load a VOC-format folder as ``DatasetDict(train, validation)``.
+def read_id_list(path: Path) -> list[str]:
+    """Ids of a plain list file (one per line; SBD lists may carry paths, of which the stem is kept)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"SBD id list {path} is missing.")
+    return [Path(line.split()[0]).stem for line in path.read_text().splitlines() if line.strip()]
+
+
+def _palette_lookup() -> dict[tuple[int, int, int], int]:
+    palette = voc_palette()
+    return {palette[index]: index for index in (*range(len(VOC_CLASSES)), IGNORE_INDEX)}
+
+
+def _encode_png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(array, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def validate_sample(
+    image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str
+) -> tuple[bytes, tuple[int, int] | None, str | None]:
+    """Check one image/mask pair; return (mask bytes to store, image (width, height), error or None).
+
+    Catches: an unreadable or truncated image or mask; a mask whose size differs from its
+    image; class values outside 0-20 and 255; an RGB mask whose colours are not VOC palette
+    colours. An RGB mask that does map onto the palette is stored as class ids.
+    """
+    try:
+        with PILImage.open(io.BytesIO(image_bytes)) as image:
+            image.load()  # decodes every byte: a truncated JPEG fails here, not during training
+            image_size = image.size
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        return mask_bytes, None, f"{image_name}: unreadable or truncated image ({error})"
+    try:
+        with PILImage.open(io.BytesIO(mask_bytes)) as mask:
+            mask.load()
+            mode, mask_size = mask.mode, mask.size
+            pixels = np.asarray(mask.convert("RGB") if mode not in ("P", "L") else mask)
+    except Exception as error:
+        return mask_bytes, image_size, f"{mask_name}: unreadable or truncated mask ({error})"
+    if mask_size != image_size:
+        return mask_bytes, image_size, f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image is {image_size[0]}x{image_size[1]}"
+    if mode not in ("P", "L"):
+        lookup = _palette_lookup()
+        colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
+        unknown = [tuple(int(c) for c in colour) for colour in colours if tuple(int(c) for c in colour) not in lookup]
+        if unknown:
+            return mask_bytes, image_size, (f"{mask_name}: {mode} mask with colours that are not VOC palette colours "
+                                f"{unknown[:5]} (the palette maps class ids to colours; 255 is (224, 224, 192))")
+        indices = np.array([lookup[tuple(int(c) for c in colour)] for colour in colours], dtype=np.uint8)
+        return _encode_png(indices[inverse.reshape(-1)].reshape(pixels.shape[:2])), image_size, None
+    values = np.unique(pixels)
+    bad = [int(v) for v in values if v >= len(VOC_CLASSES) and v != IGNORE_INDEX]
+    if bad:
+        return mask_bytes, image_size, (f"{mask_name}: mask values {bad[:10]} are neither class ids 0-{len(VOC_CLASSES) - 1} "
+                            f"nor {IGNORE_INDEX} (ignore)")
+    return mask_bytes, image_size, None
+
+
+def _generate_samples(source, samples: tuple, split: str):
+    """Rows {id, image, label, width, height, error} for `samples` = ((id, image path, mask path, mask source), ...)."""
+    for sample_id, image_relative, mask_relative, mask_source in samples:
+        mask_reader = source if mask_source is None else mask_source
+        image_bytes = source.read_bytes(image_relative)
+        mask_bytes = mask_reader.read_bytes(mask_relative)
+        mask_bytes, size, error = validate_sample(
+            image_bytes, mask_bytes, source.location(image_relative), mask_reader.location(mask_relative)
+        )
+        yield {
+            "id": sample_id,
+            "image": {"bytes": image_bytes, "path": None},
+            "label": {"bytes": mask_bytes, "path": None},
+            "width": size[0] if size else 0,
+            "height": size[1] if size else 0,
+            "error": None if error is None else f"{split} id {sample_id!r}: {error}",
+        }
+
+
+def _split_samples(source, ids: list[str], split_file: str, sbd=None) -> list[tuple]:
+    """(id, image, mask, mask source) per id, after checking every file is there."""
+    samples = []
+    for sample_id in ids:
+        image = f"JPEGImages/{sample_id}.jpg"
+        mask, mask_source = f"SegmentationClass/{sample_id}.png", None
+        if sbd is not None and sbd.exists(f"{sample_id}.png"):
+            mask, mask_source = f"{sample_id}.png", sbd
+        for reader, relative in ((source, image), (mask_source or source, mask)):
+            if not reader.exists(relative):
+                raise FileNotFoundError(f"{split_file} lists id {sample_id!r} but {reader.location(relative)} is missing.")
+        samples.append((sample_id, image, mask, mask_source))
+    return samples
+
+
+def load_voc(
+    data_dir: str | Path,
+    *,
+    sbd_dir: str | Path | None = None,
+    sbd_list: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    drop_invalid: bool = False,
+):
+    """Load Pascal VOC segmentation as ``DatasetDict(train, validation)``, validated and cached.
 
     Args:
-        data_dir: a folder holding `VOCdevkit/VOC2012`, or the `VOC2012` folder itself.
+        data_dir: a folder holding `VOCdevkit/VOC2012` (or `VOC2012`, or being it), or the official
+            `VOCtrainval_11-May-2012.tar`, read in place.
+        sbd_dir: a `SegmentationClassAug` folder of index PNGs (the SBD "aug" masks). With it, the
+            train split is VOC train + the ids of `sbd_list`, minus every VOC val id (10,582 ids on the
+            real data); validation stays VOC val. Images come from VOC's `JPEGImages`.
+        sbd_list: the SBD id list (default: `train_aug.txt` beside or inside `sbd_dir`).
+        cache_dir: where the Arrow cache goes (default: the `datasets` cache). The same source loads
+            from the cache the second time without reading or validating anything again; any change
+            to a listed file (size or time) makes a new cache.
+        drop_invalid: leave out samples that fail validation (reporting how many and which)
+            instead of raising.
 
     Returns:
-        `datasets.DatasetDict` with splits ``train`` and ``validation`` and columns ``id``,
-        ``image`` (RGB JPEG) and ``label`` (palette PNG of class ids, 255 = ignore).
+        `datasets.DatasetDict` with columns ``id``, ``image`` (JPEG bytes), ``label`` (PNG of
+        class ids, 255 = ignore), ``width`` and ``height`` (of the image). ``.dropped`` lists the
+        samples `drop_invalid` left out.
 
     Raises:
         FileNotFoundError: naming the missing folder, split list, image or mask.
+        InvalidSamplesError: listing every invalid sample, each with its id, file and problem.
     """
     from datasets import Dataset, DatasetDict, Features, Image, Value
 
-    voc_root = resolve_voc_root(data_dir)
-    features = Features({"id": Value("string"), "image": Image(), "label": Image()})
-    splits = {}
-    for split, split_file in SPLIT_FILES.items():
-        ids = read_split_ids(voc_root, split_file)
-        images = [voc_root / "JPEGImages" / f"{sample_id}.jpg" for sample_id in ids]
-        labels = [voc_root / "SegmentationClass" / f"{sample_id}.png" for sample_id in ids]
-        for sample_id, image, label in zip(ids, images, labels):
-            for path in (image, label):
-                if not path.is_file():
-                    raise FileNotFoundError(
-                        f"{split_file}.txt lists id {sample_id!r} but {path} is missing."
-                    )
-        splits[split] = Dataset.from_dict(
-            {"id": ids, "image": [str(p) for p in images], "label": [str(p) for p in labels]},
-            features=features,
+    from .sources import FolderSource, open_voc_source
+
+    source = open_voc_source(data_dir)
+    ids = {split: read_split_ids(source, split_file) for split, split_file in SPLIT_FILES.items()}
+    sbd = None
+    if sbd_dir is not None:
+        sbd_dir = Path(sbd_dir).expanduser()
+        aug_root = sbd_dir / "SegmentationClassAug" if (sbd_dir / "SegmentationClassAug").is_dir() else sbd_dir
+        if not aug_root.is_dir():
+            raise FileNotFoundError(f"SBD folder {sbd_dir} does not exist (expected a SegmentationClassAug folder).")
+        sbd_list = Path(sbd_list) if sbd_list else next(
+            (p for p in (sbd_dir / "train_aug.txt", aug_root.parent / "train_aug.txt") if p.is_file()),
+            sbd_dir / "train_aug.txt",
         )
-    return DatasetDict(splits)
+        val_ids = set(ids["validation"])
+        # train_aug = (VOC train | SBD) - VOC val: the 10,582-image set the published DeepLab numbers use.
+        ids["train"] = [i for i in dict.fromkeys(ids["train"] + read_id_list(sbd_list)) if i not in val_ids]
+        sbd = FolderSource(aug_root)
+    overlap = sorted(set(ids["train"]) & set(ids["validation"]))
+    if overlap:
+        raise DataError(
+            f"{len(overlap)} id(s) are in both train and validation of {source.description}: {overlap[:10]}. "
+            "A validation image seen in training inflates mIoU; remove them from one split list."
+        )
+
+    features = Features({
+        "id": Value("string"), "image": Image(), "label": Image(),
+        "width": Value("int32"), "height": Value("int32"), "error": Value("string"),
+    })
+    splits, errors = {}, []
+    for split, split_ids in ids.items():
+        # SBD masks serve the train split only: validation is always scored on VOC's own masks.
+        samples = _split_samples(source, split_ids, SPLIT_FILES[split], sbd if split == "train" else None)
+        listed = [f"ImageSets/Segmentation/{SPLIT_FILES[split]}.txt"]
+        for _, image, mask, mask_source in samples:
+            listed += [image] if mask_source is not None else [image, mask]
+        signature = hashlib.sha256(json.dumps([
+            LOADER_VERSION, split, split_ids, source.signature(listed),
+            sbd.signature([s[2] for s in samples if s[3] is not None]) if sbd else None,
+        ]).encode()).hexdigest()[:24]
+        dataset = Dataset.from_generator(
+            _generate_samples,
+            features=features,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            gen_kwargs={"source": source, "samples": tuple(samples), "split": split},
+            fingerprint=f"voc-{signature}",
+            split=split,
+        )
+        split_errors = [e for e in dataset["error"] if e is not None]
+        if split_errors:
+            errors += split_errors
+            if drop_invalid:
+                dataset = dataset.filter(lambda error: error is None, input_columns="error")
+        splits[split] = dataset.remove_columns("error")
+    if errors and not drop_invalid:
+        raise InvalidSamplesError(errors)
+    if errors:
+        logger.warning("dropped %d invalid sample(s):\n  %s", len(errors), "\n  ".join(errors))
+    result = DatasetDict(splits)
+    result.dropped = errors  # which samples drop_invalid left out (empty when none)
+    return result
 
 
 def mask_to_array(mask: PILImage.Image) -> np.ndarray:

@@ -1,0 +1,102 @@
+"""Read access to a VOC release wherever it lies: an extracted folder or the official tar.
+
+Both present the same view, paths relative to the `VOC2012` folder (``JPEGImages/<id>.jpg``,
+``ImageSets/Segmentation/train.txt``, ...), so the loader never cares which one it reads. The tar
+is read in place: its member index is built once, then every file is one seek and one read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+
+class FolderSource:
+    """An extracted `VOC2012` folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.description = str(root)
+
+    def exists(self, relative: str) -> bool:
+        return (self.root / relative).is_file()
+
+    def read_bytes(self, relative: str) -> bytes:
+        return (self.root / relative).read_bytes()
+
+    def location(self, relative: str) -> str:
+        """How an error message should name this file."""
+        return str(self.root / relative)
+
+    def signature(self, relatives: list[str]) -> str:
+        """Changes whenever any of these files changes (size or modification time)."""
+        digest = hashlib.sha256()
+        for relative in relatives:
+            stat = (self.root / relative).stat()
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+class TarSource:
+    """`VOCtrainval_11-May-2012.tar` (or any tar holding a `VOC2012` folder), read without extracting."""
+
+    def __init__(self, tar_path: Path):
+        self.tar_path = tar_path
+        self.description = str(tar_path)
+        try:
+            self._tar = tarfile.open(tar_path)  # noqa: SIM115 - kept open for random access
+            members = self._tar.getmembers()
+        except (tarfile.TarError, OSError) as error:
+            raise ValueError(f"{tar_path} is not a readable tar file ({error}).") from None
+        roots = {m.name.split("VOC2012/", 1)[0] + "VOC2012/" for m in members if "VOC2012/ImageSets/" in m.name}
+        if len(roots) != 1:
+            raise FileNotFoundError(
+                f"{tar_path} holds no VOC2012/ImageSets/Segmentation/train.txt: it is not a VOC release tar."
+            )
+        self._prefix = roots.pop()
+        self._members = {m.name[len(self._prefix):]: m for m in members if m.isfile() and m.name.startswith(self._prefix)}
+
+    def exists(self, relative: str) -> bool:
+        return relative in self._members
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self._tar.extractfile(self._members[relative]).read()
+
+    def location(self, relative: str) -> str:
+        return f"{self.tar_path}:{self._prefix}{relative}"
+
+    def signature(self, relatives: list[str]) -> str:
+        stat = self.tar_path.stat()
+        return hashlib.sha256(json.dumps([str(self.tar_path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()
+
+    def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
+        return {"tar_path": self.tar_path}
+
+    def __setstate__(self, state):
+        self.__init__(state["tar_path"])
+
+
+def open_voc_source(data_dir: str | Path) -> FolderSource | TarSource:
+    """The source for `data_dir`: a `.tar` file, or a folder holding `VOCdevkit/VOC2012`, `VOC2012`, or being it.
+
+    Raises:
+        FileNotFoundError: naming the missing path.
+    """
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.exists():
+        raise FileNotFoundError(
+            f"VOC data {data_dir} does not exist. Pass --data_dir with a folder that holds VOCdevkit/VOC2012 "
+            "(or is that folder), or the official VOCtrainval_11-May-2012.tar; or use --dataset_name synthetic."
+        )
+    if data_dir.is_file():
+        return TarSource(data_dir)
+    for candidate in (data_dir / "VOCdevkit" / "VOC2012", data_dir / "VOC2012", data_dir):
+        if (candidate / "ImageSets" / "Segmentation").is_dir():
+            return FolderSource(candidate)
+    raise FileNotFoundError(
+        f"{data_dir / 'ImageSets' / 'Segmentation' / 'train.txt'} is missing (nor is there "
+        f"{data_dir / 'VOCdevkit' / 'VOC2012' / 'ImageSets' / 'Segmentation'}): {data_dir} is not a "
+        "VOC-format folder. Pass the folder that holds VOCdevkit/VOC2012, or VOC2012 itself."
+    )
