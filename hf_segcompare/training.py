@@ -32,6 +32,7 @@ from .data import (
     size_to_fit,
     train_transforms,
 )
+from .data.download import VOC_TRAINVAL_URL, download_voc
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
@@ -100,7 +101,11 @@ class DataArguments:
     data_dir: str | None = field(
         default=None,
         metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
-                          "or the official VOCtrainval_11-May-2012.tar, read without extracting."},
+                          "or the official VOCtrainval_11-May-2012.tar, read without extracting. Without it, "
+                          "the tar is downloaded into --cache_dir (resumable, MD5-checked)."},
+    )
+    voc_url: str = field(
+        default=VOC_TRAINVAL_URL, metadata={"help": "Where to download VOCtrainval_11-May-2012.tar from."}
     )
     sbd_dir: str | None = field(
         default=None,
@@ -184,8 +189,6 @@ def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
             f"--model_name_or_path {model_args.model_name_or_path}: no such folder. Pass a local folder written by "
             "save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
         )
-    if data_args.dataset_name == "voc" and not data_args.data_dir:
-        raise UsageError("--dataset_name voc needs --data_dir PATH (a folder holding VOCdevkit/VOC2012).")
 
 
 def load_data(data_args: DataArguments, training_args: TrainingArguments):
@@ -195,8 +198,10 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
     with training_args.main_process_first(desc="loading VOC"):
         if data_args.dataset_name == "synthetic":
             data_dir = ensure_synthetic_voc(cache_dir)
-        else:
+        elif data_args.data_dir:
             data_dir = data_args.data_dir
+        else:  # the user asked for VOC and named no copy: fetch the official tar
+            data_dir = download_voc(cache_dir / "voc", url=data_args.voc_url)
         dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list,
                            cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):

@@ -164,3 +164,20 @@ def test_an_invalid_sample_stops_the_run_naming_it(voc_tree, tmp_path):
     assert "train id 'synth_000002'" in completed.stderr and "mask values [99]" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_voc_without_a_copy_downloads_and_offline_fails_fast_saying_where_to_put_it(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a local port with nothing listening: refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    started = time.monotonic()
+    completed = run_plain(["--model", "unet", "--from_scratch", "--dataset_name", "voc",
+                           "--cache_dir", str(tmp_path / "cache"),
+                           "--voc_url", f"http://127.0.0.1:{closed_port}/VOCtrainval_11-May-2012.tar"], tmp_path)
+    assert completed.returncode == 2
+    assert f"put it at {tmp_path / 'cache' / 'voc' / 'VOCtrainval_11-May-2012.tar'}" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert time.monotonic() - started < 60  # interpreter start-up included; the network part is instant

@@ -1,5 +1,6 @@
 """Pascal VOC data: loading, the embedded synthetic tree, and joint image+mask transforms."""
 
+from .download import download_voc
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
     eval_transforms,
@@ -16,6 +17,7 @@ __all__ = [
     "InvalidSamplesError",
     "VOC_CLASSES",
     "ensure_synthetic_voc",
+    "download_voc",
     "eval_transforms",
     "generate_synthetic_sbd",
     "generate_synthetic_voc",
