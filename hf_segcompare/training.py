@@ -33,6 +33,7 @@ from .data import (
     train_transforms,
 )
 from .data.download import VOC_TRAINVAL_URL, download_voc
+from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
@@ -94,10 +95,12 @@ class DataArguments:
         default="synthetic",
         metadata={
             "help": "'synthetic': the embedded VOC-format data (generated once into --cache_dir); "
-            "'voc': a VOC-format folder given by --data_dir.",
-            "choices": ["synthetic", "voc"],
+            "'voc': Pascal VOC 2012 from --data_dir (or downloaded); anything else: a Hub dataset id, a local "
+            "parquet file or folder, or an imagefolder, with an image and a mask column."
         },
     )
+    image_column_name: str = field(default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."})
+    label_column_name: str = field(default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."})
     data_dir: str | None = field(
         default=None,
         metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
@@ -196,18 +199,25 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
     cache_dir = Path(data_args.cache_dir) if data_args.cache_dir else DEFAULT_CACHE_DIR
     # Rank 0 generates, validates and caches; the other ranks then read its cache.
     with training_args.main_process_first(desc="loading VOC"):
-        if data_args.dataset_name == "synthetic":
-            data_dir = ensure_synthetic_voc(cache_dir)
-        elif data_args.data_dir:
-            data_dir = data_args.data_dir
-        else:  # the user asked for VOC and named no copy: fetch the official tar
-            data_dir = download_voc(cache_dir / "voc", url=data_args.voc_url)
-        dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list,
-                           cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid)
+        if data_args.dataset_name not in ("synthetic", "voc"):
+            dataset = load_image_mask_dataset(
+                data_args.dataset_name, data_args.image_column_name, data_args.label_column_name,
+                cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid,
+            )
+            data_dir = data_args.dataset_name
+        else:
+            if data_args.dataset_name == "synthetic":
+                data_dir = ensure_synthetic_voc(cache_dir)
+            elif data_args.data_dir:
+                data_dir = data_args.data_dir
+            else:  # the user asked for VOC and named no copy: fetch the official tar
+                data_dir = download_voc(cache_dir / "voc", url=data_args.voc_url)
+            dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list,
+                               cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
-    return dataset, Path(data_dir)
+    return dataset, str(data_dir)
 
 
 def load_model(model_args: ModelArguments, labels: dict[int, str]):

@@ -181,3 +181,22 @@ def test_voc_without_a_copy_downloads_and_offline_fails_fast_saying_where_to_put
     assert f"put it at {tmp_path / 'cache' / 'voc' / 'VOCtrainval_11-May-2012.tar'}" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert time.monotonic() - started < 60  # interpreter start-up included; the network part is instant
+
+
+def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
+    from hf_segcompare.data import load_voc
+
+    reference = load_voc(voc_tree, cache_dir=tmp_path / "cache")
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        reference[split].rename_columns({"image": "img", "label": "mask"}).to_parquet(folder / f"{split}.parquet")
+    output_dir = tmp_path / "out"
+    completed = launch(["--model", "segformer-tiny", "--from_scratch", "--dataset_name", str(folder),
+                        "--image_column_name", "img", "--label_column_name", "mask", "--output_dir", str(output_dir),
+                        "--max_steps", "2", "--save_strategy", "no"], tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["dataset"]["name"] == str(folder)
+    assert results["dataset"]["validation_samples"] == TINY_TREE["num_val"]
+    assert results["final_eval"]["eval_mean_iou"] is not None

@@ -157,6 +157,16 @@ def validate_sample(
     return mask_bytes, image_size, None
 
 
+def validated_features():
+    """Columns of a validated split, before `finish_validation` removes ``error``."""
+    from datasets import Features, Image, Value
+
+    return Features({
+        "id": Value("string"), "image": Image(), "label": Image(),
+        "width": Value("int32"), "height": Value("int32"), "error": Value("string"),
+    })
+
+
 def _generate_samples(source, samples: tuple, split: str):
     """Rows {id, image, label, width, height, error} for `samples` = ((id, image path, mask path, mask source), ...)."""
     for sample_id, image_relative, mask_relative, mask_source in samples:
@@ -223,7 +233,7 @@ def load_voc(
         FileNotFoundError: naming the missing folder, split list, image or mask.
         InvalidSamplesError: listing every invalid sample, each with its id, file and problem.
     """
-    from datasets import Dataset, DatasetDict, Features, Image, Value
+    from datasets import Dataset, DatasetDict
 
     from .sources import FolderSource, open_voc_source
 
@@ -250,11 +260,7 @@ def load_voc(
             "A validation image seen in training inflates mIoU; remove them from one split list."
         )
 
-    features = Features({
-        "id": Value("string"), "image": Image(), "label": Image(),
-        "width": Value("int32"), "height": Value("int32"), "error": Value("string"),
-    })
-    splits, errors = {}, []
+    splits = {}
     for split, split_ids in ids.items():
         # SBD masks serve the train split only: validation is always scored on VOC's own masks.
         samples = _split_samples(source, split_ids, SPLIT_FILES[split], sbd if split == "train" else None)
@@ -267,25 +273,35 @@ def load_voc(
         ]).encode()).hexdigest()[:24]
         dataset = Dataset.from_generator(
             _generate_samples,
-            features=features,
+            features=validated_features(),
             cache_dir=str(cache_dir) if cache_dir else None,
             gen_kwargs={"source": source, "samples": tuple(samples), "split": split},
             fingerprint=f"voc-{signature}",
             split=split,
         )
+        splits[split] = dataset
+    return finish_validation(DatasetDict(splits), drop_invalid)
+
+
+def finish_validation(dataset_dict, drop_invalid: bool):
+    """Raise on the rows whose ``error`` is set, or drop and report them; remove the column.
+
+    The returned `DatasetDict` has a ``dropped`` attribute: the errors of the samples left out.
+    """
+    errors = []
+    for split, dataset in dataset_dict.items():
         split_errors = [e for e in dataset["error"] if e is not None]
         if split_errors:
             errors += split_errors
             if drop_invalid:
                 dataset = dataset.filter(lambda error: error is None, input_columns="error")
-        splits[split] = dataset.remove_columns("error")
+        dataset_dict[split] = dataset.remove_columns("error")
     if errors and not drop_invalid:
         raise InvalidSamplesError(errors)
     if errors:
         logger.warning("dropped %d invalid sample(s):\n  %s", len(errors), "\n  ".join(errors))
-    result = DatasetDict(splits)
-    result.dropped = errors  # which samples drop_invalid left out (empty when none)
-    return result
+    dataset_dict.dropped = errors
+    return dataset_dict
 
 
 def mask_to_array(mask: PILImage.Image) -> np.ndarray:
