@@ -1,26 +1,45 @@
-"""Mean IoU by accumulated confusion matrices, wired into `Trainer` without keeping predictions.
+"""Mean IoU with the exact semantics of `evaluate`'s ``mean_iou``, by accumulated confusion matrices.
 
-Semantics (those of `evaluate`'s ``mean_iou``): intersection, union, predicted area and label
-area are totalled over the whole evaluation set, not averaged per image; pixels whose reference is
-``ignore_index`` (255) are dropped; a class whose union is zero (in neither prediction nor
-reference) gets NaN and is left out of the means.
+Semantics (those of `evaluate`'s ``metrics/mean_iou``, which follows mmsegmentation):
 
-- ``per_category_iou[c]``      = intersection_c / union_c
-- ``per_category_accuracy[c]`` = intersection_c / label_area_c
-- ``mean_iou`` / ``mean_accuracy`` = NaN-ignoring means of the two arrays
-- ``overall_accuracy``         = total intersection / total label area
+1. ``label_map`` ({old: new}) remaps reference values, every mapping reading the *original*
+   labels (no chaining).
+2. ``reduce_labels`` then turns reference 0 into 255 and lowers every other value by one (255
+   stays 255): for data sets whose 0 means "background, not a class" (e.g. ADE20K).
+3. Pixels whose reference equals ``ignore_index`` are dropped, prediction included.
+4. Areas are totalled over the whole set, not averaged per image: intersection (prediction ==
+   reference), predicted area, label area. Values outside ``[0, num_labels)`` count in neither
+   histogram: a prediction of 30 still counts in its reference's label area, a reference of 30
+   (not ignored) still counts in its prediction's predicted area.
+5. ``per_category_iou`` = intersection / union and ``per_category_accuracy`` = intersection /
+   label area; a class whose denominator is zero (for IoU: in neither prediction nor reference)
+   is NaN. ``mean_iou`` and ``mean_accuracy`` are NaN-ignoring means; ``overall_accuracy`` is
+   total intersection / total label area.
+6. ``nan_to_num``, when given, replaces NaN in every returned value (as evaluate does; in
+   practice only the per-category arrays hold NaN unless no pixel was scored at all).
 
-How it reaches `Trainer` (decision 1 of DESIGN.md): `preprocess_logits_for_metrics` turns each
-batch of logits into per-sample confusion matrices ``[B, C, C]`` (rows = reference, columns =
-prediction). Trainer gathers those across processes — `gather_for_metrics` trims the duplicated
-tail samples along dim 0, which is why they stay per sample — and with ``batch_eval_metrics=True``
-hands every gathered batch to `StreamingMeanIoU`, which sums them. Memory is O(C^2) per image,
-whatever the size of the validation set or the number of processes.
+Every statistic above is a sum over pixels of a function of the (reference, prediction) pair, so
+a confusion matrix with one extra row/column for "outside [0, num_labels)" holds all of them:
+``(num_labels + 1) x (num_labels + 1)``, rows = reference. Nothing else is kept.
+
+Three ways in:
+
+- `mean_iou(predictions, references, ...)`: lists of arrays in, evaluate's dict out.
+- ``evaluate.load(MEAN_IOU_MODULE)``: the same as an `evaluate.Metric`, for where
+  ``evaluate.load("mean_iou")`` cannot reach the Hub. Its `add_batch` accumulates a joint
+  histogram of raw (reference, prediction) values, so the compute-time arguments still apply.
+- `SegmentationMetrics` for `Trainer` (decision 1 of DESIGN.md): `preprocess_logits_for_metrics`
+  turns each batch of logits into per-sample confusion matrices ``[B, C+1, C+1]`` with one torch
+  `bincount` on the logits' device. Trainer gathers those across processes — `gather_for_metrics`
+  trims the duplicated tail samples along dim 0, which is why they stay per sample — and with
+  ``batch_eval_metrics=True`` `compute` sums them. Memory is O(C^2) per image, whatever the size
+  of the validation set or the number of processes.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,44 +48,165 @@ import torch.nn.functional as F
 from .data.voc import IGNORE_INDEX
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
+MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
+"""Path for ``evaluate.load(MEAN_IOU_MODULE)``: this metric as an `evaluate` module, no Hub needed."""
+
+
+def reduce_reference_labels(values: np.ndarray) -> np.ndarray:
+    """evaluate's ``reduce_labels``: 0 -> 255, v -> v - 1, and 255 stays 255."""
+    reduced = np.where(values == 0, 255, values - 1)
+    return np.where(reduced == 254, 255, reduced)
+
+
+def remap_references(values: np.ndarray, label_map: dict | None, reduce_labels: bool) -> np.ndarray:
+    """Apply ``label_map`` (reading the original values) then ``reduce_labels``, as evaluate does."""
+    if label_map:
+        original = values
+        values = values.copy()
+        for old, new in label_map.items():
+            values[original == old] = new
+    return reduce_reference_labels(values) if reduce_labels else values
+
+
+def _bin(values, num_labels: int):
+    """Class index, or `num_labels` for "outside [0, num_labels)" (numpy or torch)."""
+    where = torch.where if isinstance(values, torch.Tensor) else np.where
+    return where((values >= 0) & (values < num_labels), values, num_labels)
+
+
+def confusion_matrix(predictions: np.ndarray, references: np.ndarray, num_labels: int, ignore_index: int) -> np.ndarray:
+    """``[C+1, C+1]`` int64 confusion of one or more maps (rows = reference; last row/column = out of range)."""
+    predictions = np.asarray(predictions).ravel().astype(np.int64)
+    references = np.asarray(references).ravel().astype(np.int64)
+    keep = references != ignore_index
+    size = num_labels + 1
+    flat = _bin(references[keep], num_labels) * size + _bin(predictions[keep], num_labels)
+    return np.bincount(flat, minlength=size * size).reshape(size, size)
 
 
 def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Per-sample confusion matrices ``[B, num_labels, num_labels]`` (int64, rows = reference).
+    """Per-sample confusion matrices ``[B, C+1, C+1]`` (int64) with one `bincount` on the inputs' device.
 
-    Pixels whose reference is `ignore_index`, Trainer's -100 padding, or outside
-    ``[0, num_labels)`` are not counted. Runs on the device of the inputs with one `bincount`.
+    Pixels whose reference is `ignore_index` or Trainer's -100 padding are not counted.
     """
-    batch_size = predictions.shape[0]
-    predictions = predictions.reshape(batch_size, -1).long()
+    batch_size, size = predictions.shape[0], num_labels + 1
+    predictions = _bin(predictions.reshape(batch_size, -1).long(), num_labels)
     references = references.reshape(batch_size, -1).long()
-    valid = (references != ignore_index) & (references >= 0) & (references < num_labels)
+    keep = (references != ignore_index) & (references != TRAINER_PAD_INDEX)
+    references = _bin(references, num_labels)
     sample_index = torch.arange(batch_size, device=references.device)[:, None].expand_as(references)
-    flat = (sample_index * num_labels + references) * num_labels + predictions
-    counts = torch.bincount(flat[valid], minlength=batch_size * num_labels * num_labels)
-    return counts.reshape(batch_size, num_labels, num_labels)
+    flat = (sample_index * size + references) * size + predictions
+    counts = torch.bincount(flat[keep], minlength=batch_size * size * size)
+    return counts.reshape(batch_size, size, size)
 
 
-def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray | float]:
-    """evaluate-compatible scores from a summed ``[C, C]`` confusion matrix (rows = reference)."""
+def scores_from_confusion(confusion: np.ndarray, nan_to_num: float | None = None) -> dict[str, np.ndarray | float]:
+    """evaluate's mean_iou dict from a summed ``[C+1, C+1]`` confusion matrix (rows = reference)."""
     confusion = np.asarray(confusion, dtype=np.float64)
-    intersection = np.diag(confusion)
-    label_area = confusion.sum(axis=1)
-    prediction_area = confusion.sum(axis=0)
+    num_labels = confusion.shape[0] - 1
+    intersection = np.diag(confusion)[:num_labels]
+    label_area = confusion[:num_labels, :].sum(axis=1)
+    prediction_area = confusion[:, :num_labels].sum(axis=0)
     union = label_area + prediction_area - intersection
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = intersection / union
         accuracy = intersection / label_area
         overall_accuracy = intersection.sum() / label_area.sum()
-    # evaluate divides 0/0 for a class absent from both sides: NaN, which nanmean skips.
-    return {
-        "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "mean_accuracy": float(np.nanmean(accuracy)) if np.isfinite(accuracy).any() else float("nan"),
+    scores = {
+        "mean_iou": _nanmean(iou),
+        "mean_accuracy": _nanmean(accuracy),
         "overall_accuracy": float(overall_accuracy),
         "per_category_iou": iou,
         "per_category_accuracy": accuracy,
     }
+    if nan_to_num is not None:
+        scores = {key: np.nan_to_num(value, nan=nan_to_num) for key, value in scores.items()}
+        scores.update({key: float(scores[key]) for key in ("mean_iou", "mean_accuracy", "overall_accuracy")})
+    return scores
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+class JointHistogram:
+    """Counts of raw (reference value, prediction value) pairs: enough to apply any ``label_map``,
+    ``reduce_labels``, ``ignore_index`` and ``num_labels`` afterwards. A few hundred entries for VOC."""
+
+    def __init__(self):
+        self.counts: dict[tuple[int, int], int] = {}
+
+    def update(self, predictions, references) -> None:
+        """Add one map pair (any integer dtype, any shape, same shape)."""
+        predictions, references = np.asarray(predictions), np.asarray(references)
+        if predictions.shape != references.shape:
+            raise ValueError(f"prediction of shape {predictions.shape} and reference of shape {references.shape} differ")
+        predictions = predictions.ravel().astype(np.int64)
+        references = references.ravel().astype(np.int64)
+        if predictions.size == 0:
+            return
+        low = min(predictions.min(), references.min())
+        width = int(predictions.max() - low) + 1
+        height = int(references.max() - low) + 1
+        if width * height <= 1 << 22:  # dense bincount: the common case (uint8/uint16 maps)
+            counts = np.bincount((references - low) * width + (predictions - low), minlength=width * height)
+            codes = np.flatnonzero(counts)
+            pairs = zip(codes // width + low, codes % width + low, counts[codes])
+        else:
+            stacked, counts = np.unique(np.stack([references, predictions]), axis=1, return_counts=True)
+            pairs = zip(stacked[0], stacked[1], counts)
+        for reference, prediction, count in pairs:
+            key = (int(reference), int(prediction))
+            self.counts[key] = self.counts.get(key, 0) + int(count)
+
+    def confusion(self, num_labels: int, ignore_index: int, label_map: dict | None = None,
+                  reduce_labels: bool = False) -> np.ndarray:
+        """The ``[C+1, C+1]`` confusion matrix these pairs give under evaluate's arguments."""
+        size = num_labels + 1
+        confusion = np.zeros((size, size), dtype=np.int64)
+        if not self.counts:
+            return confusion
+        pairs = np.array(list(self.counts.keys()), dtype=np.int64)
+        counts = np.array(list(self.counts.values()), dtype=np.int64)
+        references = remap_references(pairs[:, 0], label_map, reduce_labels)
+        keep = references != ignore_index
+        np.add.at(confusion, (_bin(references[keep], num_labels), _bin(pairs[keep, 1], num_labels)), counts[keep])
+        return confusion
+
+
+def mean_iou(
+    predictions: Iterable,
+    references: Iterable,
+    num_labels: int,
+    ignore_index: int,
+    nan_to_num: float | None = None,
+    label_map: dict[int, int] | None = None,
+    reduce_labels: bool = False,
+) -> dict[str, np.ndarray | float]:
+    """evaluate's ``mean_iou`` (semantics in the module docstring), by confusion-matrix accumulation.
+
+    Args:
+        predictions, references: sequences of integer maps (numpy arrays, lists, or tensors),
+            pairwise of equal shape; or two stacked arrays ``[N, H, W]``.
+        num_labels: number of classes C.
+        ignore_index: reference value left out of every count (255 for VOC).
+        nan_to_num: replace NaN with this value in the result.
+        label_map: {old reference value: new}, applied to the original values.
+        reduce_labels: reference 0 -> 255, others minus one.
+
+    Returns:
+        ``mean_iou``, ``mean_accuracy``, ``overall_accuracy`` (floats) and
+        ``per_category_iou``, ``per_category_accuracy`` (arrays of C).
+    """
+    histogram = JointHistogram()
+    for prediction, reference in zip(predictions, references, strict=True):
+        if isinstance(prediction, torch.Tensor):
+            prediction = prediction.cpu().numpy()
+        if isinstance(reference, torch.Tensor):
+            reference = reference.cpu().numpy()
+        histogram.update(prediction, reference)
+    return scores_from_confusion(histogram.confusion(num_labels, ignore_index, label_map, reduce_labels), nan_to_num)
 
 
 class SegmentationMetrics:
@@ -85,7 +225,7 @@ class SegmentationMetrics:
         self._total: torch.Tensor | None = None
 
     def preprocess_logits(self, logits, labels: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C, C]``."""
+        """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``."""
         if isinstance(logits, (tuple, list)):  # models that also return hidden states
             logits = logits[0]
         if logits.shape[-2:] != labels.shape[-2:]:
@@ -96,7 +236,8 @@ class SegmentationMetrics:
     def compute(self, eval_prediction, compute_result: bool = True) -> dict[str, float]:
         """Accumulate one (gathered) batch of matrices; on the last batch return the scores and reset."""
         matrices = torch.as_tensor(eval_prediction.predictions)
-        batch_total = matrices.reshape(-1, self.num_labels, self.num_labels).sum(dim=0).cpu()
+        size = self.num_labels + 1
+        batch_total = matrices.reshape(-1, size, size).sum(dim=0).cpu()
         self._total = batch_total if self._total is None else self._total + batch_total
         if not compute_result:
             return {}

@@ -10,28 +10,128 @@ import torch
 from transformers import EvalPrediction
 
 from hf_segcompare.data import IGNORE_INDEX, VOC_CLASSES
-from hf_segcompare.metrics import SegmentationMetrics, confusion_matrices, scores_from_confusion
+from hf_segcompare.metrics import (
+    MEAN_IOU_MODULE,
+    SegmentationMetrics,
+    confusion_matrices,
+    mean_iou,
+    scores_from_confusion,
+)
 
 
-def direct_mean_iou(predictions: list[np.ndarray], references: list[np.ndarray], num_labels: int):
-    """evaluate's mean_iou semantics, written the slow, obvious way: pixel sets per class."""
-    pred = np.concatenate([p.ravel() for p in predictions])
-    ref = np.concatenate([r.ravel() for r in references])
-    keep = ref != IGNORE_INDEX
-    pred, ref = pred[keep], ref[keep]
-    iou, accuracy = [], []
-    for c in range(num_labels):
-        intersection = np.sum((pred == c) & (ref == c))
-        union = np.sum((pred == c) | (ref == c))
-        label_area = np.sum(ref == c)
-        iou.append(intersection / union if union else math.nan)
-        accuracy.append(intersection / label_area if label_area else math.nan)
-    return {
-        "mean_iou": np.nanmean(iou),
-        "mean_accuracy": np.nanmean(accuracy),
-        "overall_accuracy": np.sum(pred == ref) / len(ref),
-        "per_category_iou": np.array(iou),
-    }
+def direct_mean_iou(predictions, references, num_labels, ignore_index=IGNORE_INDEX, label_map=None,
+                    reduce_labels=False, nan_to_num=None):
+    """evaluate's mean_iou semantics, written the slow, obvious way: per image, per pixel, per class."""
+    intersection = np.zeros(num_labels)
+    prediction_area = np.zeros(num_labels)
+    label_area = np.zeros(num_labels)
+    for prediction, reference in zip(predictions, references):
+        prediction = np.asarray(prediction).astype(np.int64).ravel()
+        reference = np.asarray(reference).astype(np.int64).ravel()
+        mapped = reference.copy()
+        for old, new in (label_map or {}).items():
+            mapped[reference == old] = new
+        if reduce_labels:
+            mapped = np.array([255 if v == 0 else (255 if v - 1 == 254 else v - 1) for v in mapped])
+        for p, r in zip(prediction, mapped):
+            if r == ignore_index:
+                continue
+            if 0 <= p < num_labels:
+                prediction_area[p] += 1
+            if 0 <= r < num_labels:
+                label_area[r] += 1
+                if p == r:
+                    intersection[r] += 1
+    union = prediction_area + label_area - intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou, accuracy = intersection / union, intersection / label_area
+        result = {
+            "mean_iou": np.nanmean(iou) if np.isfinite(iou).any() else math.nan,
+            "mean_accuracy": np.nanmean(accuracy) if np.isfinite(accuracy).any() else math.nan,
+            "overall_accuracy": intersection.sum() / label_area.sum(),
+            "per_category_iou": iou,
+            "per_category_accuracy": accuracy,
+        }
+    if nan_to_num is not None:
+        result = {k: np.nan_to_num(v, nan=nan_to_num) for k, v in result.items()}
+    return result
+
+
+def assert_same_scores(actual, expected):
+    for key in ("mean_iou", "mean_accuracy", "overall_accuracy"):
+        assert actual[key] == pytest.approx(expected[key], abs=1e-6, nan_ok=True), key
+    for key in ("per_category_iou", "per_category_accuracy"):
+        np.testing.assert_allclose(actual[key], expected[key], atol=1e-6, equal_nan=True, err_msg=key)
+
+
+def _random_maps(seed, count, num_labels, shapes, ignore_fraction=0.2, out_of_range=True):
+    rng = np.random.default_rng(seed)
+    predictions, references = [], []
+    for index in range(count):
+        shape = shapes[index % len(shapes)]
+        prediction = rng.integers(0, num_labels + (3 if out_of_range else 0), size=shape)
+        reference = rng.integers(0, num_labels + (3 if out_of_range else 0), size=shape)
+        reference[rng.random(shape) < ignore_fraction] = IGNORE_INDEX
+        # classes 2 and 3 never appear on either side: NaN, left out of the means
+        prediction[np.isin(prediction, (2, 3))] = 0
+        reference[np.isin(reference, (2, 3))] = 1
+        predictions.append(prediction.astype(np.uint8))
+        references.append(reference.astype(np.uint8))
+    return predictions, references
+
+
+CASES = {
+    "plain": {},
+    "reduce_labels": {"reduce_labels": True},
+    "label_map": {"label_map": {1: 4, 4: 1, 6: IGNORE_INDEX}},
+    "label_map+reduce": {"label_map": {5: 0}, "reduce_labels": True},
+    "nan_to_num": {"nan_to_num": -1},
+    "ignore_0": {"ignore_index": 0},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("shapes", [[(5, 7)], [(16, 16), (9, 13), (1, 31)]], ids=["one-size", "mixed-sizes"])
+def test_mean_iou_matches_a_direct_per_pixel_implementation(case, shapes):
+    kwargs = {"ignore_index": IGNORE_INDEX, **CASES[case]}
+    predictions, references = _random_maps(sorted(CASES).index(case), 6, 8, shapes)
+    expected = direct_mean_iou(predictions, references, 8, **kwargs)
+    assert_same_scores(mean_iou(predictions, references, 8, **kwargs), expected)
+    if case == "plain":  # the absent classes are NaN and do not pull the mean down
+        assert np.isnan(expected["per_category_iou"][[2, 3]]).all()
+        assert expected["mean_iou"] == pytest.approx(np.nanmean(expected["per_category_iou"]))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_evaluate_module_loads_offline_and_agrees(case):
+    import evaluate
+
+    kwargs = {"ignore_index": IGNORE_INDEX, **CASES[case]}
+    predictions, references = _random_maps(7, 5, 8, [(12, 10), (6, 6)])
+    metric = evaluate.load(MEAN_IOU_MODULE)
+    metric.add_batch(predictions=predictions[:3], references=references[:3])
+    metric.add(prediction=predictions[3], reference=references[3])
+    result = metric.compute(predictions=[predictions[4]], references=[references[4]], num_labels=8, **kwargs)
+    assert_same_scores(result, direct_mean_iou(predictions, references, 8, **kwargs))
+    # compute() starts afresh, and lists of lists work as well as arrays.
+    again = metric.compute(predictions=[p.tolist() for p in predictions], references=[r.tolist() for r in references],
+                           num_labels=8, **kwargs)
+    assert_same_scores(again, result)
+
+
+def test_against_evaluate_on_the_hub_when_reachable():
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError as error:
+        pytest.skip(f"the Hub is not reachable here ({error}); evaluate.load('mean_iou') needs it")
+    import evaluate
+
+    predictions, references = _random_maps(3, 4, 8, [(12, 10)], out_of_range=False)
+    hub = evaluate.load("mean_iou").compute(predictions=predictions, references=references, num_labels=8,
+                                            ignore_index=IGNORE_INDEX, reduce_labels=False)
+    assert_same_scores(mean_iou(predictions, references, 8, IGNORE_INDEX), hub)
 
 
 def _random_batches(seed, num_batches=4, batch=3, num_labels=21, size=(24, 20), absent=(5, 6)):
@@ -53,10 +153,11 @@ def test_streaming_metric_equals_direct_computation(seed):
     batches = _random_batches(seed)
     for index, (logits, labels) in enumerate(batches):
         matrices = metrics.preprocess_logits(logits, labels)
-        assert matrices.shape == (3, 21, 21)
+        assert matrices.shape == (3, 22, 22)
         result = metrics.compute(EvalPrediction(predictions=matrices, label_ids=labels),
                                  compute_result=index == len(batches) - 1)
-    expected = direct_mean_iou([l.argmax(1).numpy() for l, _ in batches], [r.numpy() for _, r in batches], 21)
+    expected = direct_mean_iou([p for l, _ in batches for p in l.argmax(1).numpy()],
+                               [r for _, b in batches for r in b.numpy()], 21)
     assert result["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-12)
     assert result["mean_accuracy"] == pytest.approx(expected["mean_accuracy"], abs=1e-12)
     assert result["overall_accuracy"] == pytest.approx(expected["overall_accuracy"], abs=1e-12)
@@ -75,7 +176,7 @@ def test_low_resolution_logits_are_upsampled_to_the_labels():
     small = torch.nn.functional.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
     matrices = metrics.preprocess_logits(small, labels)
     upsampled = torch.nn.functional.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
-    direct = direct_mean_iou([upsampled.argmax(1).numpy()], [labels.numpy()], 21)
+    direct = direct_mean_iou(upsampled.argmax(1).numpy(), labels.numpy(), 21)
     scores = scores_from_confusion(matrices.sum(0).numpy())
     assert scores["mean_iou"] == pytest.approx(direct["mean_iou"], abs=1e-12)
 
@@ -84,7 +185,7 @@ def test_confusion_matrices_drop_255_and_trainer_padding():
     predictions = torch.tensor([[[0, 1], [2, 2]]])
     references = torch.tensor([[[0, IGNORE_INDEX], [-100, 2]]])
     matrix = confusion_matrices(predictions, references, num_labels=3)
-    assert matrix.shape == (1, 3, 3)
+    assert matrix.shape == (1, 4, 4)  # one extra row/column for values outside [0, 3)
     assert matrix.sum() == 2 and matrix[0, 0, 0] == 1 and matrix[0, 2, 2] == 1
 
 

@@ -1,0 +1,1 @@
+"""`evaluate` modules shipped with hf_segcompare (load them by file path)."""
