@@ -90,11 +90,25 @@ CASES = {
 }
 
 
+def _widen(maps, seed):
+    """int32 copies with values a byte cannot hold (-5, 300), for the sparse path."""
+    rng = np.random.default_rng(seed)
+    wide = [m.astype(np.int32) for m in maps]
+    for m in wide:
+        m[rng.random(m.shape) < 0.05] = -5
+        m[rng.random(m.shape) < 0.05] = 300
+    return wide
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("shapes", [[(5, 7)], [(16, 16), (9, 13), (1, 31)]], ids=["one-size", "mixed-sizes"])
-def test_mean_iou_matches_a_direct_per_pixel_implementation(case, shapes):
+@pytest.mark.parametrize("dtype", ["uint8", "int32-wide"])
+def test_mean_iou_matches_a_direct_per_pixel_implementation(case, shapes, dtype):
     kwargs = {"ignore_index": IGNORE_INDEX, **CASES[case]}
     predictions, references = _random_maps(sorted(CASES).index(case), 6, 8, shapes)
+    if dtype == "int32-wide":
+        predictions, references = _widen(predictions, 1), _widen(references, 2)
+        references[0] = references[0].astype(np.uint8)  # a byte-sized map mixed in: both paths in one total
     expected = direct_mean_iou(predictions, references, 8, **kwargs)
     assert_same_scores(mean_iou(predictions, references, 8, **kwargs), expected)
     if case == "plain":  # the absent classes are NaN and do not pull the mean down

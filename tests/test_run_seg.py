@@ -67,13 +67,13 @@ def trained_checkpoint(voc_tree, tmp_path_factory):
 
 
 def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, tmp_path):
-    """7 validation images, eval batch 2: two processes see 4+4 with one duplicate that must be dropped."""
+    """7 validation images, eval batch 3: each process sees 4 (3 + a partial 1), one of the 8 a duplicate to drop."""
     finals = {}
     for processes in (1, 2):
         output_dir = tmp_path / f"eval{processes}"
         completed = launch(
             ["--model", "segformer-tiny", "--model_name_or_path", str(trained_checkpoint), "--do_train", "false",
-             *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "2"],
+             *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "3"],
             tmp_path, num_processes=processes,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
