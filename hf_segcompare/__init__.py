@@ -6,13 +6,15 @@ Importing the package registers the U-Net / DeepLabV3+ and ViT configs with `Aut
 """
 
 from .data import IGNORE_INDEX, VOC_CLASSES, ensure_synthetic_voc, generate_synthetic_voc, load_voc
-from .metrics import SegmentationMetrics, confusion_matrices, scores_from_confusion
+from .inference import segment
+from .metrics import MEAN_IOU_MODULE, SegmentationMetrics, confusion_matrices, mean_iou, scores_from_confusion
 from .models import count_parameters, create_model, list_models
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IGNORE_INDEX",
+    "MEAN_IOU_MODULE",
     "VOC_CLASSES",
     "SegmentationMetrics",
     "confusion_matrices",
@@ -22,5 +24,7 @@ __all__ = [
     "generate_synthetic_voc",
     "list_models",
     "load_voc",
+    "mean_iou",
     "scores_from_confusion",
+    "segment",
 ]

@@ -35,6 +35,7 @@ from .data import (
 from .data.download import VOC_TRAINVAL_URL, download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
+from .cards import write_model_card
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
 
@@ -381,6 +382,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         output_dir = Path(training_args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
+        write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
+                         model_ref=training_args.hub_model_id)
     return results
 
 

@@ -1,0 +1,291 @@
+"""Model cards and the comparison page: the report, rendered from results.json.
+
+`write_model_card` renders ``templates/model_card.md`` with `huggingface_hub.ModelCard.from_template`
+(front matter from `ModelCardData` with an `EvalResult` model-index), and draws the learning curve
+and a sample-prediction figure next to it. `write_comparison` puts several runs side by side.
+Every number in either comes from a results.json; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMPLATES = Path(__file__).parent / "templates"
+LEARNING_CURVE = "learning_curve.png"
+SAMPLE_PREDICTIONS = "sample_predictions.png"
+SNIPPET = '''from PIL import Image
+from transformers import AutoModelForSemanticSegmentation
+
+import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
+
+model = AutoModelForSemanticSegmentation.from_pretrained("{model_ref}")
+mask = hf_segcompare.segment(model, Image.open("{image_path}"))  # H x W array of class ids
+print(sorted(model.config.id2label[int(i)] for i in set(mask.flat)))'''
+DATASET_DESCRIPTIONS = {
+    "synthetic": ("synthetic-voc", "hf_segcompare synthetic VOC-format data", "the embedded synthetic VOC-format data"),
+    "voc": ("pascal-voc-2012", "Pascal VOC 2012", "Pascal VOC 2012 segmentation"),
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _dataset_identity(results: dict) -> tuple[str, str, str]:
+    name = results["dataset"]["name"]
+    return DATASET_DESCRIPTIONS.get(name, (name, name, f"`{name}`"))
+
+
+def plot_learning_curve(results: dict, path: Path) -> bool:
+    """Validation mIoU and mean training loss per epoch; False when there is nothing to draw."""
+    evaluations = [e for e in results["evaluations"] if e.get("epoch") is not None]
+    if not evaluations:
+        return False
+    plt = _pyplot()
+    figure, miou_axis = plt.subplots(figsize=(6, 3.5))
+    miou_axis.plot([e["epoch"] for e in evaluations], [e["eval_mean_iou"] for e in evaluations], "o-", color="C0")
+    miou_axis.set_xlabel("epoch")
+    miou_axis.set_ylabel("validation mean IoU", color="C0")
+    by_epoch: dict[int, list[float]] = {}
+    for entry in results.get("train_loss", []):
+        if entry.get("epoch") is not None:
+            by_epoch.setdefault(math.ceil(entry["epoch"]), []).append(entry["loss"])
+    if by_epoch:
+        loss_axis = miou_axis.twinx()
+        epochs = sorted(by_epoch)
+        loss_axis.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], "s--", color="C1")
+        loss_axis.set_ylabel("training loss (epoch mean)", color="C1")
+    miou_axis.set_title(results["model"])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
+    """Rows of image | ground truth | prediction (VOC palette) for the first `count` validation images."""
+    from PIL import Image
+
+    from .data.voc import mask_to_array, voc_palette
+    from .inference import segment
+
+    if validation is None or len(validation) == 0:
+        return False
+    palette = np.array(voc_palette(), dtype=np.uint8)
+    plt = _pyplot()
+    rows = min(count, len(validation))
+    figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for row in range(rows):
+        sample = validation[row]
+        image = sample["image"].convert("RGB")
+        truth = palette[mask_to_array(sample["label"])]
+        prediction = palette[segment(model, image)]
+        for column, (picture, title) in enumerate(((image, "image"), (truth, "ground truth"), (prediction, "prediction"))):
+            axes[row, column].imshow(picture if isinstance(picture, Image.Image) else picture)
+            axes[row, column].set_axis_off()
+            if row == 0:
+                axes[row, column].set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples: bool):
+    """The `ModelCard` of one run (not yet saved)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    final = results["final_eval"] or {}
+    dataset_type, dataset_name, dataset_line = _dataset_identity(results)
+    metric_args = {"num_labels": len(results["dataset"]["class_names"]), "ignore_index": 255}
+    eval_results = [
+        EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
+                   dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
+                   metric_value=final[f"eval_{key}"], metric_args=metric_args)
+        for key, label in (("mean_iou", "Mean IoU"), ("mean_accuracy", "Mean accuracy"),
+                           ("overall_accuracy", "Overall accuracy"))
+        if final.get(f"eval_{key}") is not None
+    ]
+    start = results["args"]["model"]
+    card_data = ModelCardData(
+        model_name=f"{results['model']} on {dataset_name}",
+        pipeline_tag="image-segmentation",
+        library_name="transformers",
+        license="apache-2.0",
+        tags=["image-segmentation", "semantic-segmentation", "hf_segcompare", results["model"], results["family"]]
+        + (["synthetic-data"] if results["dataset"]["name"] == "synthetic" else []),
+        datasets=[results["dataset"]["name"]] if results["dataset"]["name"] not in DATASET_DESCRIPTIONS else None,
+        base_model=start.get("model_name_or_path") if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists() else None,
+        metrics=["mean_iou"],
+        eval_results=eval_results or None,
+    )
+    training = results["args"]["training"] if results.get("train") else None
+    if training:
+        training = {**training, "optim": str(training.get("optim")), "lr_scheduler_type": str(training.get("lr_scheduler_type"))}
+    precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
+    environment = results["environment"]
+    versions = [(name, environment[name]) for name in
+                ("torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch", "python")
+                if name in environment]
+    class_names = results["dataset"]["class_names"]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "model_card.md"),
+        title=f"{results['model']}: {results['architecture']}",
+        description=(f"{results['architecture']} ({results['family'].upper() if results['family'] == 'cnn' else results['family']}, "
+                     f"{results['parameters']:,} parameters) for semantic segmentation of the "
+                     f"{len(class_names)} Pascal VOC classes, trained with the Hugging Face `Trainer` by hf_segcompare."),
+        synthetic=results["dataset"]["name"] == "synthetic",
+        snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
+        dataset_line=dataset_line,
+        start_line=(f"`{start['model_name_or_path']}`" if start.get("model_name_or_path") else "random initialisation (`--from_scratch`)"),
+        results=results,
+        final=final,
+        training=training,
+        precision=precision,
+        per_class=[(name, final.get(f"eval_iou_{name}")) for name in class_names],
+        memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
+            results["peak_memory"]["kind"], results["peak_memory"]["kind"]),
+        versions=versions,
+        has_curve=has_curve,
+        has_samples=has_samples,
+        fmt=_fmt,
+    )
+
+
+def write_model_card(results: dict, output_dir: str | Path, model=None, validation=None,
+                     model_ref: str | None = None) -> Path:
+    """Write README.md (the card) and its figures into `output_dir`; return the card's path.
+
+    Args:
+        results: the run's results.json content.
+        model, validation: the trained model and the raw validation split, for the sample figure.
+        model_ref: what the snippet loads (a Hub repo id; default: the output folder).
+    """
+    output_dir = Path(output_dir)
+    has_curve = plot_learning_curve(results, output_dir / LEARNING_CURVE)
+    has_samples = model is not None and plot_sample_predictions(model, validation, output_dir / SAMPLE_PREDICTIONS)
+    card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples)
+    path = output_dir / "README.md"
+    card.save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- comparison page
+
+
+class ComparisonError(ValueError):
+    """Runs that cannot be compared; the message names the folder."""
+
+
+def read_runs(paths: list[str | Path]) -> list[dict]:
+    """results.json of each output folder (or file); they must share the data set and label set."""
+    runs = []
+    for path in map(Path, paths):
+        results_file = path / "results.json" if path.is_dir() else path
+        if not results_file.is_file():
+            raise ComparisonError(f"{path} has no results.json: pass output folders of scripts/run_seg.py runs.")
+        results = json.loads(results_file.read_text())
+        if not results.get("final_eval"):
+            raise ComparisonError(f"{results_file} has no evaluation to compare.")
+        results["_source"] = str(results_file)
+        runs.append(results)
+    if not runs:
+        raise ComparisonError("no runs given")
+    first = runs[0]
+    for run in runs[1:]:
+        for key in ("name", "class_names"):
+            if run["dataset"][key] != first["dataset"][key]:
+                raise ComparisonError(
+                    f"{run['_source']} was evaluated on dataset {key} {run['dataset'][key]!r:.80}, but "
+                    f"{first['_source']} on {first['dataset'][key]!r:.80}: only runs on the same data compare."
+                )
+    return runs
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
+def conclusion(runs: list[dict]) -> list[str]:
+    """Sentences computed from the runs' numbers, nothing else."""
+    def miou(run):
+        return run["final_eval"]["eval_mean_iou"] or 0.0
+
+    lines = []
+    best = max(runs, key=miou)
+    lines.append(f"Highest validation mean IoU: {best['model']} ({miou(best):.4f}).")
+    transformers = [r for r in runs if r["family"] == "transformer"]
+    cnns = [r for r in runs if r["family"] == "cnn"]
+    if transformers and cnns:
+        t, c = max(transformers, key=miou), max(cnns, key=miou)
+        difference = miou(t) - miou(c)
+        lines.append(
+            f"Best transformer {t['model']} vs best CNN {c['model']}: mean IoU {difference:+.4f} "
+            f"({miou(t):.4f} vs {miou(c):.4f}), with {_ratio(t['parameters'], c['parameters'])} the parameters, "
+            f"{_ratio(t['peak_memory']['bytes'], c['peak_memory']['bytes'])} the peak memory"
+            + (f" and {_ratio(t['train']['wall_time_s'], c['train']['wall_time_s'])} the training time."
+               if t.get("train") and c.get("train") else ".")
+        )
+    smallest = min(runs, key=lambda r: r["parameters"])
+    lines.append(f"Fewest parameters: {smallest['model']} ({smallest['parameters']:,}), mean IoU {miou(smallest):.4f}.")
+    return lines
+
+
+def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
+    """comparison.md plus three figures (mIoU per epoch, vs parameters, vs training time) in `output_dir`."""
+    runs = read_runs(paths)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for run in runs:
+        points = [(e["epoch"], e["eval_mean_iou"]) for e in run["evaluations"] if e.get("epoch") is not None]
+        if points:
+            axis.plot(*zip(*points), "o-", label=run["model"])
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation mean IoU")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(output_dir / "miou_per_epoch.png", dpi=100)
+    plt.close(figure)
+
+    for name, label, value in (("miou_vs_parameters.png", "parameters", lambda r: r["parameters"]),
+                               ("miou_vs_train_time.png", "training wall time (s)",
+                                lambda r: r["train"]["wall_time_s"] if r.get("train") else None)):
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        for run in runs:
+            if value(run) is not None:
+                axis.scatter(value(run), run["final_eval"]["eval_mean_iou"], label=run["model"])
+                axis.annotate(run["model"], (value(run), run["final_eval"]["eval_mean_iou"]), fontsize=8)
+        axis.set_xscale("log")
+        axis.set_xlabel(label)
+        axis.set_ylabel("validation mean IoU")
+        figure.tight_layout()
+        figure.savefig(output_dir / name, dpi=100)
+        plt.close(figure)
+
+    from jinja2 import Template
+
+    page = Template((TEMPLATES / "comparison.md").read_text()).render(
+        runs=runs, conclusion=conclusion(runs), fmt=_fmt, dataset=_dataset_identity(runs[0])[2],
+        synthetic=runs[0]["dataset"]["name"] == "synthetic",
+    )
+    path = output_dir / "comparison.md"
+    path.write_text(page)
+    return path

@@ -1,0 +1,103 @@
+"""Model cards, the comparison page, and inference on a saved model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from hf_segcompare import segment
+from hf_segcompare.cards import ComparisonError, conclusion, write_comparison
+from hf_segcompare.models import create_model
+from hf_segcompare.training import parse_args, run
+
+from .conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def runs(voc_tree, tmp_path_factory):
+    """Two short in-process runs, one per family, with evaluations at steps 2 and 4."""
+    root = tmp_path_factory.mktemp("runs")
+    folders = {}
+    for model in ("segformer-tiny", "unet-tiny"):
+        folders[model] = root / model
+        run(*parse_args(["--model", model, "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+                         "--output_dir", str(folders[model]), "--max_steps", "4", "--eval_strategy", "steps",
+                         "--eval_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
+                         "--cache_dir", str(root / "cache")]))
+    return folders
+
+
+def test_the_card_carries_the_runs_own_numbers(runs):
+    folder = runs["segformer-tiny"]
+    results = json.loads((folder / "results.json").read_text())
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.pipeline_tag == "image-segmentation" and card.data.library_name == "transformers"
+    by_type = {r.metric_type: r for r in card.data.eval_results}
+    assert by_type["mean_iou"].metric_value == results["final_eval"]["eval_mean_iou"]
+    assert by_type["mean_accuracy"].metric_value == results["final_eval"]["eval_mean_accuracy"]
+    assert by_type["mean_iou"].metric_args == {"num_labels": 21, "ignore_index": 255}
+    text = (folder / "README.md").read_text()
+    assert f"| parameters | {results['parameters']:,} |" in text
+    assert f"| mean IoU | {results['final_eval']['eval_mean_iou']:.4f} |" in text
+    assert "| aeroplane |" in text and "| tvmonitor |" in text
+    for figure in ("learning_curve.png", "sample_predictions.png"):
+        assert (folder / figure).stat().st_size > 1000 and f"]({figure})" in text
+
+
+def test_the_cards_snippet_runs_against_the_saved_model(runs, tmp_path):
+    folder = runs["unet-tiny"]
+    snippet = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.S).group(1)
+    image_path = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image_path)
+    assert "path/to/image.jpg" in snippet and str(folder) in snippet
+    completed = subprocess.run([sys.executable, "-c", snippet.replace("path/to/image.jpg", str(image_path))],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    names = eval(completed.stdout.strip().splitlines()[-1])  # the snippet prints a list of class names
+    assert names and set(names) <= set(json.loads((folder / "config.json").read_text())["id2label"].values())
+
+
+@pytest.mark.parametrize("name", ["unet-tiny", "deeplabv3plus-tiny", "vit-tiny", "segformer-tiny"])
+def test_segment_returns_one_class_per_pixel_at_the_images_size(name):
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8))
+    mask = segment(create_model(name), image)
+    assert mask.shape == (37, 53) and mask.dtype == np.uint8 and mask.max() < 21
+
+
+def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
+    page = write_comparison([runs["segformer-tiny"], runs["unet-tiny"] / "results.json"], tmp_path / "cmp")
+    text = page.read_text()
+    for name in ("miou_per_epoch.png", "miou_vs_parameters.png", "miou_vs_train_time.png"):
+        assert (tmp_path / "cmp" / name).stat().st_size > 1000 and name in text
+    results = {m: json.loads((runs[m] / "results.json").read_text()) for m in runs}
+    for model, r in results.items():
+        assert f"| {model} | {r['family']} | {r['parameters']:,} |" in text
+    lines = conclusion(list(results.values()))
+    assert all(line in text for line in lines)
+    t, c = results["segformer-tiny"], results["unet-tiny"]
+    assert f"with {t['parameters'] / c['parameters']:.2f}× the parameters" in lines[1]
+
+
+def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ComparisonError, match=f"{empty} has no results.json"):
+        write_comparison([runs["unet-tiny"], empty], tmp_path / "out")
+    other = tmp_path / "other"
+    shutil.copytree(runs["unet-tiny"], other)
+    results = json.loads((other / "results.json").read_text())
+    results["dataset"]["name"] = "synthetic"
+    (other / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ComparisonError, match=f"{other}/results.json was evaluated on dataset name 'synthetic'"):
+        write_comparison([runs["segformer-tiny"], other], tmp_path / "out")
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), str(empty)],
+                               capture_output=True, text=True)
+    assert completed.returncode == 2 and "has no results.json" in completed.stderr
