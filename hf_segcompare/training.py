@@ -36,6 +36,7 @@ from .data.download import VOC_TRAINVAL_URL, download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .cards import write_model_card
+from .hub import push_folder
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
 
@@ -324,6 +325,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
 
     model = load_model(model_args, labels)
+    # We push once, ourselves, after our card is written; and the token never enters the
+    # arguments that Trainer pickles into training_args.bin or that results.json records.
+    push_repo = (training_args.hub_model_id or Path(training_args.output_dir).name) if training_args.push_to_hub else None
+    hub_token, training_args.hub_token, training_args.push_to_hub = training_args.hub_token, None, False
     trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset)
 
     train_summary = None
@@ -384,7 +389,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
         # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
         write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
-                         model_ref=training_args.hub_model_id)
+                         model_ref=push_repo or training_args.hub_model_id)
+        if push_repo:
+            results["hub_commit"] = push_folder(output_dir, push_repo, token=hub_token,
+                                                private=training_args.hub_private_repo)
     return results
 
 

@@ -20,6 +20,10 @@
     accelerate launch --multi_gpu --num_processes 2 scripts/run_seg.py --model segformer-b0 \
         --model_name_or_path outputs/segformer-b0 --do_train false
 
+    # publish: weights, config, card and figures, results.json (retry a failed push with scripts/push.py)
+    accelerate launch scripts/run_seg.py --model segformer-b0 --from_scratch --push_to_hub \
+        --hub_model_id you/segformer-b0-voc
+
 Every `TrainingArguments` option passes through (--output_dir, --num_train_epochs, --max_steps,
 --learning_rate, --per_device_train_batch_size, ...); the model's recipe supplies the defaults.
 The run writes the model, its checkpoints and results.json into --output_dir (default
@@ -29,6 +33,7 @@ outputs/<model>).
 import sys
 
 from hf_segcompare.data import DataError
+from hf_segcompare.hub import PushError
 from hf_segcompare.training import UsageError, parse_args, run, summary_line
 
 
@@ -39,6 +44,9 @@ def main(argv=None) -> int:
     except (UsageError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PushError as error:  # trained and saved; only the upload failed
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if training_args.process_index == 0:
         print(summary_line(results, training_args.output_dir))
     return 0

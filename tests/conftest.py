@@ -51,8 +51,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`accelerate launch [--multi_gpu --num_processes N] scripts/run_seg.py ARGS` as a user types it."""
+def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int = 600,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`accelerate launch [--multi_gpu --num_processes N] scripts/run_seg.py ARGS` as a user types it.
+
+    `env` replaces `script_env(tmp_path)` (e.g. to point HF_ENDPOINT at a test Hub)."""
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
                   "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
@@ -60,7 +63,7 @@ def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int
     else:
         accelerate += ["--num_processes", "1"]
     return subprocess.run(
-        [*accelerate, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
+        [*accelerate, str(RUN_SEG), *args], cwd=tmp_path, env=env or script_env(tmp_path),
         capture_output=True, text=True, timeout=timeout,
     )
 

@@ -1,0 +1,50 @@
+"""Publish an output folder to the Hub: weights, config, card and its figures, results.json.
+
+Used at the end of a run with ``--push_to_hub`` and by ``scripts/push.py`` for a folder that is
+already on disk (a retry after a failed push, or a comparison page). A push never touches the
+local files: when it fails, everything trained and written stays, and the error says how to retry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Trainer's pickled arguments and checkpoints stay local: the former would carry any token
+# the arguments held, the latter are for resuming, not for users of the model.
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part", ".*"]
+
+
+class PushError(RuntimeError):
+    """The push failed; the message says what happened and the command that retries it."""
+
+
+def retry_command(output_dir: str | Path, repo_id: str) -> str:
+    return f"python scripts/push.py {output_dir} --hub_model_id {repo_id}"
+
+
+def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
+                commit_message: str = "Upload model trained with hf_segcompare") -> str:
+    """Create `repo_id` if needed and upload `output_dir` (see IGNORE_PATTERNS); return the commit URL.
+
+    Raises:
+        PushError: with the retry command; no local file is changed.
+    """
+    from huggingface_hub import HfApi
+
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise PushError(f"{output_dir} does not exist: nothing to push.")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(folder_path=output_dir, repo_id=repo_id, commit_message=commit_message,
+                                   ignore_patterns=IGNORE_PATTERNS)
+    except Exception as error:  # network, HTTP and auth errors all mean the same to the user
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if token:
+            reason = reason.replace(token, "<token>")
+        raise PushError(
+            f"pushing {output_dir} to {repo_id} failed ({type(error).__name__}: {reason}). Everything is still in "
+            f"{output_dir}. Retry with: {retry_command(output_dir, repo_id)}"
+        ) from None
+    return commit.commit_url

@@ -1,0 +1,33 @@
+"""Push an output folder that is already on disk to the Hub (a retry after a failed push, or a comparison page).
+
+    python scripts/push.py outputs/segformer-b0 --hub_model_id you/segformer-b0-voc
+    python scripts/push.py comparison --hub_model_id you/segcompare-report
+
+The token comes from --token, else HF_TOKEN or `hf auth login`. Checkpoints and Trainer's pickled
+arguments are not uploaded.
+"""
+
+import argparse
+import sys
+
+from hf_segcompare.hub import PushError, push_folder
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", help="a run's output folder, or a comparison folder")
+    parser.add_argument("--hub_model_id", required=True, help="the repo to push to, e.g. you/segformer-b0-voc")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    args = parser.parse_args(argv)
+    try:
+        url = push_folder(args.output_dir, args.hub_model_id, token=args.token, private=args.private or None)
+    except PushError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"pushed: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Push and pull through the real huggingface_hub client, against a Hub-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from .conftest import REPO_ROOT, launch, script_env
+from .hub_server import HubServer
+
+TOKEN = "hf_segcompare_test_token_0123456789"
+TINY_MODELS = ["unet-tiny", "deeplabv3plus-tiny", "vit-tiny", "segformer-tiny"]
+
+PULL = """
+import json, sys, torch
+import hf_segcompare
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSemanticSegmentation
+repo, local = sys.argv[1], sys.argv[2]
+pulled = AutoModelForSemanticSegmentation.from_pretrained(repo).eval()
+saved = AutoModelForSemanticSegmentation.from_pretrained(local).eval()
+x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    same = torch.equal(pulled(x).logits, saved(x).logits)
+card = ModelCard.load(repo)
+miou = {r.metric_type: r.metric_value for r in card.data.eval_results}["mean_iou"]
+print(json.dumps({"same_logits": same, "card_mean_iou": miou}))
+"""
+
+
+def _env(tmp_path, server):
+    env = script_env(tmp_path)
+    env.update(HF_ENDPOINT=server.endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0")
+    env.pop("HF_TOKEN", None)
+    return env
+
+
+def _files_hold(folder, secret: str) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_push_then_pull_gives_the_same_model_and_card(model, voc_tree, tmp_path):
+    import subprocess
+
+    output_dir = tmp_path / "out"
+    repo = f"tester/{model}"
+    with HubServer() as server:
+        completed = launch(["--model", model, "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+                            "--output_dir", str(output_dir), "--max_steps", "2", "--save_strategy", "steps",
+                            "--save_steps", "1", "--push_to_hub", "--hub_model_id", repo, "--hub_token", TOKEN],
+                           tmp_path, env=_env(tmp_path, server))
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        pushed = server.repos[repo]["files"]
+        assert {"model.safetensors", "config.json", "README.md", "results.json", "learning_curve.png",
+                "sample_predictions.png"} <= set(pushed)
+        assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in pushed)
+        pull = subprocess.run([sys.executable, "-c", PULL, repo, str(output_dir)], capture_output=True, text=True,
+                              env=_env(tmp_path, server), timeout=300)
+        assert pull.returncode == 0, pull.stderr[-3000:]
+    pulled = json.loads(pull.stdout.strip().splitlines()[-1])
+    results = json.loads((output_dir / "results.json").read_text())
+    assert pulled["same_logits"] is True
+    assert pulled["card_mean_iou"] == results["final_eval"]["eval_mean_iou"]
+    assert f'from_pretrained("{repo}")' in (output_dir / "README.md").read_text()
+    # The token is nowhere: no file written, no pushed file, no line printed.
+    assert _files_hold(output_dir, TOKEN) == []
+    assert not any(TOKEN.encode() in content for content in pushed.values())
+    assert TOKEN not in completed.stdout + completed.stderr
+
+
+def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path):
+    import subprocess
+
+    output_dir = tmp_path / "out"
+    with HubServer(fail_with=500) as server:
+        # The token through HF_TOKEN, as the README advises: accelerate echoes a failed command line.
+        env = {**_env(tmp_path, server), "HF_TOKEN": TOKEN}
+        completed = launch(["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc",
+                            "--data_dir", str(voc_tree), "--output_dir", str(output_dir), "--max_steps", "2",
+                            "--push_to_hub", "--hub_model_id", "tester/broken"], tmp_path, env=env)
+    sent = [{k.lower(): v for k, v in headers.items()} for _, _, headers in server.requests]
+    assert any(h.get("authorization") == f"Bearer {TOKEN}" for h in sent), "HF_TOKEN was not used"
+    assert completed.returncode != 0
+    assert f"Retry with: python scripts/push.py {output_dir} --hub_model_id tester/broken" in completed.stderr
+    for name in ("model.safetensors", "config.json", "README.md", "results.json", "learning_curve.png"):
+        assert (output_dir / name).is_file(), name
+    assert TOKEN not in completed.stdout + completed.stderr and _files_hold(output_dir, TOKEN) == []
+
+    # The retry, once the Hub is back, publishes the same folder.
+    with HubServer() as server:
+        retry = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "push.py"), str(output_dir),
+                                "--hub_model_id", "tester/broken", "--token", TOKEN],
+                               capture_output=True, text=True, env=_env(tmp_path, server), timeout=120)
+        assert retry.returncode == 0, retry.stderr[-2000:]
+        assert "model.safetensors" in server.repos["tester/broken"]["files"]
+    assert TOKEN not in retry.stdout + retry.stderr
