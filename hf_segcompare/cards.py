@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -78,8 +77,6 @@ def plot_learning_curve(results: dict, path: Path) -> bool:
 
 def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
     """Rows of image | ground truth | prediction (VOC palette) for the first `count` validation images."""
-    from PIL import Image
-
     from .data.voc import mask_to_array, voc_palette
     from .inference import segment
 
@@ -95,7 +92,7 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
         truth = palette[mask_to_array(sample["label"])]
         prediction = palette[segment(model, image)]
         for column, (picture, title) in enumerate(((image, "image"), (truth, "ground truth"), (prediction, "prediction"))):
-            axes[row, column].imshow(picture if isinstance(picture, Image.Image) else picture)
+            axes[row, column].imshow(picture)
             axes[row, column].set_axis_off()
             if row == 0:
                 axes[row, column].set_title(title)
@@ -167,6 +164,35 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     )
 
 
+def _hub_dataset_id(name: str) -> str | None:
+    """`name` when it looks like a Hub dataset id (``owner/name``) and is not a local path."""
+    import re
+
+    return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists() else None
+
+
+def write_eval_results(results: dict, output_dir: Path) -> Path | None:
+    """`.eval_results/mean_iou.yaml` (the Hub's newer eval-results format) for runs scored on a Hub
+    dataset; that format names a benchmark dataset on the Hub, so other data has no such file."""
+    dataset_id = _hub_dataset_id(results["dataset"]["name"])
+    value = (results.get("final_eval") or {}).get("eval_mean_iou")
+    try:
+        from huggingface_hub import EvalResultEntry
+        from huggingface_hub._eval_results import eval_result_entries_to_yaml
+    except ImportError:  # an older huggingface_hub without the format
+        return None
+    if dataset_id is None or value is None:
+        return None
+    import yaml
+
+    entry = EvalResultEntry(dataset_id=dataset_id, task_id="semantic-segmentation-mean-iou", value=value,
+                            notes=f"validation split; num_labels={len(results['dataset']['class_names'])}, ignore_index=255")
+    path = output_dir / ".eval_results" / "mean_iou.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(eval_result_entries_to_yaml([entry]), sort_keys=False))
+    return path
+
+
 def write_model_card(results: dict, output_dir: str | Path, model=None, validation=None,
                      model_ref: str | None = None) -> Path:
     """Write README.md (the card) and its figures into `output_dir`; return the card's path.
@@ -180,6 +206,7 @@ def write_model_card(results: dict, output_dir: str | Path, model=None, validati
     has_curve = plot_learning_curve(results, output_dir / LEARNING_CURVE)
     has_samples = model is not None and plot_sample_predictions(model, validation, output_dir / SAMPLE_PREDICTIONS)
     card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples)
+    write_eval_results(results, output_dir)
     path = output_dir / "README.md"
     card.save(path)
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Trainer's pickled arguments and checkpoints stay local: the former would carry any token
 # the arguments held, the latter are for resuming, not for users of the model.
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part", ".*"]
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part"]
 
 
 class PushError(RuntimeError):

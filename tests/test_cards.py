@@ -101,3 +101,17 @@ def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_p
     completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), str(empty)],
                                capture_output=True, text=True)
     assert completed.returncode == 2 and "has no results.json" in completed.stderr
+
+
+def test_eval_results_file_for_a_hub_dataset_only(runs, tmp_path):
+    import yaml
+
+    from hf_segcompare.cards import write_eval_results
+
+    results = json.loads((runs["unet-tiny"] / "results.json").read_text())
+    assert write_eval_results(results, tmp_path) is None  # a local VOC folder names no Hub benchmark
+    results["dataset"]["name"] = "someone/voc-seg"
+    path = write_eval_results(results, tmp_path)
+    entries = yaml.safe_load(path.read_text())
+    assert entries[0]["dataset"]["id"] == "someone/voc-seg"
+    assert entries[0]["value"] == results["final_eval"]["eval_mean_iou"]
