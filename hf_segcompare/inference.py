@@ -8,7 +8,20 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from .data.transforms import eval_transforms, size_to_fit
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, size_to_fit
+
+
+def build_image_processor(size: int):
+    """The image processor saved with every model, so ``pipeline("image-segmentation", model=folder)``
+    works for all four: resize to `size` (a multiple of 32, which every architecture accepts),
+    ImageNet normalisation as in training; logits are resized back to the image by the pipeline.
+    `segment` instead pads without resizing, as the evaluation does."""
+    from transformers import SegformerImageProcessor
+
+    return SegformerImageProcessor(
+        do_resize=True, size={"height": size, "width": size}, image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD), do_reduce_labels=False,
+    )
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .cards import write_model_card
 from .hub import push_folder
+from .inference import build_image_processor
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
 
@@ -386,6 +387,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        if training_args.do_train:
+            build_image_processor(eval_size).save_pretrained(output_dir)
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
         # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
         write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],

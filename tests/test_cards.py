@@ -115,3 +115,14 @@ def test_eval_results_file_for_a_hub_dataset_only(runs, tmp_path):
     entries = yaml.safe_load(path.read_text())
     assert entries[0]["dataset"]["id"] == "someone/voc-seg"
     assert entries[0]["value"] == results["final_eval"]["eval_mean_iou"]
+
+
+@pytest.mark.parametrize("model", ["segformer-tiny", "unet-tiny"])
+def test_pipeline_runs_on_a_saved_run(runs, model):
+    from transformers import pipeline
+
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (45, 61, 3), dtype=np.uint8))
+    segments = pipeline("image-segmentation", model=str(runs[model]))(image)
+    class_names = set(json.loads((runs[model] / "config.json").read_text())["id2label"].values())
+    assert segments and {s["label"] for s in segments} <= class_names
+    assert all(s["mask"].size == image.size for s in segments)

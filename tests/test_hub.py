@@ -54,8 +54,8 @@ def test_push_then_pull_gives_the_same_model_and_card(model, voc_tree, tmp_path)
                            tmp_path, env=_env(tmp_path, server))
         assert completed.returncode == 0, completed.stderr[-3000:]
         pushed = server.repos[repo]["files"]
-        assert {"model.safetensors", "config.json", "README.md", "results.json", "learning_curve.png",
-                "sample_predictions.png"} <= set(pushed)
+        assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "results.json",
+                "learning_curve.png", "sample_predictions.png"} <= set(pushed)
         assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in pushed)
         pull = subprocess.run([sys.executable, "-c", PULL, repo, str(output_dir)], capture_output=True, text=True,
                               env=_env(tmp_path, server), timeout=300)
