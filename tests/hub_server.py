@@ -10,11 +10,12 @@ import base64
 import hashlib
 import http.server
 import json
-import threading
 from urllib.parse import unquote, urlparse
 
+from .local_server import LocalServer
 
-class HubServer:
+
+class HubServer(LocalServer):
     def __init__(self, fail_with: int | None = None):
         self.repos: dict[str, dict] = {}  # repo id -> {"sha": str, "files": {path: bytes}}
         self.fail_with = fail_with
@@ -103,14 +104,5 @@ class HubServer:
 
             do_GET = do_POST = do_HEAD = do_PUT = _handle
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.endpoint = self.base_url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 import time
 
 import pytest
@@ -12,8 +11,10 @@ import pytest
 from hf_segcompare.data import DataError, generate_synthetic_voc, load_voc, write_voc_tar
 from hf_segcompare.data.download import download_voc
 
+from .local_server import LocalServer
 
-class TarServer:
+
+class TarServer(LocalServer):
     """Serves one payload at /VOC.tar with Range support; records every request's Range header."""
 
     def __init__(self, payload: bytes, honour_range: bool = True):
@@ -40,17 +41,8 @@ class TarServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/VOC.tar"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.url = f"{self.base_url}/VOC.tar"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .voc import DataError, finish_validation, validate_sample, validated_features
+from .voc import DataError, finish_validation, validated_features, validated_row
 
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation"}
 
@@ -65,16 +65,9 @@ def _validate_row(image, label, index, split, image_column, label_column):
 
     image_bytes, image_name = raw(image)
     mask_bytes, mask_name = raw(label)
-    mask_bytes, size, error = validate_sample(image_bytes, mask_bytes, image_name, mask_name)
     sample_id = Path(image["path"]).stem if image.get("path") else f"{split}-{index:06d}"
-    return {
-        "id": sample_id,
-        "image": {"bytes": image_bytes, "path": None},
-        "label": {"bytes": mask_bytes, "path": None},
-        "width": size[0] if size else 0,
-        "height": size[1] if size else 0,
-        "error": None if error is None else f"{split} row {index} ({sample_id!r}): {error}",
-    }
+    return validated_row(sample_id, image_bytes, mask_bytes, image_name, mask_name,
+                         where=f"{split} row {index} ({sample_id!r})")
 
 
 def load_image_mask_dataset(

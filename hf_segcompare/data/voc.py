@@ -173,17 +173,22 @@ def _generate_samples(source, samples: tuple, split: str):
         mask_reader = source if mask_source is None else mask_source
         image_bytes = source.read_bytes(image_relative)
         mask_bytes = mask_reader.read_bytes(mask_relative)
-        mask_bytes, size, error = validate_sample(
-            image_bytes, mask_bytes, source.location(image_relative), mask_reader.location(mask_relative)
-        )
-        yield {
-            "id": sample_id,
-            "image": {"bytes": image_bytes, "path": None},
-            "label": {"bytes": mask_bytes, "path": None},
-            "width": size[0] if size else 0,
-            "height": size[1] if size else 0,
-            "error": None if error is None else f"{split} id {sample_id!r}: {error}",
-        }
+        yield validated_row(sample_id, image_bytes, mask_bytes, source.location(image_relative),
+                            mask_reader.location(mask_relative), where=f"{split} id {sample_id!r}")
+
+
+def validated_row(sample_id: str, image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str,
+                  where: str) -> dict:
+    """One row of `validated_features`: the sample's bytes, its size, and its error (prefixed by `where`) or None."""
+    mask_bytes, size, error = validate_sample(image_bytes, mask_bytes, image_name, mask_name)
+    return {
+        "id": sample_id,
+        "image": {"bytes": image_bytes, "path": None},
+        "label": {"bytes": mask_bytes, "path": None},
+        "width": size[0] if size else 0,
+        "height": size[1] if size else 0,
+        "error": None if error is None else f"{where}: {error}",
+    }
 
 
 def _split_samples(source, ids: list[str], split_file: str, sbd=None) -> list[tuple]:
