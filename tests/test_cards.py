@@ -126,3 +126,25 @@ def test_pipeline_runs_on_a_saved_run(runs, model):
     class_names = set(json.loads((runs[model] / "config.json").read_text())["id2label"].values())
     assert segments and {s["label"] for s in segments} <= class_names
     assert all(s["mask"].size == image.size for s in segments)
+
+
+def test_predict_script_writes_palette_masks_and_overlays(runs, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for name, size in (("a.jpg", (40, 30)), ("b.png", (33, 47))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
+                                str(runs["segformer-tiny"]), "--input", str(photos), "--output_dir", str(tmp_path / "out")],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "2 image(s) segmented" in completed.stdout
+    for stem, size in (("a", (40, 30)), ("b", (33, 47))):
+        mask = Image.open(tmp_path / "out" / f"{stem}_mask.png")
+        assert mask.mode == "P" and mask.size == size and np.array(mask).max() < 21
+        assert Image.open(tmp_path / "out" / f"{stem}_overlay.jpg").size == size
+    missing = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
+                              str(runs["segformer-tiny"]), "--input", str(tmp_path / "nothing")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "nothing is not an image" in missing.stderr

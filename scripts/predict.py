@@ -1,0 +1,66 @@
+"""Segment images with a trained model: a VOC-palette colour mask and an overlay per image.
+
+    python scripts/predict.py --model outputs/segformer-b0 --input photo.jpg --output_dir predictions
+    python scripts/predict.py --model you/segformer-b0-voc --input photos/ --output_dir predictions
+
+--model is a folder saved by run_seg.py or a Hub repo id; --input a file or a folder of images
+(.jpg, .jpeg, .png, .bmp, .webp). For each image it writes <name>_mask.png (palette PNG whose pixel
+values are class ids) and <name>_overlay.jpg (the mask blended over the image).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a folder saved by run_seg.py, or a Hub repo id")
+    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser.add_argument("--output_dir", default="predictions")
+    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in the overlay")
+    args = parser.parse_args(argv)
+
+    source = Path(args.input)
+    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else [source]
+    if not source.exists() or not images:
+        print(f"error: {source} is not an image or a folder holding images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+              file=sys.stderr)
+        return 2
+
+    from PIL import Image, UnidentifiedImageError
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForSemanticSegmentation
+
+    import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
+    from hf_segcompare.data import voc_palette
+
+    try:
+        model = AutoModelForSemanticSegmentation.from_pretrained(args.model).eval()
+    except OSError as error:
+        print(f"error: cannot load a model from {args.model}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    flat_palette = [channel for colour in voc_palette() for channel in colour]
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for path in tqdm(images, desc="segmenting", unit="image"):
+        try:
+            image = Image.open(path).convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            failed.append(f"{path}: {error}")
+            continue
+        mask = Image.fromarray(hf_segcompare.segment(model, image), mode="L").convert("P")
+        mask.putpalette(flat_palette)
+        mask.save(output_dir / f"{path.stem}_mask.png")
+        Image.blend(image, mask.convert("RGB"), args.alpha).save(output_dir / f"{path.stem}_overlay.jpg", quality=92)
+    for message in failed:
+        print(f"skipped {message}", file=sys.stderr)
+    print(f"{len(images) - len(failed)} image(s) segmented into {output_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
