@@ -149,7 +149,9 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         synthetic=results["dataset"]["name"] == "synthetic",
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
-        start_line=(f"`{start['model_name_or_path']}`" if start.get("model_name_or_path") else "random initialisation (`--from_scratch`)"),
+        start_line=(f"`{start['model_name_or_path']}`" if start.get("model_name_or_path")
+                    else "random initialisation (`--from_scratch`)" if start.get("from_scratch")
+                    else f"encoder weights from `{start.get('pretrained') or 'the model default'}`, decoder and head freshly initialised"),
         results=results,
         final=final,
         training=training,

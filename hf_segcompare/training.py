@@ -40,6 +40,7 @@ from .hub import push_folder
 from .inference import build_image_processor
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec, list_models
+from .models.pretrained import DEFAULT_PRETRAINED, load_pretrained_encoder
 
 RESULTS_FILE = "results.json"
 MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
@@ -82,7 +83,12 @@ class ModelArguments:
     )
     from_scratch: bool = field(
         default=False,
-        metadata={"help": "Start from random weights. Required until pretrained starting points are supported."},
+        metadata={"help": "Start from random weights instead of a pretrained encoder."},
+    )
+    pretrained: str | None = field(
+        default=None,
+        metadata={"help": "Where the encoder's weights come from: a Hub id, a local folder or state-dict file, or an "
+                          "smp weights name. Default per model: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_PRETRAINED.items())},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -185,11 +191,8 @@ def _multi_process_without_gpu() -> bool:
 
 def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
     """Reject combinations that cannot work, before anything is loaded or built."""
-    if not model_args.from_scratch and not model_args.model_name_or_path:
-        raise UsageError(
-            f"--model {model_args.model}: pretrained starting points are not supported yet. Pass --from_scratch "
-            "to train from random weights, or --model_name_or_path with a folder saved by this toolkit."
-        )
+    if model_args.from_scratch and (model_args.pretrained or model_args.model_name_or_path):
+        raise UsageError("--from_scratch means random weights: drop it, or drop --pretrained / --model_name_or_path.")
     if model_args.model_name_or_path and not Path(model_args.model_name_or_path).is_dir():
         raise UsageError(
             f"--model_name_or_path {model_args.model_name_or_path}: no such folder. Pass a local folder written by "
@@ -224,9 +227,18 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
 
 
 def load_model(model_args: ModelArguments, labels: dict[int, str]):
-    """A fresh model (``--from_scratch``) or one saved by this toolkit (``--model_name_or_path``)."""
+    """One saved by this toolkit (``--model_name_or_path``), a fresh model (``--from_scratch``), or
+    a fresh model whose encoder is loaded from ``--pretrained`` (default: the model's own)."""
     if not model_args.model_name_or_path:
-        return create_model(model_args.model, labels)
+        model = create_model(model_args.model, labels)
+        if not model_args.from_scratch:
+            source = model_args.pretrained or DEFAULT_PRETRAINED.get(model_args.model)
+            if source is None:
+                raise UsageError(f"--model {model_args.model} has no default pretrained weights: pass --pretrained "
+                                 "PATH or --from_scratch.")
+            load_pretrained_encoder(model, model_args.model, source)
+            model_args.pretrained = source  # the resolved value is what results.json records
+        return model
     from transformers import AutoModelForSemanticSegmentation
 
     model = AutoModelForSemanticSegmentation.from_pretrained(model_args.model_name_or_path, local_files_only=True)

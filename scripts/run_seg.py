@@ -1,5 +1,8 @@
 """Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded VOC-format data).
 
+    # fine-tune from the model's pretrained encoder (nvidia/mit-b0 here; needs the Hub or --pretrained PATH)
+    accelerate launch scripts/run_seg.py --model segformer-b0 --pretrained /models/mit-b0
+
     # the embedded synthetic data, SegFormer-b0 from random weights (a few minutes on a CPU)
     accelerate launch scripts/run_seg.py --model segformer-b0 --from_scratch
 
@@ -34,6 +37,7 @@ import sys
 
 from hf_segcompare.data import DataError
 from hf_segcompare.hub import PushError
+from hf_segcompare.models.pretrained import PretrainedUnavailable
 from hf_segcompare.training import UsageError, parse_args, run, summary_line
 
 
@@ -41,7 +45,7 @@ def main(argv=None) -> int:
     model_args, data_args, training_args = parse_args(argv)
     try:
         results = run(model_args, data_args, training_args)
-    except (UsageError, DataError, FileNotFoundError) as error:
+    except (UsageError, DataError, FileNotFoundError, PretrainedUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except PushError as error:  # trained and saved; only the upload failed

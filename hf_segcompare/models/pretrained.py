@@ -1,0 +1,138 @@
+"""Pretrained starting points: load an encoder's weights into a freshly built model.
+
+The model is built first (random decoder and head for the 21 VOC classes), then only its encoder
+is overwritten, after construction, as DESIGN.md asks: `from_pretrained` builds on the meta
+device and must never trigger downloads.
+
+=================  ===========================================  =============================================
+model              default ``--pretrained``                     also accepted
+=================  ===========================================  =============================================
+unet               ``imagenet`` (smp's ResNet-50 weights)       a ``.safetensors``/``.pth`` encoder state dict
+deeplabv3plus      ``imagenet``                                 the same
+vit                ``google/vit-base-patch16-224-in21k``        any `ViTModel` folder or Hub id
+segformer-b0       ``nvidia/mit-b0``                            any `SegformerModel` / SegFormer folder or id
+=================  ===========================================  =============================================
+
+Where the Hub cannot be reached the load fails within seconds, naming the model, what was looked
+for, and the two ways out (a local path, or ``--from_scratch``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_PRETRAINED = {
+    "unet": "imagenet",
+    "deeplabv3plus": "imagenet",
+    "vit": "google/vit-base-patch16-224-in21k",
+    "segformer-b0": "nvidia/mit-b0",
+}
+
+
+class PretrainedUnavailable(RuntimeError):
+    """The starting point cannot be had; the message says what to pass instead."""
+
+
+def _unavailable(model_name: str, source: str, reason: str) -> PretrainedUnavailable:
+    return PretrainedUnavailable(
+        f"--model {model_name}: cannot load the pretrained starting point {source!r} ({reason}). "
+        f"Pass --pretrained with a local path (for this model: {_local_hint(model_name)}), "
+        "or --from_scratch to start from random weights."
+    )
+
+
+def _local_hint(model_name: str) -> str:
+    base = model_name.removesuffix("-tiny")
+    if base in ("unet", "deeplabv3plus"):
+        return "an encoder state dict file, .safetensors or .pth"
+    if base == "vit":
+        return "a folder saved by ViTModel.save_pretrained"
+    return "a folder saved by SegformerModel or SegformerForSemanticSegmentation.save_pretrained"
+
+
+def _require_hub(model_name: str, source: str, timeout: float = 5.0) -> None:
+    """Fail fast when the Hub is unreachable: the clients' own retries take tens of seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise _unavailable(model_name, source, "HF_HUB_OFFLINE is set and it is not a local path")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise _unavailable(model_name, source, f"the Hub at {endpoint.geturl()} cannot be reached: {error}") from None
+
+
+def _load_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _load_smp_encoder(model, model_name: str, source: str) -> None:
+    path = Path(source).expanduser()
+    if path.is_file():
+        state = _load_state_dict(path)
+    else:
+        from segmentation_models_pytorch.encoders import encoders
+
+        settings = encoders[model.config.encoder_name]["pretrained_settings"]
+        if source not in settings:
+            raise _unavailable(model_name, source, f"not a file, and smp knows {sorted(settings)} for "
+                                                   f"{model.config.encoder_name}")
+        _require_hub(model_name, source)
+        from huggingface_hub import hf_hub_download
+
+        weights = hf_hub_download(settings[source]["repo_id"], "model.safetensors", revision=settings[source]["revision"])
+        state = _load_state_dict(Path(weights))
+    # torchvision checkpoints carry the classifier (fc.*), which smp encoders drop.
+    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    # torch's own load_state_dict: smp's and transformers' overrides return nothing to check.
+    import torch
+
+    missing, unexpected = torch.nn.Module.load_state_dict(model.smp.encoder, state, strict=False)
+    if missing or unexpected:
+        raise _unavailable(model_name, source, f"not a {model.config.encoder_name} encoder state dict "
+                                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _load_hf_encoder(model, model_name: str, source: str, encoder_class, target) -> None:
+    if not Path(source).expanduser().exists():
+        _require_hub(model_name, source)
+    try:
+        encoder = encoder_class.from_pretrained(source, **({"add_pooling_layer": False}
+                                                           if encoder_class.__name__ == "ViTModel" else {}))
+    except OSError as error:
+        raise _unavailable(model_name, source, str(error).splitlines()[0]) from None
+    import torch
+
+    missing, _ = torch.nn.Module.load_state_dict(target, encoder.state_dict(), strict=False)
+    if missing:
+        raise _unavailable(model_name, source, f"its weights do not fit this encoder (missing {missing[:3]})")
+
+
+def load_pretrained_encoder(model, model_name: str, source: str) -> None:
+    """Overwrite `model`'s encoder with the weights `source` names; decoder and head stay fresh.
+
+    Raises:
+        PretrainedUnavailable: the weights cannot be had or do not fit; the message says what to pass.
+    """
+    from transformers import SegformerModel, ViTModel
+
+    from .smp import SmpForSemanticSegmentation
+    from .vit import ViTSegForSemanticSegmentation
+
+    if isinstance(model, SmpForSemanticSegmentation):
+        _load_smp_encoder(model, model_name, source)
+    elif isinstance(model, ViTSegForSemanticSegmentation):
+        _load_hf_encoder(model, model_name, source, ViTModel, model.vit)
+    else:
+        _load_hf_encoder(model, model_name, source, SegformerModel, model.segformer)
+    model.config.pretrained_from = source  # saved in config.json: where the encoder came from
