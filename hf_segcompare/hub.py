@@ -7,11 +7,38 @@ local files: when it fails, everything trained and written stays, and the error 
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 # Trainer's pickled arguments and checkpoints stay local: the former would carry any token
 # the arguments held, the latter are for resuming, not for users of the model.
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part"]
+
+
+def hub_endpoint() -> str:
+    """The Hub endpoint the huggingface_hub client will use (HF_ENDPOINT, else huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline_mode() -> bool:
+    """True when HF_HUB_OFFLINE asks every client to stay off the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
+    """None when the Hub endpoint accepts a connection within `timeout`, else why not.
+
+    The clients' own retries take tens of seconds to give up; this answers in at most `timeout`.
+    """
+    endpoint = urlparse(hub_endpoint())
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"the Hub at {hub_endpoint()} cannot be reached: {error}"
+    return None
 
 
 class PushError(RuntimeError):

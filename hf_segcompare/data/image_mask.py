@@ -16,8 +16,6 @@ Local layouts:
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .voc import DataError, finish_validation, validated_features, validated_row
@@ -25,21 +23,18 @@ from .voc import DataError, finish_validation, validated_features, validated_row
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation"}
 
 
-def _check_hub_reachable(dataset_id: str, timeout: float = 5.0) -> None:
+def _check_hub_reachable(dataset_id: str) -> None:
     """Fail within seconds when the Hub cannot be reached (datasets itself retries for ~25 s)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    from ..hub import hub_offline_mode, hub_unreachable_reason
+
+    if hub_offline_mode() or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return  # offline mode: datasets answers from its cache, or says it has nothing
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    try:
-        urllib.request.urlopen(f"{endpoint}/api/datasets/{dataset_id}", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return  # the Hub answered (even 401/404): let datasets report precisely
-    except (urllib.error.URLError, OSError) as error:
+    reason = hub_unreachable_reason()
+    if reason:
         raise DataError(
-            f"dataset {dataset_id!r}: the Hub ({endpoint}) cannot be reached ({getattr(error, 'reason', error)}). "
-            "Pass a local parquet file or folder, or an imagefolder, as --dataset_name; or --dataset_name voc "
-            "--data_dir PATH; or --dataset_name synthetic."
-        ) from None
+            f"dataset {dataset_id!r}: {reason}. Pass a local parquet file or folder, or an imagefolder, as "
+            "--dataset_name; or --dataset_name voc --data_dir PATH; or --dataset_name synthetic."
+        )
 
 
 def _load_raw(source: str, cache_dir: str | None):

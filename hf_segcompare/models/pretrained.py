@@ -19,10 +19,7 @@ for, and the two ways out (a local path, or ``--from_scratch``).
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 DEFAULT_PRETRAINED = {
     "unet": "imagenet",
@@ -53,16 +50,15 @@ def _local_hint(model_name: str) -> str:
     return "a folder saved by SegformerModel or SegformerForSemanticSegmentation.save_pretrained"
 
 
-def _require_hub(model_name: str, source: str, timeout: float = 5.0) -> None:
-    """Fail fast when the Hub is unreachable: the clients' own retries take tens of seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+def _require_hub(model_name: str, source: str) -> None:
+    """Fail fast, naming the ways out, when a non-local source needs a Hub that is not there."""
+    from ..hub import hub_offline_mode, hub_unreachable_reason
+
+    if hub_offline_mode():
         raise _unavailable(model_name, source, "HF_HUB_OFFLINE is set and it is not a local path")
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
-    except OSError as error:
-        raise _unavailable(model_name, source, f"the Hub at {endpoint.geturl()} cannot be reached: {error}") from None
+    reason = hub_unreachable_reason()
+    if reason:
+        raise _unavailable(model_name, source, reason)
 
 
 def _load_state_dict(path: Path) -> dict:
