@@ -74,16 +74,6 @@ def _bin(values, num_labels: int):
     return where((values >= 0) & (values < num_labels), values, num_labels)
 
 
-def confusion_matrix(predictions: np.ndarray, references: np.ndarray, num_labels: int, ignore_index: int) -> np.ndarray:
-    """``[C+1, C+1]`` int64 confusion of one or more maps (rows = reference; last row/column = out of range)."""
-    predictions = np.asarray(predictions).ravel().astype(np.int64)
-    references = np.asarray(references).ravel().astype(np.int64)
-    keep = references != ignore_index
-    size = num_labels + 1
-    flat = _bin(references[keep], num_labels) * size + _bin(predictions[keep], num_labels)
-    return np.bincount(flat, minlength=size * size).reshape(size, size)
-
-
 def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Per-sample confusion matrices ``[B, C+1, C+1]`` (int64) with one `bincount` on the inputs' device.
