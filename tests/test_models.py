@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSemanticSegmentation, TrainingArguments
 
 from hf_segcompare.data import IGNORE_INDEX, VOC_CLASSES
-from hf_segcompare.models import count_parameters, create_model, list_models
+from hf_segcompare.models import count_parameters, create_model, get_spec, list_models
 from hf_segcompare.training import build_trainer
 
 REFERENCE_PARAMETERS = {  # DESIGN.md / ANCHORS.md: 21 classes, random init
@@ -118,3 +118,15 @@ def test_trainer_averages_the_loss_itself(name, tmp_path):
     trainer = build_trainer(create_model(name), TrainingArguments(output_dir=str(tmp_path), report_to="none"), None, None)
     assert trainer.model_accepts_loss_kwargs is False
     assert trainer.args.batch_eval_metrics is True and trainer.args.remove_unused_columns is False
+
+
+def test_deeplabv3plus_uses_the_papers_rates_for_output_stride_16():
+    model = create_model("deeplabv3plus")
+    rates = sorted({m.dilation for m in model.smp.decoder.modules() if getattr(m, "dilation", (1, 1)) != (1, 1)})
+    assert rates == [(6, 6), (12, 12), (18, 18)]
+    assert model.config.arch_kwargs["encoder_output_stride"] == 16
+    # A config saved before the rates were set (no key) keeps smp's default, so it loads as trained.
+    older = get_spec("deeplabv3plus-tiny").model_class(
+        get_spec("deeplabv3plus-tiny").make_config({0: "a", 1: "b"}, arch="deeplabv3plus", encoder_name="resnet18"))
+    assert sorted({m.dilation for m in older.smp.decoder.modules()
+                   if getattr(m, "dilation", (1, 1)) != (1, 1)}) == [(12, 12), (24, 24), (36, 36)]

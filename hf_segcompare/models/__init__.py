@@ -6,7 +6,7 @@ Four architectures answer the toolkit's question, two CNNs and two transformers:
 name               architecture                                    parameters
 =================  ==============================================  ===========
 ``unet``           U-Net, ResNet-50 encoder (smp)                  32,524,005
-``deeplabv3plus``  DeepLabV3+, ResNet-50 encoder, ASPP (smp)       26,682,725
+``deeplabv3plus``  DeepLabV3+, ResNet-50, ASPP 6/12/18 (smp)        26,682,725
 ``vit``            ViT-B/16 + SETR-PUP head                        89,345,045
 ``segformer-b0``   SegFormer, MiT-b0 + all-MLP decoder             3,719,541
 =================  ==============================================  ===========
@@ -63,11 +63,17 @@ def _vit_config(id2label, **kwargs) -> ViTSegConfig:
     return ViTSegConfig(**kwargs, **_labels(id2label))
 
 
+# smp's DeepLabV3Plus runs its encoder at output stride 16 but defaults to the ASPP rates the paper
+# pairs with stride 8 (12/24/36); at stride 16 the paper uses 6/12/18. Dilation adds no parameters.
+# (A folder saved without this key keeps smp's default, so older checkpoints load as trained.)
+DEEPLAB_OS16 = {"encoder_output_stride": 16, "decoder_atrous_rates": [6, 12, 18]}
+
 _SPECS = [
     ModelSpec("unet", "cnn", "U-Net with a ResNet-50 encoder (segmentation-models-pytorch)",
               _smp_config, SmpForSemanticSegmentation, {"arch": "unet", "encoder_name": "resnet50"}),
     ModelSpec("deeplabv3plus", "cnn", "DeepLabV3+ with a ResNet-50 encoder and ASPP (segmentation-models-pytorch)",
-              _smp_config, SmpForSemanticSegmentation, {"arch": "deeplabv3plus", "encoder_name": "resnet50"}),
+              _smp_config, SmpForSemanticSegmentation,
+              {"arch": "deeplabv3plus", "encoder_name": "resnet50", "arch_kwargs": {**DEEPLAB_OS16}}),
     ModelSpec("vit", "transformer", "ViT-B/16 encoder with a SETR progressive-upsampling head",
               _vit_config, ViTSegForSemanticSegmentation, {}),
     ModelSpec("segformer-b0", "transformer", "SegFormer with the MiT-b0 encoder and its all-MLP decoder",
@@ -78,7 +84,8 @@ _SPECS = [
               {"arch": "unet", "encoder_name": "resnet18", "arch_kwargs": {"decoder_channels": [64, 32, 16, 8, 8]}}, True),
     ModelSpec("deeplabv3plus-tiny", "cnn", "test variant of deeplabv3plus (ResNet-18 encoder, 32-channel decoder)",
               _smp_config, SmpForSemanticSegmentation,
-              {"arch": "deeplabv3plus", "encoder_name": "resnet18", "arch_kwargs": {"decoder_channels": 32}}, True),
+              {"arch": "deeplabv3plus", "encoder_name": "resnet18", "arch_kwargs": {**DEEPLAB_OS16, "decoder_channels": 32}},
+              True),
     ModelSpec("vit-tiny", "transformer", "test variant of vit (2 layers, width 64, 16-channel head)",
               _vit_config, ViTSegForSemanticSegmentation,
               {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
