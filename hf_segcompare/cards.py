@@ -132,7 +132,10 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     )
     training = results["args"]["training"] if results.get("train") else None
     if training:
-        training = {**training, "optim": str(training.get("optim")), "lr_scheduler_type": str(training.get("lr_scheduler_type"))}
+        warmup = training.get("warmup_steps") or 0
+        training = {**training, "optim": str(training.get("optim")), "lr_scheduler_type": str(training.get("lr_scheduler_type")),
+                    # TrainingArguments reads a warm-up below 1 as a share of the run
+                    "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps"}
     precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
     environment = results["environment"]
     versions = [(name, environment[name]) for name in

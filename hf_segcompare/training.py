@@ -1,10 +1,11 @@
-"""One training run: arguments, data, model, `Trainer`, and the measured results.
+"""One training run: data, model, `Trainer`, and the measured results.
 
-`parse_args` reads `ModelArguments`, `DataArguments` and `TrainingArguments` with
-`HfArgumentParser`; the chosen model's recipe supplies the defaults, and anything on the command
-line overrides them. `run` builds the data and model, trains and evaluates through an unmodified
-`Trainer`, and writes ``results.json`` (parameters, wall time, samples/s, peak memory, every
-evaluation) into the output folder.
+`run` takes the parsed arguments (see `hf_segcompare.arguments`), builds the data and the model,
+trains and evaluates through an unmodified `Trainer` (the recipe's parameter groups go in through
+Trainer's optimizer-factory hook), and writes into the output folder: ``run_args.json`` (the
+resolved arguments, before anything is trained), the model with its image processor, its card and
+``results.json`` (parameters, wall time, samples/s, peak memory, the optimizer's groups, every
+evaluation).
 """
 
 from __future__ import annotations
@@ -14,13 +15,23 @@ import math
 import platform
 import resource
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from .arguments import (
+    MAX_CROP_SIZE,
+    MAX_EVAL_SIZE,
+    DataArguments,
+    ModelArguments,
+    SegTrainingArguments,
+    UsageError,
+    check_args,
+    write_run_args,
+)
 from .data import (
     VOC_CLASSES,
     ensure_synthetic_voc,
@@ -32,172 +43,20 @@ from .data import (
     size_to_fit,
     train_transforms,
 )
-from .data.download import VOC_TRAINVAL_URL, download_voc
+from .data.download import download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .cards import write_model_card
-from .hub import push_folder
+from .hub import hub_offline_mode, hub_unreachable_reason, push_folder
 from .inference import build_image_processor
 from .metrics import SegmentationMetrics
-from .models import count_parameters, create_model, get_spec, list_models
+from .models import count_parameters, create_model, get_spec
 from .models.pretrained import DEFAULT_PRETRAINED, load_pretrained_encoder
+from .optim import RecipeError, param_groups, parse_lr_multipliers, trainer_optimizer
+from .recipes import get_recipe
 
 RESULTS_FILE = "results.json"
-MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
-MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
-
-# Recipes for the embedded synthetic data (random init, CPU, minutes): the values every run
-# starts from, overridable on the command line. A "-tiny" test variant uses its model's recipe.
-# The published VOC recipes (mmsegmentation, SegFormer paper) arrive with pretrained starting points.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "do_train": True,
-    "do_eval": True,
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "save_total_limit": 1,
-    "logging_strategy": "steps",
-    "logging_steps": 10,
-    "per_device_eval_batch_size": 8,
-    "optim": "adamw_torch",
-    "lr_scheduler_type": "polynomial",
-    "warmup_steps": 30,
-    "weight_decay": 0.01,
-    "report_to": "none",
-    "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without a GPU only warns
-}
-RECIPES: dict[str, dict[str, Any]] = {
-    "unet": {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
-    "deeplabv3plus": {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
-    "vit": {"learning_rate": 3e-4, "per_device_train_batch_size": 8, "num_train_epochs": 15},
-    "segformer-b0": {"learning_rate": 2e-3, "per_device_train_batch_size": 8, "num_train_epochs": 15},
-}
-
-
-@dataclass
-class ModelArguments:
-    """Which architecture to train, and where its weights start."""
-
-    model: str = field(
-        default="segformer-b0",
-        metadata={"help": "Architecture to train.", "choices": list_models(include_test_variants=True)},
-    )
-    from_scratch: bool = field(
-        default=False,
-        metadata={"help": "Start from random weights instead of a pretrained encoder."},
-    )
-    pretrained: str | None = field(
-        default=None,
-        metadata={"help": "Where the encoder's weights come from: a Hub id, a local folder or state-dict file, or an "
-                          "smp weights name. Default per model: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_PRETRAINED.items())},
-    )
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "A local folder saved by this toolkit (save_pretrained) to start from or to evaluate."},
-    )
-
-
-@dataclass
-class DataArguments:
-    """Where the data comes from and at what size it is cropped and scored."""
-
-    dataset_name: str = field(
-        default="synthetic",
-        metadata={
-            "help": "'synthetic': the embedded VOC-format data (generated once into --cache_dir); "
-            "'voc': Pascal VOC 2012 from --data_dir (or downloaded); anything else: a Hub dataset id, a local "
-            "parquet file or folder, or an imagefolder, with an image and a mask column."
-        },
-    )
-    image_column_name: str = field(default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."})
-    label_column_name: str = field(default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."})
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
-                          "or the official VOCtrainval_11-May-2012.tar, read without extracting. Without it, "
-                          "the tar is downloaded into --cache_dir (resumable, MD5-checked)."},
-    )
-    voc_url: str = field(
-        default=VOC_TRAINVAL_URL, metadata={"help": "Where to download VOCtrainval_11-May-2012.tar from."}
-    )
-    sbd_dir: str | None = field(
-        default=None,
-        metadata={"help": "A SegmentationClassAug folder (SBD masks): train becomes VOC train + SBD minus VOC val "
-                          "(10,582 ids on the real data)."},
-    )
-    sbd_list: str | None = field(
-        default=None, metadata={"help": "The SBD id list (default: train_aug.txt in or beside --sbd_dir)."}
-    )
-    drop_invalid: bool = field(
-        default=False,
-        metadata={"help": "Leave out samples that fail validation (and report them) instead of stopping."},
-    )
-    cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Where the synthetic data is generated and the Arrow cache is written "
-                          "(default: $HF_SEGCOMPARE_CACHE or ~/.cache/hf_segcompare)."},
-    )
-    crop_size: int | None = field(
-        default=None,
-        metadata={"help": "Training crop size (default: the smallest multiple of 32 holding the largest "
-                          f"training image, at most {MAX_CROP_SIZE})."},
-    )
-    eval_size: int | None = field(
-        default=None,
-        metadata={"help": "Evaluation images are padded to this square size, and only shrunk when larger "
-                          "(default: the smallest multiple of 32 holding the largest validation image, at most "
-                          f"{MAX_EVAL_SIZE}: 512 for VOC)."},
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
-
-
-class UsageError(ValueError):
-    """Arguments that cannot work together; the message says what to pass instead."""
-
-
-def build_parser() -> HfArgumentParser:
-    """The parser over (ModelArguments, DataArguments, TrainingArguments)."""
-    return HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-
-
-def recipe_defaults(model_name: str) -> dict[str, Any]:
-    """Training-argument defaults for `model_name`: shared values, then its recipe."""
-    spec = get_spec(model_name)
-    base_name = spec.name.removesuffix("-tiny")
-    base_name = {"segformer": "segformer-b0"}.get(base_name, base_name)
-    return {**COMMON_DEFAULTS, **RECIPES[base_name], "output_dir": str(Path("outputs") / model_name)}
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    """Parse the command line; the chosen model's recipe fills in every value not given."""
-    parser = build_parser()
-    # First pass reads only --model (an unknown name exits with status 2 listing the valid
-    # names), so that its recipe can become the defaults of the real pass.
-    probe, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**recipe_defaults(probe.model))
-    if _multi_process_without_gpu():
-        # `accelerate launch --multi_gpu` on a machine without CUDA starts N processes, but
-        # accelerate only joins them into one gloo group (MULTI_CPU) when asked for the CPU;
-        # otherwise each process would silently train and evaluate everything on its own.
-        parser.set_defaults(use_cpu=True)
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-def _multi_process_without_gpu() -> bool:
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
-def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
-    """Reject combinations that cannot work, before anything is loaded or built."""
-    if model_args.from_scratch and (model_args.pretrained or model_args.model_name_or_path):
-        raise UsageError("--from_scratch means random weights: drop it, or drop --pretrained / --model_name_or_path.")
-    if model_args.model_name_or_path and not Path(model_args.model_name_or_path).is_dir():
-        raise UsageError(
-            f"--model_name_or_path {model_args.model_name_or_path}: no such folder. Pass a local folder written by "
-            "save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
-        )
+SAVED_MODEL_WAYS_OUT = "Pass a local folder written by save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
 
 
 def load_data(data_args: DataArguments, training_args: TrainingArguments):
@@ -227,10 +86,15 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
 
 
 def load_model(model_args: ModelArguments, labels: dict[int, str]):
-    """One saved by this toolkit (``--model_name_or_path``), a fresh model (``--from_scratch``), or
-    a fresh model whose encoder is loaded from ``--pretrained`` (default: the model's own)."""
+    """One saved by this toolkit (``--model_name_or_path``: a folder or Hub id), a fresh model
+    (``--from_scratch``), or a fresh model whose encoder is loaded from ``--pretrained`` (default:
+    the model's own)."""
     if not model_args.model_name_or_path:
-        model = create_model(model_args.model, labels)
+        overrides = {}
+        if model_args.atrous_rates is not None:
+            arch_kwargs = get_spec(model_args.model).config_kwargs.get("arch_kwargs", {})
+            overrides["arch_kwargs"] = {**arch_kwargs, "decoder_atrous_rates": list(model_args.atrous_rates)}
+        model = create_model(model_args.model, labels, **overrides)
         if not model_args.from_scratch:
             source = model_args.pretrained or DEFAULT_PRETRAINED.get(model_args.model)
             if source is None:
@@ -239,9 +103,7 @@ def load_model(model_args: ModelArguments, labels: dict[int, str]):
             load_pretrained_encoder(model, model_args.model, source)
             model_args.pretrained = source  # the resolved value is what results.json records
         return model
-    from transformers import AutoModelForSemanticSegmentation
-
-    model = AutoModelForSemanticSegmentation.from_pretrained(model_args.model_name_or_path, local_files_only=True)
+    model = _load_saved_model(model_args.model_name_or_path)
     saved_as = getattr(model.config, "segcompare_model", model_args.model)
     if saved_as != model_args.model:
         raise UsageError(
@@ -254,6 +116,48 @@ def load_model(model_args: ModelArguments, labels: dict[int, str]):
             f"({list(model.config.id2label.values())[:3]}...), the data has {len(labels)}: they must match."
         )
     return model
+
+
+def _load_saved_model(name_or_path: str):
+    """A model this toolkit saved, from a local folder or a Hub id (safetensors only), failing fast
+    and saying what to pass when it cannot be had."""
+    from transformers import AutoModelForSemanticSegmentation
+
+    is_local = Path(name_or_path).expanduser().is_dir()
+    require_saved_model_reachable(name_or_path)
+    try:
+        return AutoModelForSemanticSegmentation.from_pretrained(
+            str(Path(name_or_path).expanduser()) if is_local else name_or_path,
+            local_files_only=is_local, use_safetensors=True,
+        )
+    except OSError as error:  # no such repo or file, no safetensors, offline and not cached
+        where = "the folder" if is_local else ("not a local folder; as a Hub id" if not hub_offline_mode()
+                                               else "not a local folder, and HF_HUB_OFFLINE is set")
+        raise UsageError(f"--model_name_or_path {name_or_path}: {where}: {str(error).splitlines()[0].rstrip('.')}. "
+                         + SAVED_MODEL_WAYS_OUT) from None
+
+
+def require_saved_model_reachable(name_or_path: str) -> None:
+    """Fail within seconds when `name_or_path` is neither a local folder nor reachable on the Hub.
+
+    Raises:
+        UsageError: naming the argument and both ways out.
+    """
+    if Path(name_or_path).expanduser().is_dir():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        raise UsageError(f"--model_name_or_path {name_or_path}: no such folder, and not a Hub id either. "
+                         + SAVED_MODEL_WAYS_OUT) from None
+    if hub_offline_mode():
+        return  # from_pretrained looks in the local cache and says so itself
+    reason = hub_unreachable_reason()
+    if reason:
+        raise UsageError(f"--model_name_or_path {name_or_path}: not a local folder, and as a Hub id: {reason}. "
+                         + SAVED_MODEL_WAYS_OUT)
 
 
 class ResourceMeter(TrainerCallback):
@@ -307,7 +211,12 @@ def _environment(trainer: Trainer) -> dict[str, Any]:
 
 
 def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_dataset) -> Trainer:
-    """A plain `Trainer` with streaming mean IoU and the resource meter; the same for every model."""
+    """A plain `Trainer` with streaming mean IoU, the resource meter and, for SegTrainingArguments,
+    the recipe's parameter groups; the same for every model.
+
+    Raises:
+        UsageError: ``--lr_multipliers`` or ``--no_decay`` that cannot be applied to this model.
+    """
     # SegFormer's forward takes **kwargs, which makes Trainer pass num_items_in_batch and skip
     # its own loss averaging over gradient-accumulation steps; no model here uses that count.
     model.accepts_loss_kwargs = False
@@ -315,6 +224,15 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
     training_args.remove_unused_columns = False
     # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
     training_args.batch_eval_metrics = True
+    optimizer_factory = None
+    if isinstance(training_args, SegTrainingArguments):
+        try:
+            optimizer_factory = trainer_optimizer(training_args, model)
+            if optimizer_factory is not None:  # check the groups now, not steps into training
+                param_groups(model, training_args.learning_rate, training_args.weight_decay,
+                             parse_lr_multipliers(training_args.lr_multipliers), training_args.no_decay)
+        except RecipeError as error:
+            raise UsageError(str(error)) from None
     metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)])
     return Trainer(
         model=model,
@@ -324,12 +242,51 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
         compute_metrics=metrics.compute,
         preprocess_logits_for_metrics=metrics.preprocess_logits,
         callbacks=[ResourceMeter()],
+        optimizer_cls_and_kwargs=optimizer_factory,
     )
+
+
+def optimizer_groups(trainer: Trainer) -> list[dict[str, Any]]:
+    """The parameter groups of the optimizer Trainer trained with, as results.json records them."""
+    if trainer.optimizer is None:
+        return []
+    return [
+        {
+            "name": group.get("name", f"group {index}"),
+            "initial_lr": group.get("initial_lr", group["lr"]),
+            "weight_decay": group.get("weight_decay", 0.0),
+            "parameters": sum(parameter.numel() for parameter in group["params"]),
+        }
+        for index, group in enumerate(trainer.optimizer.param_groups)
+    ]
+
+
+def _recipe_record(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+                   trainer: Trainer) -> dict[str, Any] | None:
+    """The recipe, the values given on top of it, and the optimizer's groups as Trainer built them."""
+    if not isinstance(training_args, SegTrainingArguments) or not training_args.recipe:
+        return None
+    recipe = get_recipe(training_args.recipe, model_args.model)
+    current = {**asdict(data_args), **{key: getattr(training_args, key) for key in recipe.defaults()
+                                      if hasattr(training_args, key)}}
+    overridden = {key: current[key] for key, value in recipe.defaults().items()
+                  if key in current and current[key] != value and key != "recipe"}
+    return {
+        **recipe.summary(),
+        "overridden": {key: getattr(value, "value", value) for key, value in overridden.items()},
+        "global_batch_size": training_args.global_batch_size(),
+        # accelerate wraps the optimizer; the recipe's is inside.
+        "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__
+        if trainer.optimizer is not None else None,
+        "param_groups": optimizer_groups(trainer),
+    }
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Train and/or evaluate one model as the arguments say; return (and save) the results."""
     check_args(model_args, data_args)
+    if model_args.model_name_or_path:  # before the data: a missing model should not wait for it
+        require_saved_model_reachable(model_args.model_name_or_path)
     dataset, data_dir = load_data(data_args, training_args)
     labels = id2label()
     crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
@@ -338,6 +295,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
 
     model = load_model(model_args, labels)
+    # Written before anything trains, so even an interrupted run says how it was started; sizes
+    # and pretrained source resolved, so replaying the file repeats this run on changed data too.
+    data_args.crop_size, data_args.eval_size = crop_size, eval_size
+    if training_args.process_index == 0:
+        write_run_args(training_args.output_dir, model_args, data_args, training_args)
     # We push once, ourselves, after our card is written; and the token never enters the
     # arguments that Trainer pickles into training_args.bin or that results.json records.
     push_repo = (training_args.hub_model_id or Path(training_args.output_dir).name) if training_args.push_to_hub else None
@@ -382,6 +344,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "eval_size": eval_size,
         },
         "train": train_summary,
+        "recipe": _recipe_record(model_args, data_args, training_args, trainer),
         "peak_memory": peak,
         "evaluations": evaluations,
         "final_eval": evaluations[-1] if evaluations else None,

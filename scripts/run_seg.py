@@ -9,6 +9,15 @@
     # the other architectures: unet, deeplabv3plus, vit (and -tiny test variants)
     accelerate launch scripts/run_seg.py --model unet --from_scratch
 
+    # the published recipe (default on real data; see README "Recipes"), or its 10-epoch version
+    accelerate launch --multi_gpu --num_processes 4 scripts/run_seg.py --model segformer-b0 \
+        --pretrained /models/mit-b0 --dataset_name voc --data_dir /data/VOCdevkit
+    accelerate launch scripts/run_seg.py --model deeplabv3plus --recipe quick-10 \
+        --dataset_name voc --data_dir /data/VOCdevkit
+
+    # replay a run from the arguments it wrote (options after the file override it)
+    accelerate launch scripts/run_seg.py outputs/segformer-b0/run_args.json --output_dir outputs/again
+
     # a VOC-format folder on disk (holding VOCdevkit/VOC2012), or the official tar read in place
     accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
         --dataset_name voc --data_dir /data/VOCdevkit
@@ -28,8 +37,9 @@
         --hub_model_id you/segformer-b0-voc
 
 Every `TrainingArguments` option passes through (--output_dir, --num_train_epochs, --max_steps,
---learning_rate, --per_device_train_batch_size, ...); the model's recipe supplies the defaults.
-The run writes the model, its checkpoints and results.json into --output_dir (default
+--learning_rate, --per_device_train_batch_size, ...); the model's recipe (--recipe) supplies the
+defaults, with --lr_multipliers and --no_decay for its parameter groups. The run writes
+run_args.json, the model, its checkpoints, card and results.json into --output_dir (default
 outputs/<model>).
 """
 
@@ -38,12 +48,13 @@ import sys
 from hf_segcompare.data import DataError
 from hf_segcompare.hub import PushError
 from hf_segcompare.models.pretrained import PretrainedUnavailable
-from hf_segcompare.training import UsageError, parse_args, run, summary_line
+from hf_segcompare.arguments import UsageError, parse_args
+from hf_segcompare.training import run, summary_line
 
 
 def main(argv=None) -> int:
-    model_args, data_args, training_args = parse_args(argv)
     try:
+        model_args, data_args, training_args = parse_args(argv)
         results = run(model_args, data_args, training_args)
     except (UsageError, DataError, FileNotFoundError, PretrainedUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -68,9 +68,10 @@ def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int
     )
 
 
-def run_plain(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_plain(args: list[str], tmp_path: Path, timeout: int = 300,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python scripts/run_seg.py ARGS` (no launcher), for argument errors."""
     return subprocess.run(
-        [sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
+        [sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=env or script_env(tmp_path),
         capture_output=True, text=True, timeout=timeout,
     )

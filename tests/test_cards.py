@@ -16,19 +16,22 @@ from PIL import Image
 from hf_segcompare import segment
 from hf_segcompare.cards import ComparisonError, conclusion, write_comparison
 from hf_segcompare.models import create_model
-from hf_segcompare.training import parse_args, run
+from hf_segcompare.arguments import parse_args
+from hf_segcompare.training import run
 
 from .conftest import REPO_ROOT
+
+TINY_MODELS = ["segformer-tiny", "unet-tiny", "deeplabv3plus-tiny", "vit-tiny"]
 
 
 @pytest.fixture(scope="module")
 def runs(voc_tree, tmp_path_factory):
-    """Two short in-process runs, one per family, with evaluations at steps 2 and 4."""
+    """Short in-process runs of each tiny architecture, with evaluations at steps 2 and 4."""
     root = tmp_path_factory.mktemp("runs")
     folders = {}
-    for model in ("segformer-tiny", "unet-tiny"):
+    for model in TINY_MODELS:
         folders[model] = root / model
-        run(*parse_args(["--model", model, "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+        run(*parse_args(["--model", model, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree),
                          "--output_dir", str(folders[model]), "--max_steps", "4", "--eval_strategy", "steps",
                          "--eval_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
                          "--cache_dir", str(root / "cache")]))
@@ -50,6 +53,10 @@ def test_the_card_carries_the_runs_own_numbers(runs):
     assert "| aeroplane |" in text and "| tvmonitor |" in text
     for figure in ("learning_curve.png", "sample_predictions.png"):
         assert (folder / figure).stat().st_size > 1000 and f"]({figure})" in text
+    # The recipe, what was given on top of it, and the optimizer's groups as trained.
+    assert f"- Recipe `demo`: {results['recipe']['source']}." in text and "`--max_steps 4`" in text
+    for group in results["recipe"]["param_groups"]:
+        assert f"{group['name']}: {group['parameters']:,} parameters at learning rate {group['initial_lr']}" in text
 
 
 def test_the_cards_snippet_runs_against_the_saved_model(runs, tmp_path):
@@ -77,7 +84,7 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
     text = page.read_text()
     for name in ("miou_per_epoch.png", "miou_vs_parameters.png", "miou_vs_train_time.png"):
         assert (tmp_path / "cmp" / name).stat().st_size > 1000 and name in text
-    results = {m: json.loads((runs[m] / "results.json").read_text()) for m in runs}
+    results = {m: json.loads((runs[m] / "results.json").read_text()) for m in ("segformer-tiny", "unet-tiny")}
     for model, r in results.items():
         assert f"| {model} | {r['family']} | {r['parameters']:,} |" in text
     lines = conclusion(list(results.values()))
@@ -117,7 +124,7 @@ def test_eval_results_file_for_a_hub_dataset_only(runs, tmp_path):
     assert entries[0]["value"] == results["final_eval"]["eval_mean_iou"]
 
 
-@pytest.mark.parametrize("model", ["segformer-tiny", "unet-tiny"])
+@pytest.mark.parametrize("model", TINY_MODELS)
 def test_pipeline_runs_on_a_saved_run(runs, model):
     from transformers import pipeline
 
@@ -128,7 +135,8 @@ def test_pipeline_runs_on_a_saved_run(runs, model):
     assert all(s["mask"].size == image.size for s in segments)
 
 
-def test_predict_script_writes_palette_masks_and_overlays(runs, tmp_path):
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_predict_script_writes_palette_masks_and_overlays(runs, model, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(3)
@@ -136,7 +144,7 @@ def test_predict_script_writes_palette_masks_and_overlays(runs, tmp_path):
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(photos / name)
     (photos / "notes.txt").write_text("not an image")
     completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
-                                str(runs["segformer-tiny"]), "--input", str(photos), "--output_dir", str(tmp_path / "out")],
+                                str(runs[model]), "--input", str(photos), "--output_dir", str(tmp_path / "out")],
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "2 image(s) segmented" in completed.stdout
@@ -144,7 +152,8 @@ def test_predict_script_writes_palette_masks_and_overlays(runs, tmp_path):
         mask = Image.open(tmp_path / "out" / f"{stem}_mask.png")
         assert mask.mode == "P" and mask.size == size and np.array(mask).max() < 21
         assert Image.open(tmp_path / "out" / f"{stem}_overlay.jpg").size == size
-    missing = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
-                              str(runs["segformer-tiny"]), "--input", str(tmp_path / "nothing")],
-                             capture_output=True, text=True)
-    assert missing.returncode == 2 and "nothing is not an image" in missing.stderr
+    if model == "segformer-tiny":
+        missing = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
+                                  str(runs[model]), "--input", str(tmp_path / "nothing")],
+                                 capture_output=True, text=True)
+        assert missing.returncode == 2 and "nothing is not an image" in missing.stderr

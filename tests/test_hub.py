@@ -48,7 +48,7 @@ def test_push_then_pull_gives_the_same_model_and_card(model, voc_tree, tmp_path)
     output_dir = tmp_path / "out"
     repo = f"tester/{model}"
     with HubServer() as server:
-        completed = launch(["--model", model, "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+        completed = launch(["--model", model, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree),
                             "--output_dir", str(output_dir), "--max_steps", "2", "--save_strategy", "steps",
                             "--save_steps", "1", "--push_to_hub", "--hub_model_id", repo, "--hub_token", TOKEN],
                            tmp_path, env=_env(tmp_path, server))
@@ -78,7 +78,7 @@ def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path
     with HubServer(fail_with=500) as server:
         # The token through HF_TOKEN, as the README advises: accelerate echoes a failed command line.
         env = {**_env(tmp_path, server), "HF_TOKEN": TOKEN}
-        completed = launch(["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc",
+        completed = launch(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc",
                             "--data_dir", str(voc_tree), "--output_dir", str(output_dir), "--max_steps", "2",
                             "--push_to_hub", "--hub_model_id", "tester/broken"], tmp_path, env=env)
     sent = [{k.lower(): v for k, v in headers.items()} for _, _, headers in server.requests]
@@ -97,3 +97,58 @@ def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path
         assert retry.returncode == 0, retry.stderr[-2000:]
         assert "model.safetensors" in server.repos["tester/broken"]["files"]
     assert TOKEN not in retry.stdout + retry.stderr
+
+
+def test_model_name_or_path_takes_a_hub_id(voc_tree, tmp_path):
+    import subprocess
+
+    from hf_segcompare.inference import build_image_processor
+    from hf_segcompare.models import create_model
+
+    saved = tmp_path / "saved"
+    create_model("deeplabv3plus-tiny").save_pretrained(saved)
+    build_image_processor(64).save_pretrained(saved)
+    output_dir = tmp_path / "eval"
+    with HubServer() as server:
+        env = _env(tmp_path, server)
+        # huggingface_hub reads HF_ENDPOINT at import: push from a process that has it set.
+        pushed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "push.py"), str(saved),
+                                 "--hub_model_id", "tester/dlv3p", "--token", TOKEN],
+                                capture_output=True, text=True, env=env, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr[-2000:]
+        completed = launch(["--model", "deeplabv3plus-tiny", "--model_name_or_path", "tester/dlv3p", "--do_train",
+                            "false", "--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+                            "--output_dir", str(output_dir)], tmp_path, env=env)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert any("/resolve/" in path and "model.safetensors" in path for _, path, _ in server.requests)
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["train"] is None and results["final_eval"]["eval_mean_iou"] is not None
+    assert results["args"]["model"]["model_name_or_path"] == "tester/dlv3p"
+
+
+def test_model_name_or_path_with_the_hub_unreachable_fails_fast_saying_what_to_pass(tmp_path):
+    import socket
+    import time
+
+    from .conftest import run_plain
+
+    with socket.socket() as probe:  # nothing listens here: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**script_env(tmp_path), "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0"}
+    started = time.monotonic()
+    completed = run_plain(["--model", "segformer-tiny", "--model_name_or_path", "someone/segformer-voc",
+                           "--do_train", "false"], tmp_path, env=env)
+    assert time.monotonic() - started < 60  # interpreter start-up included; the check itself takes milliseconds
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "--model_name_or_path someone/segformer-voc: not a local folder, and as a Hub id" in completed.stderr
+    assert "--from_scratch" in completed.stderr
+
+
+def test_model_name_or_path_that_is_neither_a_folder_nor_a_hub_id_is_named(tmp_path):
+    from hf_segcompare.arguments import UsageError
+    from hf_segcompare.training import require_saved_model_reachable
+
+    missing = tmp_path / "outputs" / "segformr-b0"
+    with pytest.raises(UsageError, match=f"--model_name_or_path {missing}: no such folder, and not a Hub id"):
+        require_saved_model_reachable(str(missing))

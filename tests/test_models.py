@@ -130,3 +130,18 @@ def test_deeplabv3plus_uses_the_papers_rates_for_output_stride_16():
         get_spec("deeplabv3plus-tiny").make_config({0: "a", 1: "b"}, arch="deeplabv3plus", encoder_name="resnet18"))
     assert sorted({m.dilation for m in older.smp.decoder.modules()
                    if getattr(m, "dilation", (1, 1)) != (1, 1)}) == [(12, 12), (24, 24), (36, 36)]
+
+
+def test_atrous_rates_can_be_chosen_and_only_for_deeplabv3plus():
+    from hf_segcompare.arguments import DataArguments, ModelArguments, UsageError, check_args
+    from hf_segcompare.data import id2label
+    from hf_segcompare.training import load_model
+
+    model = load_model(ModelArguments(model="deeplabv3plus-tiny", from_scratch=True, atrous_rates=[12, 24, 36]),
+                       id2label())
+    assert model.config.arch_kwargs == {"encoder_output_stride": 16, "decoder_atrous_rates": [12, 24, 36],
+                                        "decoder_channels": 32}
+    with pytest.raises(UsageError, match="--atrous_rates applies to deeplabv3plus only, not --model unet"):
+        check_args(ModelArguments(model="unet", from_scratch=True, atrous_rates=[6, 12, 18]), DataArguments())
+    with pytest.raises(UsageError, match="give three positive integers"):
+        check_args(ModelArguments(model="deeplabv3plus", from_scratch=True, atrous_rates=[6, 12]), DataArguments())

@@ -14,7 +14,8 @@ from transformers import SegformerForSemanticSegmentation, ViTModel
 from hf_segcompare.data import VOC_CLASSES, id2label
 from hf_segcompare.models import create_model
 from hf_segcompare.models.pretrained import PretrainedUnavailable, load_pretrained_encoder
-from hf_segcompare.training import ModelArguments, load_model
+from hf_segcompare.arguments import ModelArguments
+from hf_segcompare.training import load_model
 
 
 def _assert_fresh_voc_head(model, head_weight: torch.Tensor):

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hf_segcompare.models import count_parameters, create_model, list_models
-from hf_segcompare.training import DataArguments, ModelArguments, parse_args, run
+from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
+from hf_segcompare.training import run
 
 from .conftest import TINY_TREE, launch, run_plain
 
@@ -15,7 +16,8 @@ TINY_MODELS = [name for name in list_models(include_test_variants=True) if name.
 
 
 def _voc_args(voc_tree, output_dir) -> list[str]:
-    return ["--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(output_dir)]
+    # The demo recipe: the published ones train 512 px crops at batch 16, for VOC.
+    return ["--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(output_dir)]
 
 
 def _assert_complete(results: dict, model: str) -> None:
@@ -192,7 +194,7 @@ def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
     for split in ("train", "validation"):
         reference[split].rename_columns({"image": "img", "label": "mask"}).to_parquet(folder / f"{split}.parquet")
     output_dir = tmp_path / "out"
-    completed = launch(["--model", "segformer-tiny", "--from_scratch", "--dataset_name", str(folder),
+    completed = launch(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", str(folder),
                         "--image_column_name", "img", "--label_column_name", "mask", "--output_dir", str(output_dir),
                         "--max_steps", "2", "--save_strategy", "no"], tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]

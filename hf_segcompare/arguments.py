@@ -1,0 +1,287 @@
+"""Command-line arguments of a run, and the recipe that fills in their defaults.
+
+`parse_args` reads `ModelArguments`, `DataArguments` and `SegTrainingArguments` (TrainingArguments
+plus the recipe's own options) with `HfArgumentParser`. The chosen model's recipe (see
+`hf_segcompare.recipes`) supplies every default; anything on the command line overrides it. A run
+writes its resolved arguments to ``run_args.json``, and ``run_seg.py outputs/<model>/run_args.json``
+replays them (further options after the file still override it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from .data.download import VOC_TRAINVAL_URL
+from .models import list_models
+from .models.pretrained import DEFAULT_PRETRAINED
+from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
+
+RUN_ARGS_FILE = "run_args.json"
+MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
+MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+# Defaults every run starts from, whatever the recipe.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "do_train": True,
+    "do_eval": True,
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 1,
+    "logging_strategy": "steps",
+    "logging_steps": 10,
+    "per_device_eval_batch_size": 8,
+    "report_to": "none",
+    "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without a GPU only warns
+}
+
+
+class UsageError(ValueError):
+    """Arguments that cannot work together; the message says what to pass instead."""
+
+
+@dataclass
+class ModelArguments:
+    """Which architecture to train, and where its weights start."""
+
+    model: str = field(
+        default="segformer-b0",
+        metadata={"help": "Architecture to train.", "choices": list_models(include_test_variants=True)},
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Start from random weights instead of a pretrained encoder."},
+    )
+    pretrained: str | None = field(
+        default=None,
+        metadata={"help": "Where the encoder's weights come from: a Hub id, a local folder or state-dict file, or an "
+                          "smp weights name. Default per model: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_PRETRAINED.items())},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A model saved by this toolkit (save_pretrained): a local folder or a Hub id, to fine-tune "
+                          "further or to evaluate."},
+    )
+    atrous_rates: list[int] | None = field(
+        default=None,
+        metadata={"help": "DeepLabV3+ ASPP dilation rates (three integers). Default 6 12 18, the paper's rates for "
+                          "output stride 16 (smp's own default, 12 24 36, is the paper's for stride 8)."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and at what size it is cropped and scored."""
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={
+            "help": "'synthetic': the embedded VOC-format data (generated once into --cache_dir); "
+            "'voc': Pascal VOC 2012 from --data_dir (or downloaded); anything else: a Hub dataset id, a local "
+            "parquet file or folder, or an imagefolder, with an image and a mask column."
+        },
+    )
+    image_column_name: str = field(default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."})
+    label_column_name: str = field(default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
+                          "or the official VOCtrainval_11-May-2012.tar, read without extracting. Without it, "
+                          "the tar is downloaded into --cache_dir (resumable, MD5-checked)."},
+    )
+    voc_url: str = field(
+        default=VOC_TRAINVAL_URL, metadata={"help": "Where to download VOCtrainval_11-May-2012.tar from."}
+    )
+    sbd_dir: str | None = field(
+        default=None,
+        metadata={"help": "A SegmentationClassAug folder (SBD masks): train becomes VOC train + SBD minus VOC val "
+                          "(10,582 ids on the real data)."},
+    )
+    sbd_list: str | None = field(
+        default=None, metadata={"help": "The SBD id list (default: train_aug.txt in or beside --sbd_dir)."}
+    )
+    drop_invalid: bool = field(
+        default=False,
+        metadata={"help": "Leave out samples that fail validation (and report them) instead of stopping."},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the synthetic data is generated and the Arrow cache is written "
+                          "(default: $HF_SEGCOMPARE_CACHE or ~/.cache/hf_segcompare)."},
+    )
+    crop_size: int | None = field(
+        default=None,
+        metadata={"help": "Training crop size (default: the recipe's, 512 for the published ones; the demo recipe "
+                          "takes the smallest multiple of 32 holding the largest training image, at most "
+                          f"{MAX_CROP_SIZE})."},
+    )
+    eval_size: int | None = field(
+        default=None,
+        metadata={"help": "Evaluation images are padded to this square size, and only shrunk when larger "
+                          "(default: the smallest multiple of 32 holding the largest validation image, at most "
+                          f"{MAX_EVAL_SIZE}: 512 for VOC)."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
+
+
+@dataclass
+class SegTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus what a segmentation recipe needs beyond them."""
+
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": "Where the training defaults come from: 'published' (each model's published schedule; the "
+                          "default on real data), 'quick-10' / 'quick-15' (the same over 10 / 15 epochs), or 'demo' "
+                          "(the embedded synthetic data on a CPU; the default with --dataset_name synthetic).",
+                  "choices": list(RECIPE_NAMES)},
+    )
+    lr_multipliers: str = field(
+        default="",
+        metadata={"help": "Learning-rate multipliers by parameter name: 'decode_head=10' trains every parameter "
+                          "whose name contains decode_head at 10x --learning_rate ('' for none)."},
+    )
+    no_decay: str = field(
+        default="transformers",
+        metadata={"help": "Parameters trained without weight decay: 'transformers' (biases and normalisation "
+                          "weights, Trainer's rule), 'none' (everything decays), or comma-separated parts of "
+                          "parameter names (e.g. 'layer_norm')."},
+    )
+
+    def global_batch_size(self) -> int:
+        """Training samples per optimizer step, over every process."""
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+
+
+def build_parser() -> HfArgumentParser:
+    """The parser over (ModelArguments, DataArguments, SegTrainingArguments)."""
+    return HfArgumentParser((ModelArguments, DataArguments, SegTrainingArguments))
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run_defaults(model: str, recipe_name: str, gradient_accumulation_steps: int = 1,
+                 world_size: int | None = None) -> dict[str, Any]:
+    """Every default of a run of `model` under `recipe_name`: shared values, the recipe, and the
+    per-device batch that gives the recipe's global batch on this many processes.
+
+    Raises:
+        UsageError: the recipe's batch does not split evenly over the processes.
+    """
+    recipe = get_recipe(recipe_name, model)
+    world_size = world_size or _world_size()
+    devices = world_size * gradient_accumulation_steps
+    if recipe.batch_size % devices:
+        raise UsageError(
+            f"the {recipe_name} recipe of {model} trains with a global batch of {recipe.batch_size}, which does not "
+            f"split over {world_size} process(es) x {gradient_accumulation_steps} accumulation step(s): pass "
+            "--per_device_train_batch_size (and --gradient_accumulation_steps) yourself."
+        )
+    defaults = {**COMMON_DEFAULTS, **recipe.defaults(), "per_device_train_batch_size": recipe.batch_size // devices,
+                "output_dir": str(Path("outputs") / model)}
+    if world_size > 1 and not torch.cuda.is_available():
+        # `accelerate launch --multi_gpu` on a machine without CUDA starts N processes, but
+        # accelerate only joins them into one gloo group (MULTI_CPU) when asked for the CPU;
+        # otherwise each process would silently train and evaluate everything on its own.
+        defaults["use_cpu"] = True
+    return defaults
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file. Pass a run_args.json written by a run, or options.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        values = json.loads(text)
+    else:
+        import yaml
+
+        values = yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping of option names to values.")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, SegTrainingArguments]:
+    """Parse the command line; the chosen model's recipe fills in every value not given.
+
+    ``argv`` may start with a ``.json``/``.yaml`` file of option values (e.g. a run's
+    run_args.json); options after it override the file.
+
+    Raises:
+        UsageError: a config file that cannot be used, or a recipe batch that cannot be split.
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    file_values: dict[str, Any] = {}
+    if argv and argv[0].endswith(CONFIG_SUFFIXES):
+        config = Path(argv.pop(0))
+        file_values = _read_config(config)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(file_values) - known)
+        if unknown:
+            raise UsageError(f"{config}: unknown option(s) {unknown}; see run_seg.py --help.")
+        parser.set_defaults(**file_values)
+    # First pass: only what the defaults depend on (an unknown --model exits with status 2
+    # listing the valid names).
+    probe, _ = parser.parse_known_args(argv)
+    recipe_name = probe.recipe or default_recipe_name(probe.dataset_name)
+    parser.set_defaults(**run_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps))
+    parser.set_defaults(**file_values)  # the file wins over the recipe, the command line over both
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Reject combinations that cannot work, before anything is loaded or built."""
+    if model_args.from_scratch and (model_args.pretrained or model_args.model_name_or_path):
+        raise UsageError("--from_scratch means random weights: drop it, or drop --pretrained / --model_name_or_path.")
+    if model_args.atrous_rates is not None:
+        if not model_args.model.startswith("deeplabv3plus"):
+            raise UsageError(f"--atrous_rates applies to deeplabv3plus only, not --model {model_args.model}.")
+        if len(model_args.atrous_rates) != 3 or min(model_args.atrous_rates) < 1:
+            raise UsageError(f"--atrous_rates {model_args.atrous_rates}: give three positive integers, e.g. 6 12 18.")
+        if model_args.model_name_or_path:
+            raise UsageError("--atrous_rates builds a new model; a saved one keeps the rates in its config.json.")
+
+
+def resolved_args(model_args: ModelArguments, data_args: DataArguments,
+                  training_args: SegTrainingArguments) -> dict[str, Any]:
+    """All arguments as one flat mapping that `parse_args([file])` reads back; tokens left out."""
+    training = {key: value for key, value in training_args.to_dict().items() if not key.endswith("_token")}
+    return {**asdict(model_args), **asdict(data_args), **training}
+
+
+def write_run_args(output_dir: str | Path, model_args: ModelArguments, data_args: DataArguments,
+                   training_args: SegTrainingArguments) -> Path:
+    """Write `resolved_args` to ``output_dir/run_args.json``; return its path."""
+    path = Path(output_dir) / RUN_ARGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(resolved_args(model_args, data_args, training_args), indent=2, default=str) + "\n")
+    return path
+
+
+__all__ = [
+    "COMMON_DEFAULTS",
+    "DataArguments",
+    "ModelArguments",
+    "RUN_ARGS_FILE",
+    "SegTrainingArguments",
+    "UsageError",
+    "build_parser",
+    "check_args",
+    "parse_args",
+    "resolved_args",
+    "run_defaults",
+    "write_run_args",
+]
