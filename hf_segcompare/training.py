@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .arguments import (
     MAX_CROP_SIZE,
@@ -294,6 +294,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(crop_size)))
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
 
+    # Trainer seeds itself only once the model exists: seed first, or every run would start from
+    # other random weights (a new head included) and --seed would not repeat a run.
+    set_seed(training_args.seed)
     model = load_model(model_args, labels)
     # Written before anything trains, so even an interrupted run says how it was started; sizes
     # and pretrained source resolved, so replaying the file repeats this run on changed data too.

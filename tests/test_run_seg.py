@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hf_segcompare.models import count_parameters, create_model, list_models
 from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
@@ -202,3 +203,19 @@ def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
     assert results["dataset"]["name"] == str(folder)
     assert results["dataset"]["validation_samples"] == TINY_TREE["num_val"]
     assert results["final_eval"]["eval_mean_iou"] is not None
+
+
+def test_the_same_seed_repeats_a_run_exactly(voc_tree, tmp_path):
+    """The model is built after seeding: two runs with one --seed end with identical weights."""
+    from safetensors.torch import load_file
+
+    weights = []
+    for attempt in ("a", "b"):
+        output_dir = tmp_path / attempt
+        run(*parse_args(["--model", "unet-tiny", "--from_scratch", *_voc_args(voc_tree, output_dir), "--max_steps", "2",
+                         "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no",
+                         "--seed", "7", "--cache_dir", str(tmp_path / "cache")]))
+        weights.append(load_file(output_dir / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
