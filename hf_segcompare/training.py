@@ -282,33 +282,9 @@ def _recipe_record(model_args: ModelArguments, data_args: DataArguments, trainin
     }
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
-    """Train and/or evaluate one model as the arguments say; return (and save) the results."""
-    check_args(model_args, data_args)
-    if model_args.model_name_or_path:  # before the data: a missing model should not wait for it
-        require_saved_model_reachable(model_args.model_name_or_path)
-    dataset, data_dir = load_data(data_args, training_args)
-    labels = id2label()
-    crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
-    eval_size = data_args.eval_size or min(MAX_EVAL_SIZE, size_to_fit(largest_image_side(dataset["validation"])))
-    train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(crop_size)))
-    eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(eval_size)))
-
-    # Trainer seeds itself only once the model exists: seed first, or every run would start from
-    # other random weights (a new head included) and --seed would not repeat a run.
-    set_seed(training_args.seed)
-    model = load_model(model_args, labels)
-    # Written before anything trains, so even an interrupted run says how it was started; sizes
-    # and pretrained source resolved, so replaying the file repeats this run on changed data too.
-    data_args.crop_size, data_args.eval_size = crop_size, eval_size
-    if training_args.process_index == 0:
-        write_run_args(training_args.output_dir, model_args, data_args, training_args)
-    # We push once, ourselves, after our card is written; and the token never enters the
-    # arguments that Trainer pickles into training_args.bin or that results.json records.
-    push_repo = (training_args.hub_model_id or Path(training_args.output_dir).name) if training_args.push_to_hub else None
-    hub_token, training_args.hub_token, training_args.push_to_hub = training_args.hub_token, None, False
-    trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset)
-
+def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments) -> tuple[dict[str, Any] | None, list[dict]]:
+    """Train (and save) if asked, then make sure the last step was evaluated; return the train
+    summary and every evaluation."""
     train_summary = None
     if training_args.do_train:
         train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -324,18 +300,23 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if training_args.do_eval and (not evaluations or evaluations[-1].get("step") != trainer.state.global_step):
         final = trainer.evaluate()
         evaluations.append({**final, "epoch": trainer.state.epoch, "step": trainer.state.global_step})
+    return train_summary, evaluations
 
+
+def _collect_results(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+                     trainer: Trainer, dataset, data_dir: str, train_summary: dict[str, Any] | None,
+                     evaluations: list[dict]) -> dict[str, Any]:
+    """Everything results.json records about the run (strict JSON: NaN becomes null)."""
     # Every rank measured its own peak; the run's figure is the largest.
     peak = ResourceMeter.peak_memory()
     peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
     peak["per_process"] = trainer.accelerator.num_processes > 1
-
     spec = get_spec(model_args.model)
-    results = _json_safe({
+    return _json_safe({
         "model": model_args.model,
         "architecture": spec.description,
         "family": spec.family,
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(trainer.model),
         "dataset": {
             "name": data_args.dataset_name,
             "path": str(data_dir),
@@ -343,8 +324,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "train_samples": len(dataset["train"]),
             "validation_samples": len(dataset["validation"]),
             "class_names": list(VOC_CLASSES),
-            "crop_size": crop_size,
-            "eval_size": eval_size,
+            "crop_size": data_args.crop_size,
+            "eval_size": data_args.eval_size,
         },
         "train": train_summary,
         "recipe": _recipe_record(model_args, data_args, training_args, trainer),
@@ -362,11 +343,43 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "training": training_args.to_dict(),  # to_dict() masks every *_token value
         },
     })
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
+    """Train and/or evaluate one model as the arguments say; return (and save) the results."""
+    check_args(model_args, data_args)
+    if model_args.model_name_or_path:  # before the data: a missing model should not wait for it
+        require_saved_model_reachable(model_args.model_name_or_path)
+    dataset, data_dir = load_data(data_args, training_args)
+    labels = id2label()
+    # Resolved into the arguments, so run_args.json and results.json hold the sizes the run used.
+    data_args.crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
+    data_args.eval_size = data_args.eval_size or min(MAX_EVAL_SIZE, size_to_fit(largest_image_side(dataset["validation"])))
+    train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(data_args.crop_size)))
+    eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(data_args.eval_size)))
+
+    # Trainer seeds itself only once the model exists: seed first, or every run would start from
+    # other random weights (a new head included) and --seed would not repeat a run.
+    set_seed(training_args.seed)
+    model = load_model(model_args, labels)
+    # Written before anything trains, so even an interrupted run says how it was started; sizes
+    # and pretrained source resolved, so replaying the file repeats this run on changed data too.
+    if training_args.process_index == 0:
+        write_run_args(training_args.output_dir, model_args, data_args, training_args)
+    # We push once, ourselves, after our card is written; and the token never enters the
+    # arguments that Trainer pickles into training_args.bin or that results.json records.
+    push_repo = (training_args.hub_model_id or Path(training_args.output_dir).name) if training_args.push_to_hub else None
+    hub_token, training_args.hub_token, training_args.push_to_hub = training_args.hub_token, None, False
+    trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset)
+
+    train_summary, evaluations = _train_and_evaluate(trainer, training_args)
+    results = _collect_results(model_args, data_args, training_args, trainer, dataset, data_dir,
+                               train_summary, evaluations)
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         if training_args.do_train:
-            build_image_processor(eval_size).save_pretrained(output_dir)
+            build_image_processor(data_args.eval_size).save_pretrained(output_dir)
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
         # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
         write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
