@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"{path}: no such config file. Pass a run_args.json written by a run, or options.")
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        values = json.loads(text)
-    else:
-        import yaml
+    import yaml
 
-        values = yaml.safe_load(text)
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise UsageError(f"{path}: not valid {path.suffix.lstrip('.').upper()} ({str(error).splitlines()[0]}).") from None
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a mapping of option names to values.")
     return values
@@ -220,15 +221,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     Raises:
         UsageError: a config file that cannot be used, or a recipe batch that cannot be split.
     """
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     file_values: dict[str, Any] = {}
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         config = Path(argv.pop(0))
         file_values = _read_config(config)
-        known = {action.dest for action in parser._actions}
+        known = {field.name for dataclass_type in parser.dataclass_types for field in fields(dataclass_type)}
         unknown = sorted(set(file_values) - known)
         if unknown:
             raise UsageError(f"{config}: unknown option(s) {unknown}; see run_seg.py --help.")

@@ -150,6 +150,10 @@ def test_run_args_file_replays_to_the_same_arguments(tmp_path):
     bad.write_text(json.dumps({"model": "vit-tiny", "learning_rat": 1}))
     with pytest.raises(UsageError, match=r"bad\.json: unknown option\(s\) \['learning_rat'\]"):
         parse_args([str(bad)])
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"model": "vit-tiny",')
+    with pytest.raises(UsageError, match=r"broken\.json: not valid JSON"):
+        parse_args([str(broken)])
 
 
 def test_a_quick_recipe_run_records_its_groups_and_arguments(voc_tree, tmp_path):
