@@ -177,6 +177,26 @@ class ResourceMeter(TrainerCallback):
         return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "kind": "cpu_peak_rss"}
 
 
+class ScheduleCheck(TrainerCallback):
+    """Stops a run whose polynomial schedule cannot work, before its first step.
+
+    transformers' polynomial decay divides by (total steps - warm-up steps): a warm-up as long as
+    the run (e.g. the demo's 30 steps in a one-epoch run of 30 steps) would end in a
+    ZeroDivisionError at the last step, after all the training.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.lr_scheduler_type != "polynomial":  # the others guard against it themselves
+            return
+        warmup = args.get_warmup_steps(state.max_steps)
+        if warmup == state.max_steps:
+            raise UsageError(
+                f"the warm-up ({warmup} steps) is as long as the whole run ({state.max_steps} steps), and the "
+                "polynomial schedule cannot decay over zero steps: pass a shorter --warmup_steps (e.g. "
+                f"--warmup_steps {max(state.max_steps // 10, 0)}) or train for longer."
+            )
+
+
 def _json_safe(value):
     """NaN/inf -> None (strict JSON), recursively."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -241,7 +261,7 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
         eval_dataset=eval_dataset,
         compute_metrics=metrics.compute,
         preprocess_logits_for_metrics=metrics.preprocess_logits,
-        callbacks=[ResourceMeter()],
+        callbacks=[ResourceMeter(), ScheduleCheck()],
         optimizer_cls_and_kwargs=optimizer_factory,
     )
 

@@ -219,3 +219,15 @@ def test_the_same_seed_repeats_a_run_exactly(voc_tree, tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_a_warmup_as_long_as_the_run_stops_before_training_saying_what_to_pass(voc_tree, tmp_path):
+    """transformers' polynomial schedule would divide by zero at the last step, after all the training."""
+    from hf_segcompare.arguments import UsageError
+
+    args = parse_args(["--model", "segformer-tiny", "--from_scratch", *_voc_args(voc_tree, tmp_path / "out"),
+                       "--max_steps", "3", "--warmup_steps", "3", "--eval_strategy", "no", "--save_strategy", "no",
+                       "--cache_dir", str(tmp_path / "cache")])
+    with pytest.raises(UsageError, match=r"warm-up \(3 steps\) is as long as the whole run \(3 steps\).*--warmup_steps"):
+        run(*args)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
