@@ -45,7 +45,8 @@ def script_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local port nothing listens on (connections to it are refused at once)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -59,7 +60,7 @@ def launch(args: list[str], tmp_path: Path, num_processes: int = 1, timeout: int
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
                   "--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
-        accelerate += ["--multi_gpu", "--num_processes", str(num_processes), "--main_process_port", str(_free_port())]
+        accelerate += ["--multi_gpu", "--num_processes", str(num_processes), "--main_process_port", str(free_port())]
     else:
         accelerate += ["--num_processes", "1"]
     return subprocess.run(

@@ -127,15 +127,11 @@ def test_model_name_or_path_takes_a_hub_id(voc_tree, tmp_path):
 
 
 def test_model_name_or_path_with_the_hub_unreachable_fails_fast_saying_what_to_pass(tmp_path):
-    import socket
     import time
 
-    from .conftest import run_plain
+    from .conftest import free_port, run_plain
 
-    with socket.socket() as probe:  # nothing listens here: refused at once
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**script_env(tmp_path), "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0"}
+    env = {**script_env(tmp_path), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HUB_OFFLINE": "0"}
     started = time.monotonic()
     completed = run_plain(["--model", "segformer-tiny", "--model_name_or_path", "someone/segformer-voc",
                            "--do_train", "false"], tmp_path, env=env)

@@ -12,6 +12,8 @@ import pytest
 from hf_segcompare.data import DataError, InvalidSamplesError, generate_synthetic_voc, load_voc
 from hf_segcompare.data.image_mask import load_image_mask_dataset
 
+from .conftest import free_port
+
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory):
@@ -85,12 +87,7 @@ def test_invalid_rows_are_named(voc, tmp_path):
 
 
 def test_an_unreachable_hub_fails_fast_with_what_to_pass(tmp_path, monkeypatch):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     started = time.monotonic()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -13,9 +12,11 @@ from transformers import SegformerForSemanticSegmentation, ViTModel
 
 from hf_segcompare.data import VOC_CLASSES, id2label
 from hf_segcompare.models import create_model
-from hf_segcompare.models.pretrained import PretrainedUnavailable, load_pretrained_encoder
 from hf_segcompare.arguments import ModelArguments
+from hf_segcompare.models.pretrained import PretrainedUnavailable, load_pretrained_encoder
 from hf_segcompare.training import load_model
+
+from .conftest import free_port
 
 
 def _assert_fresh_voc_head(model, head_weight: torch.Tensor):
@@ -73,10 +74,7 @@ def test_a_file_of_the_wrong_encoder_is_refused_by_name(tmp_path):
 
 @pytest.mark.parametrize("model, source", [("segformer-b0", None), ("vit", None), ("unet", None)])
 def test_an_unreachable_hub_fails_within_seconds_with_both_ways_out(model, source, monkeypatch):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     started = time.monotonic()
     with pytest.raises(PretrainedUnavailable) as raised:

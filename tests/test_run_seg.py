@@ -11,7 +11,7 @@ from hf_segcompare.models import count_parameters, create_model, list_models
 from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
 from hf_segcompare.training import run
 
-from .conftest import TINY_TREE, launch, run_plain
+from .conftest import TINY_TREE, free_port, launch, run_plain
 
 TINY_MODELS = [name for name in list_models(include_test_variants=True) if name.endswith("-tiny")]
 
@@ -170,12 +170,9 @@ def test_an_invalid_sample_stops_the_run_naming_it(voc_tree, tmp_path):
 
 
 def test_voc_without_a_copy_downloads_and_offline_fails_fast_saying_where_to_put_it(tmp_path):
-    import socket
     import time
 
-    with socket.socket() as probe:  # a local port with nothing listening: refused at once
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     started = time.monotonic()
     completed = run_plain(["--model", "unet", "--from_scratch", "--dataset_name", "voc",
                            "--cache_dir", str(tmp_path / "cache"),
