@@ -6,7 +6,7 @@ Four architectures answer the toolkit's question, two CNNs and two transformers:
 name               architecture                                    parameters
 =================  ==============================================  ===========
 ``unet``           U-Net, ResNet-50 encoder (smp)                  32,524,005
-``deeplabv3plus``  DeepLabV3+, ResNet-50, ASPP 6/12/18 (smp)        26,682,725
+``deeplabv3plus``  DeepLabV3+, ResNet-50, ASPP 6/12/18 (smp)       26,682,725
 ``vit``            ViT-B/16 + SETR-PUP head                        89,345,045
 ``segformer-b0``   SegFormer, MiT-b0 + all-MLP decoder             3,719,541
 =================  ==============================================  ===========
