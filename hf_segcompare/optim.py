@@ -111,9 +111,12 @@ class GroupedOptimizer:
     lr_multipliers: dict[str, float]
     no_decay: str
 
+    def groups(self, model: nn.Module, learning_rate: float) -> list[dict[str, Any]]:
+        """`param_groups` of `model` under this factory's settings (raises RecipeError)."""
+        return param_groups(model, learning_rate, self.weight_decay, self.lr_multipliers, self.no_decay)
+
     def __call__(self, model: nn.Module, **optimizer_kwargs) -> torch.optim.Optimizer:
-        groups = param_groups(model, optimizer_kwargs["lr"], self.weight_decay, self.lr_multipliers, self.no_decay)
-        return self.optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer_cls(self.groups(model, optimizer_kwargs["lr"]), **optimizer_kwargs)
 
 
 def trainer_optimizer(args, model: nn.Module | None = None) -> tuple[Callable[[], GroupedOptimizer], dict[str, Any]] | None:

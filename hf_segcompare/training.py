@@ -52,7 +52,7 @@ from .inference import build_image_processor
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec
 from .models.pretrained import DEFAULT_PRETRAINED, load_pretrained_encoder
-from .optim import RecipeError, param_groups, parse_lr_multipliers, trainer_optimizer
+from .optim import RecipeError, trainer_optimizer
 from .recipes import get_recipe
 
 RESULTS_FILE = "results.json"
@@ -249,8 +249,7 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
         try:
             optimizer_factory = trainer_optimizer(training_args, model)
             if optimizer_factory is not None:  # check the groups now, not steps into training
-                param_groups(model, training_args.learning_rate, training_args.weight_decay,
-                             parse_lr_multipliers(training_args.lr_multipliers), training_args.no_decay)
+                optimizer_factory[0]().groups(model, training_args.learning_rate)
         except RecipeError as error:
             raise UsageError(str(error)) from None
     metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)])
