@@ -3,6 +3,7 @@
 from .download import download_voc
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
+    AugmentationSeeds,
     eval_transforms,
     largest_image_side,
     make_batch_transform,
@@ -12,6 +13,7 @@ from .transforms import (
 from .voc import IGNORE_INDEX, VOC_CLASSES, DataError, InvalidSamplesError, id2label, load_voc, voc_palette
 
 __all__ = [
+    "AugmentationSeeds",
     "IGNORE_INDEX",
     "DataError",
     "InvalidSamplesError",

@@ -12,6 +12,7 @@ padded pixels are ignored by loss and metric, never learned as background.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from typing import Any, Callable
@@ -117,15 +118,46 @@ def largest_image_side(dataset, image_column: str = "image") -> int:
     return largest
 
 
-def make_batch_transform(pipeline: Callable) -> Callable[[dict], dict]:
-    """Wrap a v2 pipeline as a `Dataset.with_transform` function: {image, label} -> {pixel_values, labels}."""
+class AugmentationSeeds:
+    """Where each training sample's random augmentation comes from: (seed, epoch, sample id).
+
+    torchvision's random transforms draw from torch's global generator, and Trainer's data loader
+    fetches one batch ahead: a checkpoint's saved RNG state is already past the next batch's
+    augmentation, so a resumed run would crop that batch differently. Drawing each sample's
+    augmentation from a generator seeded by (seed, epoch, id) makes it the same however the run was
+    interrupted, however many data-loader workers or processes there are, and leaves the global
+    generator alone. `AugmentationEpoch` (a Trainer callback) keeps `epoch` current.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+
+    def for_sample(self, sample_id: str) -> int:
+        """The seed of `sample_id`'s augmentation in the current epoch (stable across processes)."""
+        digest = hashlib.blake2b(f"{self.seed}:{self.epoch}:{sample_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") >> 1  # torch.manual_seed takes at most 2**63 - 1 here
+
+
+def make_batch_transform(pipeline: Callable, seeds: AugmentationSeeds | None = None) -> Callable[[dict], dict]:
+    """Wrap a v2 pipeline as a `Dataset.with_transform` function: {image, label} -> {pixel_values, labels}.
+
+    With `seeds`, each sample is transformed under its own seed (see `AugmentationSeeds`); the
+    batch needs an ``id`` column then.
+    """
 
     def transform(batch: dict) -> dict:
         pixel_values, labels = [], []
-        for image, mask in zip(batch["image"], batch["label"]):
+        ids = batch["id"] if seeds is not None else [None] * len(batch["image"])
+        for sample_id, image, mask in zip(ids, batch["image"], batch["label"]):
             image_tensor = tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
             mask_tensor = tv_tensors.Mask(torch.from_numpy(mask_to_array(mask).copy()))
-            image_out, mask_out = pipeline(image_tensor, mask_tensor)
+            if seeds is None:
+                image_out, mask_out = pipeline(image_tensor, mask_tensor)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seeds.for_sample(sample_id))
+                    image_out, mask_out = pipeline(image_tensor, mask_tensor)
             pixel_values.append(image_out.as_subclass(torch.Tensor))
             labels.append(mask_out.as_subclass(torch.Tensor))
         return {"pixel_values": pixel_values, "labels": labels}

@@ -1,0 +1,130 @@
+"""Which checkpoint a run resumes from, and what a fresh run clears out of its output folder.
+
+The transformers examples' convention: a training run whose ``--output_dir`` already holds
+checkpoints resumes from the last one unless ``--overwrite_output_dir``. Here only a *complete*
+checkpoint counts: `Trainer` writes ``trainer_state.json`` last, so a folder without it was cut
+short by a kill or a full disk (its ``optimizer.pt`` may be empty) and is skipped, by name.
+``--resume_from_checkpoint`` takes a checkpoint folder, or ``last`` / ``true`` for the last
+complete one in ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+LAST = ("last", "true")  # --resume_from_checkpoint values meaning "the last complete checkpoint"
+NO = ("false", "no", "none", "")
+# What a run writes into its output folder; --overwrite_output_dir removes these, nothing else.
+RUN_PRODUCTS = ("results.json", "run_args.json", "README.md", "learning_curve.png", "sample_predictions.png",
+                "model.safetensors", "config.json", "preprocessor_config.json", "training_args.bin", ".eval_results")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from, or written; the message names it and what to do."""
+
+
+def missing_parts(checkpoint: Path) -> list[str]:
+    """What `checkpoint` lacks to be resumed from exactly ([] when it is complete)."""
+    missing = [] if (checkpoint / TRAINER_STATE).is_file() else [TRAINER_STATE]
+    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+        missing.append(WEIGHT_FILES[0])
+    return missing
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in `output_dir`, oldest step first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(match.group(1)), path) for path in folder.iterdir()
+             if path.is_dir() and (match := CHECKPOINT_PATTERN.match(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint in `output_dir`; newer incomplete ones are skipped with a warning."""
+    for checkpoint in reversed(checkpoints(output_dir)):
+        missing = missing_parts(checkpoint)
+        if not missing:
+            return checkpoint
+        logger.warning("skipping %s: it has no %s (a save cut short by a kill or a full disk)",
+                       checkpoint, " or ".join(missing))
+    return None
+
+
+def resolve_resume(value: str | None, output_dir: str | Path, overwrite: bool) -> str | None:
+    """The checkpoint folder a training run resumes from, or None for a fresh start.
+
+    Args:
+        value: ``--resume_from_checkpoint``: a folder, ``last``/``true``, ``false``, or None (not given).
+        output_dir: the run's output folder.
+        overwrite: ``--overwrite_output_dir``: start afresh whatever the folder holds.
+
+    Raises:
+        CheckpointError: the named checkpoint is missing or incomplete, or ``last`` finds none.
+    """
+    if overwrite:
+        if value is not None and value.lower() not in NO:
+            raise CheckpointError(f"--overwrite_output_dir starts afresh, --resume_from_checkpoint {value} resumes: "
+                                  "pass one of them.")
+        return None
+    if value is not None and value.lower() in NO:
+        return None
+    if value is None or value.lower() in LAST:
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None and value is not None:
+            raise CheckpointError(f"--resume_from_checkpoint {value}: {output_dir} holds no complete checkpoint "
+                                  "to resume from. Pass a checkpoint folder, or leave the option out to start afresh.")
+        return str(checkpoint) if checkpoint else None
+    checkpoint = Path(value).expanduser()
+    if not checkpoint.is_dir():
+        raise CheckpointError(f"--resume_from_checkpoint {value}: no such folder. Pass a checkpoint-N folder, or "
+                              "'last' for the last complete one in --output_dir.")
+    missing = missing_parts(checkpoint)
+    if missing:
+        raise CheckpointError(f"--resume_from_checkpoint {value}: incomplete checkpoint (no {' or '.join(missing)}; "
+                              "a save cut short). Pass an earlier checkpoint, or 'last'.")
+    return str(checkpoint)
+
+
+def previous_run_products(output_dir: str | Path) -> list[Path]:
+    """Files and checkpoints a run left in `output_dir` that a fresh run would mix with its own."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    products = [folder / name for name in RUN_PRODUCTS if (folder / name).exists()]
+    return products + list(folder.glob("eval_*.json")) + checkpoints(folder)
+
+
+def clear_previous_run(output_dir: str | Path) -> list[Path]:
+    """Remove what `previous_run_products` lists (``--overwrite_output_dir``); return what was removed.
+
+    A stale checkpoint left beside a new run would be resumed from later, and a stale results.json
+    would read as the new run's result: both go. Files the toolkit does not write are kept.
+    """
+    removed = previous_run_products(output_dir)
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
+
+
+__all__ = [
+    "CheckpointError",
+    "checkpoints",
+    "clear_previous_run",
+    "last_complete_checkpoint",
+    "missing_parts",
+    "previous_run_products",
+    "resolve_resume",
+]
