@@ -99,3 +99,36 @@ def test_an_unreachable_hub_fails_fast_with_what_to_pass(tmp_path, monkeypatch):
 def test_a_missing_local_path_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.parquet does not exist"):
         load_image_mask_dataset(str(tmp_path / "nothing.parquet"))
+
+
+def test_a_rewritten_imagefolder_mask_is_never_served_from_the_cache(voc, tmp_path):
+    """datasets keys local files by mtime alone: the same size and mtime must not hide new content."""
+    import io
+    import os
+
+    from PIL import Image
+
+    root, _ = voc
+    source = root / "VOCdevkit" / "VOC2012"
+    for split, list_name in (("train", "train"), ("validation", "val")):
+        target = tmp_path / "imagefolder" / split
+        target.mkdir(parents=True)
+        ids = (source / "ImageSets" / "Segmentation" / f"{list_name}.txt").read_text().split()
+        for sample_id in ids:
+            shutil.copy(source / "JPEGImages" / f"{sample_id}.jpg", target)
+            shutil.copy(source / "SegmentationClass" / f"{sample_id}.png", target / f"{sample_id}_mask.png")
+        (target / "metadata.jsonl").write_text("".join(
+            json.dumps({"file_name": f"{i}.jpg", "label_file_name": f"{i}_mask.png"}) + "\n" for i in ids))
+    first = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
+    sample_id = first["train"][0]["id"]
+    mask_path = tmp_path / "imagefolder" / "train" / f"{sample_id}_mask.png"
+    old_bytes, old_stat = mask_path.read_bytes(), mask_path.stat()
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros_like(np.array(Image.open(mask_path)))).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) < len(old_bytes)
+    mask_path.write_bytes(buffer.getvalue() + b"\0" * (len(old_bytes) - len(buffer.getvalue())))
+    os.utime(mask_path, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
+
+    second = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
+    row = second["train"]["id"].index(sample_id)
+    assert np.array(first["train"][0]["label"]).any() and not np.array(second["train"][row]["label"]).any()

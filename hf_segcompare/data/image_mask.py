@@ -15,6 +15,7 @@ Local layouts:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -37,15 +38,33 @@ def _check_hub_reachable(dataset_id: str) -> None:
         )
 
 
+def _local_cache_dir(path: Path, cache_dir: str | None) -> str | None:
+    """A cache folder of its own for this exact state of the local files under `path`.
+
+    `datasets` keys a local file's cache by its modification time alone, which a rewrite can set
+    back; this key also holds size, inode and ctime (`file_signature`), so a rewritten file is
+    never served from an old cache.
+    """
+    if cache_dir is None:
+        return None
+    from .sources import file_signature
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path) if file != path else file.name}\0{file_signature(file)}\n".encode())
+    return str(Path(cache_dir) / f"local-{digest.hexdigest()[:16]}")
+
+
 def _load_raw(source: str, cache_dir: str | None):
     from datasets import load_dataset
 
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".parquet":
-        return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=cache_dir)
+        return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=_local_cache_dir(path, cache_dir))
     if path.is_dir():
         builder = "parquet" if any(path.rglob("*.parquet")) else "imagefolder"
-        return load_dataset(builder, data_dir=str(path), cache_dir=cache_dir)
+        return load_dataset(builder, data_dir=str(path), cache_dir=_local_cache_dir(path, cache_dir))
     if path.suffix or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"dataset {source} does not exist (expected a parquet file, a folder, or a Hub id).")
     _check_hub_reachable(source)

@@ -12,6 +12,19 @@ import json
 import tarfile
 from pathlib import Path
 
+from .voc import DataError
+
+
+def file_signature(path: Path) -> str:
+    """What changes when the file at `path` is rewritten: size, modification time, inode and ctime.
+
+    The modification time alone can be set back (``os.utime``, ``cp -p``, ``rsync -t``, an archive
+    extracted again); the status-change time (ctime) cannot, and a file replaced by a new one gets a
+    new inode. So a rewritten file gets a new cache even at the same size and mtime.
+    """
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}"
+
 
 class FolderSource:
     """An extracted `VOC2012` folder."""
@@ -31,11 +44,10 @@ class FolderSource:
         return str(self.root / relative)
 
     def signature(self, relatives: list[str]) -> str:
-        """Changes whenever any of these files changes (size or modification time)."""
+        """Changes whenever any of these files changes: see `file_signature`."""
         digest = hashlib.sha256()
         for relative in relatives:
-            stat = (self.root / relative).stat()
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{relative}\0{file_signature(self.root / relative)}\n".encode())
         return digest.hexdigest()
 
 
@@ -49,7 +61,9 @@ class TarSource:
             self._tar = tarfile.open(tar_path)  # noqa: SIM115 - kept open for random access
             members = self._tar.getmembers()
         except (tarfile.TarError, OSError) as error:
-            raise ValueError(f"{tar_path} is not a readable tar file ({error}).") from None
+            raise DataError(f"{tar_path} is not a readable tar file ({error}): pass the official "
+                            "VOCtrainval_11-May-2012.tar (MD5 6cd6e144f989b92b3379bac3b3de84fd) or an extracted "
+                            "folder as --data_dir.") from None
         roots = {m.name.split("VOC2012/", 1)[0] + "VOC2012/" for m in members if "VOC2012/ImageSets/" in m.name}
         if len(roots) != 1:
             raise FileNotFoundError(
@@ -68,8 +82,7 @@ class TarSource:
         return f"{self.tar_path}:{self._prefix}{relative}"
 
     def signature(self, relatives: list[str]) -> str:
-        stat = self.tar_path.stat()
-        return hashlib.sha256(json.dumps([str(self.tar_path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([str(self.tar_path.resolve()), file_signature(self.tar_path)]).encode()).hexdigest()
 
     def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
         return {"tar_path": self.tar_path}
