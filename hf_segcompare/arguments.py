@@ -9,6 +9,7 @@ replays them (further options after the file still override it).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -149,6 +150,12 @@ class SegTrainingArguments(TrainingArguments):
         metadata={"help": "Learning-rate multipliers by parameter name: 'decode_head=10' trains every parameter "
                           "whose name contains decode_head at 10x --learning_rate ('' for none)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in --output_dir: remove the checkpoints, model, card and results an earlier run "
+                          "wrote there (other files stay). Without it a training run resumes from the last complete "
+                          "checkpoint there, and refuses a folder holding a finished run without one."},
+    )
     no_decay: str = field(
         default="transformers",
         metadata={"help": "Parameters trained without weight decay: 'transformers' (biases and normalisation "
@@ -161,9 +168,64 @@ class SegTrainingArguments(TrainingArguments):
         return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
 
 
+class _Parser(HfArgumentParser):
+    """`HfArgumentParser` whose mistakes are `UsageError`s (one ``error:`` line, exit status 2),
+    with no abbreviations: ``--num_train_epoch`` must not quietly stand for another option."""
+
+    def __init__(self, dataclass_types):
+        super().__init__(dataclass_types, allow_abbrev=False)
+
+    def error(self, message):
+        raise UsageError(f"{message}. See run_seg.py --help.")
+
+    def unknown_options_error(self, remaining: list[str]) -> UsageError:
+        """The error for arguments no option takes, with the close matches of each."""
+        # HfArgumentParser also accepts --dashed-names; suggest the underscore spelling only.
+        known = [option for option in self._option_string_actions if option.startswith("--") and "-" not in option[2:]]
+        flags = [argument for argument in remaining if argument.startswith("--")] or remaining
+        parts = []
+        for argument in flags:
+            flag = argument.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
+            close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75) if flag.startswith("--") else []
+            parts.append(f"{argument}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        return UsageError(f"unrecognised argument(s): {', '.join(parts)}. See run_seg.py --help.")
+
+
 def build_parser() -> HfArgumentParser:
     """The parser over (ModelArguments, DataArguments, SegTrainingArguments)."""
-    return HfArgumentParser((ModelArguments, DataArguments, SegTrainingArguments))
+    return _Parser((ModelArguments, DataArguments, SegTrainingArguments))
+
+
+def _given_options(argv: list[str]) -> set[str]:
+    """Option names on the command line (abbreviations are refused, so these are whole names)."""
+    return {argument[2:].split("=", 1)[0] for argument in argv if argument.startswith("--")}
+
+
+def _explicit_choices(given: set[str], probe) -> dict[str, Any]:
+    """Defaults that follow from what the user asked for in so many words.
+
+    - ``--num_train_epochs`` without ``--max_steps`` replaces a recipe's step budget (transformers
+      would let the recipe's ``max_steps`` win without a word).
+    - ``--do_eval false`` means no evaluation at all, and ``--eval_strategy no`` no evaluation
+      either unless ``--do_eval`` says otherwise (TrainingArguments would turn ``do_eval`` back on
+      for the recipe's per-epoch evaluation).
+
+    Raises:
+        UsageError: options that contradict each other.
+    """
+    choices: dict[str, Any] = {}
+    if "num_train_epochs" in given:
+        if "max_steps" in given:
+            raise UsageError("--max_steps and --num_train_epochs both set the length of training, and --max_steps would "
+                             "win: pass one of them.")
+        choices["max_steps"] = -1
+    if "do_eval" in given and not probe.do_eval:
+        if "eval_strategy" in given and str(probe.eval_strategy) not in ("no", "IntervalStrategy.NO"):
+            raise UsageError(f"--do_eval false and --eval_strategy {probe.eval_strategy} contradict each other: drop one.")
+        choices["eval_strategy"] = "no"
+    elif "eval_strategy" in given and str(probe.eval_strategy) in ("no", "IntervalStrategy.NO") and "do_eval" not in given:
+        choices["do_eval"] = False
+    return choices
 
 
 def _world_size() -> int:
@@ -238,7 +300,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     recipe_name = probe.recipe or default_recipe_name(probe.dataset_name)
     parser.set_defaults(**run_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps))
     parser.set_defaults(**file_values)  # the file wins over the recipe, the command line over both
-    return parser.parse_args_into_dataclasses(args=argv)
+    parser.set_defaults(**_explicit_choices(_given_options(argv), probe))
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        raise parser.unknown_options_error(remaining)
+    return tuple(parsed)
 
 
 def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:

@@ -41,7 +41,10 @@ def _pyplot():
 
 
 def _fmt(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    """A metric to four decimals; "n/a" for a missing one (None, NaN, or absent from the template's data)."""
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
 
 
 def _dataset_identity(results: dict) -> tuple[str, str, str]:
@@ -102,8 +105,23 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
     return True
 
 
-def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples: bool):
-    """The `ModelCard` of one run (not yet saved)."""
+def read_evaluations(output_dir: Path) -> list[dict]:
+    """The evaluation-only records (``eval_*.json``) written beside a trained model, one line each."""
+    records = []
+    for path in sorted(Path(output_dir).glob("eval_*.json")):
+        record = json.loads(path.read_text())
+        final = record.get("final_eval") or {}
+        records.append({
+            "file": path.name, "dataset": record["dataset"]["name"],
+            "samples": record["dataset"]["validation_samples"], "processes": record["environment"]["num_processes"],
+            **{key: final.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
+        })
+    return records
+
+
+def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples: bool,
+                     evaluations: list[dict] | None = None):
+    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     final = results["final_eval"] or {}
@@ -165,6 +183,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         versions=versions,
         has_curve=has_curve,
         has_samples=has_samples,
+        evaluations=evaluations or [],
         fmt=_fmt,
     )
 
@@ -209,8 +228,12 @@ def write_model_card(results: dict, output_dir: str | Path, model=None, validati
     """
     output_dir = Path(output_dir)
     has_curve = plot_learning_curve(results, output_dir / LEARNING_CURVE)
-    has_samples = model is not None and plot_sample_predictions(model, validation, output_dir / SAMPLE_PREDICTIONS)
-    card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples)
+    if model is not None:
+        has_samples = plot_sample_predictions(model, validation, output_dir / SAMPLE_PREDICTIONS)
+    else:  # re-rendered without the model (after an evaluation-only run): keep the run's own figure
+        has_samples = (output_dir / SAMPLE_PREDICTIONS).is_file()
+    card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples,
+                            read_evaluations(output_dir))
     write_eval_results(results, output_dir)
     path = output_dir / "README.md"
     card.save(path)
@@ -232,6 +255,9 @@ def read_runs(paths: list[str | Path]) -> list[dict]:
         if not results_file.is_file():
             raise ComparisonError(f"{path} has no results.json: pass output folders of scripts/run_seg.py runs.")
         results = json.loads(results_file.read_text())
+        if results.get("status", "complete") != "complete":
+            raise ComparisonError(f"{results_file} records a run that did not finish ({results['status']}): "
+                                  f"{(results.get('diverged') or {}).get('message', 'no result')}")
         if not results.get("final_eval"):
             raise ComparisonError(f"{results_file} has no evaluation to compare.")
         results["_source"] = str(results_file)

@@ -7,6 +7,7 @@ local files: when it fails, everything trained and written stays, and the error 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -61,6 +62,12 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise PushError(f"{output_dir} does not exist: nothing to push.")
+    results_file = output_dir / "results.json"
+    if results_file.is_file():
+        status = json.loads(results_file.read_text()).get("status", "complete")
+        if status != "complete":
+            raise PushError(f"{results_file} records a run that did not finish ({status}): it is not a result to "
+                            "publish. Train it again (see the error the run printed).")
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)

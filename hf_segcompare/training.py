@@ -10,11 +10,15 @@ evaluation).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import platform
+import re
 import resource
 import sys
+import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from .arguments import (
     write_run_args,
 )
 from .data import (
+    AugmentationSeeds,
     VOC_CLASSES,
     ensure_synthetic_voc,
     eval_transforms,
@@ -47,13 +52,15 @@ from .data.download import download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .cards import write_model_card
+from .checkpoints import CheckpointError, clear_previous_run, resolve_resume
 from .hub import hub_offline_mode, hub_unreachable_reason, push_folder
 from .inference import build_image_processor
 from .metrics import SegmentationMetrics
 from .models import count_parameters, create_model, get_spec
-from .models.pretrained import DEFAULT_PRETRAINED, load_pretrained_encoder
+from .models.pretrained import DEFAULT_PRETRAINED, check_pretrained_source, load_pretrained_encoder
 from .optim import RecipeError, trainer_optimizer
 from .recipes import get_recipe
+from .trainer import SegTrainer, TrainingDiverged, describe_write_error
 
 RESULTS_FILE = "results.json"
 SAVED_MODEL_WAYS_OUT = "Pass a local folder written by save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
@@ -143,7 +150,9 @@ def require_saved_model_reachable(name_or_path: str) -> None:
     Raises:
         UsageError: naming the argument and both ways out.
     """
-    if Path(name_or_path).expanduser().is_dir():
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        _require_saved_model_folder(folder)
         return
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -160,21 +169,74 @@ def require_saved_model_reachable(name_or_path: str) -> None:
                          + SAVED_MODEL_WAYS_OUT)
 
 
+def _require_saved_model_folder(folder: Path) -> None:
+    """A folder that save_pretrained wrote: a readable config.json of a known model type, and safetensors weights."""
+    from transformers import AutoConfig
+
+    def refuse(what: str) -> UsageError:
+        return UsageError(f"--model_name_or_path {folder}: {what}, so it is not a model saved by save_pretrained. "
+                          + SAVED_MODEL_WAYS_OUT)
+
+    if not (folder / "config.json").is_file():
+        raise refuse("no config.json")
+    try:
+        AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:  # bad JSON, or a model_type nobody registered
+        raise refuse(f"its config.json cannot be used ({str(error).splitlines()[0][:200]})") from None
+    if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        raise refuse("no model.safetensors (only safetensors weights are loaded)")
+
+
 class ResourceMeter(TrainerCallback):
-    """Peak memory of the training process: CUDA max allocated on a GPU, peak RSS on the CPU."""
+    """Peak memory (CUDA max allocated on a GPU, peak RSS on the CPU) and training wall time, for
+    the whole run even when it was resumed.
+
+    Before every checkpoint is written, one entry goes into ``state.log_history`` (so into the
+    checkpoint's trainer_state.json) with the seconds trained and the peak memory so far; a resumed
+    run starts its clock from there instead of reporting only the part after the resume.
+    """
+
+    KEY = "segcompare_train_seconds"
+
+    def __init__(self):
+        self.started = None
+        self.previous_seconds = 0.0
+        self.previous_peak = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        carried = [entry for entry in state.log_history if self.KEY in entry]
+        self.previous_seconds = carried[-1][self.KEY] if carried else 0.0
+        self.previous_peak = carried[-1].get("segcompare_peak_memory_bytes", 0) if carried else 0
+        self.started = time.monotonic()
 
-    @staticmethod
-    def peak_memory() -> dict[str, Any]:
-        """{"bytes": ..., "kind": ...} for this process so far."""
+    def seconds(self) -> float:
+        """Training wall time of the whole run so far, resumed parts included."""
+        return self.previous_seconds + (time.monotonic() - self.started if self.started is not None else 0.0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._record_before_save(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._record_before_save(state, control)
+
+    def _record_before_save(self, state, control) -> None:
+        if control.should_save and not any(entry.get("step") == state.global_step and self.KEY in entry
+                                           for entry in state.log_history[-2:]):
+            state.log_history.append({"step": state.global_step, self.KEY: self.seconds(),
+                                      "segcompare_peak_memory_bytes": self.peak_memory()["bytes"]})
+
+    def peak_memory(self) -> dict[str, Any]:
+        """{"bytes": ..., "kind": ...}: this process so far, or the resumed run's earlier peak if larger."""
         if torch.cuda.is_available():
-            return {"bytes": int(torch.cuda.max_memory_allocated()), "kind": "cuda_max_allocated"}
-        # ru_maxrss is in KiB on Linux, bytes on macOS.
-        scale = 1 if sys.platform == "darwin" else 1024
-        return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "kind": "cpu_peak_rss"}
+            measured = {"bytes": int(torch.cuda.max_memory_allocated()), "kind": "cuda_max_allocated"}
+        else:
+            # ru_maxrss is in KiB on Linux, bytes on macOS.
+            scale = 1 if sys.platform == "darwin" else 1024
+            measured = {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "kind": "cpu_peak_rss"}
+        measured["bytes"] = max(measured["bytes"], self.previous_peak)
+        return measured
 
 
 class ScheduleCheck(TrainerCallback):
@@ -195,6 +257,35 @@ class ScheduleCheck(TrainerCallback):
                 "polynomial schedule cannot decay over zero steps: pass a shorter --warmup_steps (e.g. "
                 f"--warmup_steps {max(state.max_steps // 10, 0)}) or train for longer."
             )
+
+
+class AugmentationEpoch(TrainerCallback):
+    """Keeps `AugmentationSeeds.epoch` at the epoch Trainer is about to train (a resumed one too)."""
+
+    def __init__(self, seeds: AugmentationSeeds):
+        self.seeds = seeds
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        # Trainer's own count: epochs completed = optimizer steps so far // optimizer steps per epoch.
+        batches = len(train_dataloader)
+        per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+        self.seeds.epoch = state.global_step // per_epoch
+
+
+class BudgetLine(TrainerCallback):
+    """Prints, as training starts, how long it will train and what set that (a recipe's
+    ``max_steps`` would otherwise override a ``--num_train_epochs`` without a word)."""
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        images = len(train_dataloader.dataset) if train_dataloader is not None else None
+        epochs = f"{state.max_steps * batch / images:.2f} epochs of {images:,} images" if images else "epochs unknown"
+        given = f"--max_steps {args.max_steps}" if args.max_steps > 0 else f"--num_train_epochs {args.num_train_epochs:g}"
+        resumed = f"; resuming at step {state.global_step}" if state.global_step else ""
+        print(f"training budget: {state.max_steps:,} optimizer steps at a global batch of {batch} ({epochs}), "
+              f"set by {given}{resumed}", flush=True)
 
 
 def _json_safe(value):
@@ -230,9 +321,11 @@ def _environment(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_dataset) -> Trainer:
-    """A plain `Trainer` with streaming mean IoU, the resource meter and, for SegTrainingArguments,
-    the recipe's parameter groups; the same for every model.
+def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_dataset,
+                  augmentation: AugmentationSeeds | None = None) -> SegTrainer:
+    """A `SegTrainer` (exact resume, divergence stops the run) with streaming mean IoU, the
+    resource meter, the budget line and, for SegTrainingArguments, the recipe's parameter groups;
+    the same for every model.
 
     Raises:
         UsageError: ``--lr_multipliers`` or ``--no_decay`` that cannot be applied to this model.
@@ -253,14 +346,15 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
         except RecipeError as error:
             raise UsageError(str(error)) from None
     metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)])
-    return Trainer(
+    return SegTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         compute_metrics=metrics.compute,
         preprocess_logits_for_metrics=metrics.preprocess_logits,
-        callbacks=[ResourceMeter(), ScheduleCheck()],
+        callbacks=[ResourceMeter(), ScheduleCheck(), BudgetLine()]
+        + ([AugmentationEpoch(augmentation)] if augmentation is not None else []),
         optimizer_cls_and_kwargs=optimizer_factory,
     )
 
@@ -301,22 +395,47 @@ def _recipe_record(model_args: ModelArguments, data_args: DataArguments, trainin
     }
 
 
-def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments) -> tuple[dict[str, Any] | None, list[dict]]:
-    """Train (and save) if asked, then make sure the last step was evaluated; return the train
-    summary and every evaluation."""
+def _meter(trainer: Trainer) -> ResourceMeter:
+    return next(callback for callback in trainer.callback_handler.callbacks if isinstance(callback, ResourceMeter))
+
+
+def _mean_logged_loss(log_history: list[dict]) -> float | None:
+    """Mean training loss per step over the logged entries (each covers the steps since the last)."""
+    total, steps, last_step = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            covered = entry["step"] - last_step
+            total, steps, last_step = total + entry["loss"] * covered, steps + covered, entry["step"]
+    return total / steps if steps else None
+
+
+def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments,
+                        resume_from: str | None) -> tuple[dict[str, Any] | None, list[dict]]:
+    """Train (resuming from `resume_from` if set) and save if asked, then make sure the last step was
+    evaluated; return the train summary and every evaluation (those before a resume included)."""
     train_summary = None
     if training_args.do_train:
-        train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
+        try:
+            trainer.save_model()
+        except (OSError, RuntimeError) as error:
+            raise CheckpointError(describe_write_error(error, Path(training_args.output_dir))
+                                  + ". The checkpoints already written are intact.") from None
+        wall_time = _meter(trainer).seconds()
+        # Trainer's own figures cover this call only; a resumed run reports the whole run.
+        samples = trainer.state.global_step * training_args.train_batch_size * \
+            training_args.gradient_accumulation_steps * training_args.world_size
         train_summary = {
-            "wall_time_s": train_output.metrics["train_runtime"],
-            "samples_per_second": train_output.metrics["train_samples_per_second"],
+            "wall_time_s": wall_time,
+            "samples_per_second": samples / wall_time if wall_time else 0.0,
             "steps": train_output.global_step,
             "epochs": trainer.state.epoch,
-            "final_train_loss": train_output.training_loss,
+            "final_train_loss": _mean_logged_loss(trainer.state.log_history) or train_output.training_loss,
+            "resumed_from": Path(resume_from).name if resume_from else None,
         }
     evaluations = [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry]
     if training_args.do_eval and (not evaluations or evaluations[-1].get("step") != trainer.state.global_step):
+        trainer.check_weights_finite("the final evaluation")
         final = trainer.evaluate()
         evaluations.append({**final, "epoch": trainer.state.epoch, "step": trainer.state.global_step})
     return train_summary, evaluations
@@ -324,14 +443,19 @@ def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments) -> t
 
 def _collect_results(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
                      trainer: Trainer, dataset, data_dir: str, train_summary: dict[str, Any] | None,
-                     evaluations: list[dict]) -> dict[str, Any]:
-    """Everything results.json records about the run (strict JSON: NaN becomes null)."""
+                     evaluations: list[dict], status: str = "complete") -> dict[str, Any]:
+    """Everything results.json records about the run (strict JSON: NaN becomes null).
+
+    `status` is ``complete``, or ``diverged`` for a run stopped by non-finite numbers: such a record
+    has no ``final_eval``, and the comparison page and push refuse it.
+    """
     # Every rank measured its own peak; the run's figure is the largest.
-    peak = ResourceMeter.peak_memory()
+    peak = _meter(trainer).peak_memory()
     peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
     peak["per_process"] = trainer.accelerator.num_processes > 1
     spec = get_spec(model_args.model)
     return _json_safe({
+        "status": status,
         "model": model_args.model,
         "architecture": spec.description,
         "family": spec.family,
@@ -350,7 +474,7 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
         "recipe": _recipe_record(model_args, data_args, training_args, trainer),
         "peak_memory": peak,
         "evaluations": evaluations,
-        "final_eval": evaluations[-1] if evaluations else None,
+        "final_eval": evaluations[-1] if evaluations and status == "complete" else None,
         "train_loss": [
             {"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
             for e in trainer.state.log_history if "loss" in e
@@ -364,17 +488,114 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
     })
 
 
+def _require_writable(folder: Path) -> None:
+    """Fail before any data loads when the run could not write into `folder`; create nothing.
+
+    The probe is a temporary file in `folder`, or in its nearest existing parent when it does not
+    exist yet, removed at once: the real errno (read-only file system, permission, not a folder)
+    goes into the message.
+    """
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output_dir {folder}: cannot write there ({error.strerror or error}). "
+                         "Pass an --output_dir you can write to.") from None
+
+
+def prepare_output_dir(training_args: TrainingArguments) -> str | None:
+    """Check the output folder and decide where training resumes from (None: a fresh start).
+
+    A training run resumes from the last complete checkpoint in --output_dir unless
+    --overwrite_output_dir, which first removes what an earlier run wrote there. A folder holding a
+    finished run and no checkpoint is refused rather than overwritten.
+
+    Raises:
+        UsageError: the folder is not writable, the checkpoint asked for cannot be resumed, or the
+            folder holds a finished run.
+    """
+    output_dir = Path(training_args.output_dir)
+    _require_writable(output_dir)
+    if not training_args.do_train:
+        return None
+    overwrite = getattr(training_args, "overwrite_output_dir", False)
+    try:
+        resume_from = resolve_resume(training_args.resume_from_checkpoint, output_dir, overwrite)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    if overwrite and training_args.process_index == 0:
+        clear_previous_run(output_dir)
+    finished = [name for name in (RESULTS_FILE, "model.safetensors") if (output_dir / name).exists()]
+    if resume_from is None and finished and not overwrite:
+        raise UsageError(f"--output_dir {output_dir} holds a finished run ({', '.join(finished)}) and no checkpoint "
+                         "to resume: pass --overwrite_output_dir to replace it, or another --output_dir.")
+    training_args.resume_from_checkpoint = resume_from
+    return resume_from
+
+
+def evaluation_record_name(dataset_name: str, split: str = "validation") -> str:
+    """``eval_<dataset>_<split>.json``: where an evaluation-only run writes its record."""
+    name = Path(dataset_name).name if Path(dataset_name).expanduser().exists() else dataset_name.replace("/", "--")
+    return f"eval_{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-') or 'data'}_{split}.json"
+
+
+def _write_json(path: Path, results: dict[str, Any]) -> None:
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def _publish_training(results, trainer, training_args, data_args, dataset, push_repo, hub_token) -> None:
+    """results.json, image processor and card of a finished training run; then the push, if asked."""
+    output_dir = Path(training_args.output_dir)
+    build_image_processor(data_args.eval_size).save_pretrained(output_dir)
+    _write_json(output_dir / RESULTS_FILE, results)
+    # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
+    write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
+                     model_ref=push_repo or training_args.hub_model_id)
+    if push_repo:
+        push_folder(output_dir, push_repo, token=hub_token, private=training_args.hub_private_repo)
+
+
+def _publish_evaluation(results, training_args, data_args) -> Path:
+    """An evaluation-only run's record, beside the model's: never results.json, which belongs to
+    the training run. A trained folder's card is re-rendered with the evaluation added."""
+    output_dir = Path(training_args.output_dir)
+    path = output_dir / evaluation_record_name(data_args.dataset_name)
+    _write_json(path, results)
+    trained = output_dir / RESULTS_FILE
+    if trained.is_file():
+        training_record = json.loads(trained.read_text())
+        if training_record.get("status", "complete") == "complete":
+            write_model_card(training_record, output_dir, model_ref=training_args.hub_model_id)
+    return path
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
-    """Train and/or evaluate one model as the arguments say; return (and save) the results."""
+    """Train and/or evaluate one model as the arguments say; return (and save) the results.
+
+    Raises:
+        UsageError, DataError, PretrainedUnavailable: bad input, before any data loads where the
+            cause is knowable up front.
+        TrainingDiverged: non-finite loss, gradients or weights; results.json says ``diverged``,
+            and no card is written or pushed.
+        CheckpointError: a checkpoint or the model could not be written (e.g. a full disk).
+    """
     check_args(model_args, data_args)
+    resume_from = prepare_output_dir(training_args)
     if model_args.model_name_or_path:  # before the data: a missing model should not wait for it
         require_saved_model_reachable(model_args.model_name_or_path)
+    if model_args.pretrained:
+        check_pretrained_source(model_args.model, model_args.pretrained)
     dataset, data_dir = load_data(data_args, training_args)
     labels = id2label()
     # Resolved into the arguments, so run_args.json and results.json hold the sizes the run used.
     data_args.crop_size = data_args.crop_size or min(MAX_CROP_SIZE, size_to_fit(largest_image_side(dataset["train"])))
     data_args.eval_size = data_args.eval_size or min(MAX_EVAL_SIZE, size_to_fit(largest_image_side(dataset["validation"])))
-    train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(data_args.crop_size)))
+    augmentation = AugmentationSeeds(training_args.data_seed if training_args.data_seed is not None else training_args.seed)
+    train_dataset = dataset["train"].with_transform(make_batch_transform(train_transforms(data_args.crop_size),
+                                                                         augmentation))
     eval_dataset = dataset["validation"].with_transform(make_batch_transform(eval_transforms(data_args.eval_size)))
 
     # Trainer seeds itself only once the model exists: seed first, or every run would start from
@@ -383,29 +604,32 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     model = load_model(model_args, labels)
     # Written before anything trains, so even an interrupted run says how it was started; sizes
     # and pretrained source resolved, so replaying the file repeats this run on changed data too.
-    if training_args.process_index == 0:
+    if training_args.process_index == 0 and training_args.do_train:
         write_run_args(training_args.output_dir, model_args, data_args, training_args)
     # We push once, ourselves, after our card is written; and the token never enters the
     # arguments that Trainer pickles into training_args.bin or that results.json records.
     push_repo = (training_args.hub_model_id or Path(training_args.output_dir).name) if training_args.push_to_hub else None
     hub_token, training_args.hub_token, training_args.push_to_hub = training_args.hub_token, None, False
-    trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset)
+    trainer = build_trainer(model, training_args, train_dataset if training_args.do_train else None, eval_dataset,
+                            augmentation)
 
-    train_summary, evaluations = _train_and_evaluate(trainer, training_args)
+    try:
+        train_summary, evaluations = _train_and_evaluate(trainer, training_args, resume_from)
+    except TrainingDiverged as error:
+        results = _collect_results(model_args, data_args, training_args, trainer, dataset, data_dir, None,
+                                   [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry],
+                                   status="diverged")
+        results["diverged"] = {"step": error.step, "message": str(error)}
+        if trainer.is_world_process_zero():
+            _write_json(Path(training_args.output_dir) / RESULTS_FILE, results)
+        raise
     results = _collect_results(model_args, data_args, training_args, trainer, dataset, data_dir,
                                train_summary, evaluations)
     if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
         if training_args.do_train:
-            build_image_processor(data_args.eval_size).save_pretrained(output_dir)
-        (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
-        write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
-                         model_ref=push_repo or training_args.hub_model_id)
-        if push_repo:
-            results["hub_commit"] = push_folder(output_dir, push_repo, token=hub_token,
-                                                private=training_args.hub_private_repo)
+            _publish_training(results, trainer, training_args, data_args, dataset, push_repo, hub_token)
+        else:
+            _publish_evaluation(results, training_args, data_args)
     return results
 
 

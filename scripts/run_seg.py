@@ -28,9 +28,13 @@
     accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
         --dataset_name voc --data_dir /data/VOCdevkit --sbd_dir /data/SegmentationClassAug
 
-    # evaluate a saved model only, on two processes
+    # evaluate a saved model only, on two processes: writes eval_<dataset>_validation.json beside
+    # it and adds the figures to its card; its results.json (the training record) is left alone
     accelerate launch --multi_gpu --num_processes 2 scripts/run_seg.py --model segformer-b0 \
-        --model_name_or_path outputs/segformer-b0 --do_train false
+        --model_name_or_path outputs/segformer-b0 --do_train false --output_dir outputs/segformer-b0
+
+    # resume: a run whose --output_dir holds checkpoints resumes from the last complete one
+    # (--resume_from_checkpoint PATH|last to choose; --overwrite_output_dir to start afresh)
 
     # publish: weights, config, card and figures, results.json (retry a failed push with scripts/push.py)
     accelerate launch scripts/run_seg.py --model segformer-b0 --from_scratch --push_to_hub \
@@ -45,10 +49,12 @@ outputs/<model>).
 
 import sys
 
+from hf_segcompare.arguments import UsageError, parse_args
+from hf_segcompare.checkpoints import CheckpointError
 from hf_segcompare.data import DataError
 from hf_segcompare.hub import PushError
 from hf_segcompare.models.pretrained import PretrainedUnavailable
-from hf_segcompare.arguments import UsageError, parse_args
+from hf_segcompare.trainer import TrainingDiverged
 from hf_segcompare.training import run, summary_line
 
 
@@ -59,7 +65,8 @@ def main(argv=None) -> int:
     except (UsageError, DataError, FileNotFoundError, PretrainedUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except PushError as error:  # trained and saved; only the upload failed
+    # Trained and saved, but the push failed; or stopped with nothing published: each says what is kept.
+    except (PushError, TrainingDiverged, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if training_args.process_index == 0:

@@ -121,7 +121,7 @@ def test_model_name_or_path_takes_a_hub_id(voc_tree, tmp_path):
                             "--output_dir", str(output_dir)], tmp_path, env=env)
         assert completed.returncode == 0, completed.stderr[-3000:]
         assert any("/resolve/" in path and "model.safetensors" in path for _, path, _ in server.requests)
-    results = json.loads((output_dir / "results.json").read_text())
+    results = json.loads((output_dir / "eval_voc_validation.json").read_text())
     assert results["train"] is None and results["final_eval"]["eval_mean_iou"] is not None
     assert results["args"]["model"]["model_name_or_path"] == "tester/dlv3p"
 

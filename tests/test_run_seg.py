@@ -70,23 +70,29 @@ def trained_checkpoint(voc_tree, tmp_path_factory):
 
 
 def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, tmp_path):
-    """7 validation images, eval batch 3: each process sees 4 (3 + a partial 1), one of the 8 a duplicate to drop."""
+    """7 validation images, eval batch 3: each process sees 4 (3 + a partial 1), one of the 8 a duplicate to drop.
+
+    The two-process evaluation runs as the README shows it, into the trained folder itself: it adds
+    its own record and leaves the training record alone."""
+    training_record = (trained_checkpoint / "results.json").read_bytes()
     finals = {}
     for processes in (1, 2):
-        output_dir = tmp_path / f"eval{processes}"
+        output_dir = tmp_path / "eval1" if processes == 1 else trained_checkpoint
         completed = launch(
             ["--model", "segformer-tiny", "--model_name_or_path", str(trained_checkpoint), "--do_train", "false",
              *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "3"],
             tmp_path, num_processes=processes,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
-        results = json.loads((output_dir / "results.json").read_text())
+        results = json.loads((output_dir / "eval_voc_validation.json").read_text())
         assert results["environment"]["num_processes"] == processes
         assert results["train"] is None
         finals[processes] = {k: v for k, v in results["final_eval"].items()
                              if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second",
                                                                      "eval_steps_per_second")}
     assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert (trained_checkpoint / "results.json").read_bytes() == training_record
+    assert not (tmp_path / "eval1" / "results.json").exists()
     present = [k for k, v in finals[1].items() if k.startswith("eval_iou_") and v is not None]
     assert len(present) >= 3, "the checkpoint should predict several classes"
     for key in ("eval_mean_iou", "eval_mean_accuracy", "eval_overall_accuracy", *present):
@@ -228,3 +234,45 @@ def test_a_warmup_as_long_as_the_run_stops_before_training_saying_what_to_pass(v
     with pytest.raises(UsageError, match=r"warm-up \(3 steps\) is as long as the whole run \(3 steps\).*--warmup_steps"):
         run(*args)
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_two_machines_train_and_evaluate_and_write_the_results_once(voc_tree, tmp_path):
+    """Two accelerate "machines" on 127.0.0.1, one process each, as a multi-node job runs."""
+    import subprocess
+    import sys
+
+    from .conftest import RUN_SEG, script_env
+
+    port = free_port()
+    machines = []
+    for rank in (0, 1):
+        home = tmp_path / f"machine{rank}"  # each machine its own disk: caches and output folder
+        home.mkdir()
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
+                   "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+                   "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no", str(RUN_SEG),
+                   "--model", "segformer-tiny", "--from_scratch", *_voc_args(voc_tree, home / "out"),
+                   "--max_steps", "4", "--logging_steps", "1", "--eval_strategy", "no", "--do_eval", "true",
+                   "--save_strategy", "no", "--per_device_eval_batch_size", "3"]
+        machines.append(subprocess.Popen(command, cwd=home, env=script_env(home), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+    outputs = [machine.communicate(timeout=600) for machine in machines]
+    for machine, (_, stderr) in zip(machines, outputs):
+        assert machine.returncode == 0, stderr[-3000:]
+
+    results = json.loads((tmp_path / "machine0" / "out" / "results.json").read_text())
+    assert results["environment"]["num_processes"] == 2
+    assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert results["train"]["steps"] == 4 and len(results["train_loss"]) == 4
+    assert all(entry["loss"] > 0 for entry in results["train_loss"])
+    # Written once, by the main process of machine 0: nothing on machine 1, and one summary line.
+    assert not [path.name for path in (tmp_path / "machine1" / "out").glob("*") if not path.name.startswith(".")]
+    assert "validation mean_iou" in outputs[0][0] and "validation mean_iou" not in outputs[1][0]
+
+    # The same weights evaluated by one process give the same figures.
+    run(*parse_args(["--model", "segformer-tiny", "--model_name_or_path", str(tmp_path / "machine0" / "out"),
+                     "--do_train", "false", *_voc_args(voc_tree, tmp_path / "one"),
+                     "--cache_dir", str(tmp_path / "cache")]))
+    single = json.loads((tmp_path / "one" / "eval_voc_validation.json").read_text())["final_eval"]
+    for key in ("eval_mean_iou", "eval_mean_accuracy", "eval_overall_accuracy"):
+        assert results["final_eval"][key] == single[key], key

@@ -61,21 +61,40 @@ def _require_hub(model_name: str, source: str) -> None:
         raise _unavailable(model_name, source, reason)
 
 
-def _load_state_dict(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def _load_state_dict(path: Path, model_name: str) -> dict:
+    """The tensors of a ``.safetensors`` or ``.pth`` file, or `PretrainedUnavailable` naming the file."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    import torch
+            return load_file(str(path))
+        import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+    except Exception as error:  # safetensors, pickle and zip each raise their own kinds for a bad file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise _unavailable(model_name, str(path), f"the file cannot be read as {path.suffix or 'a state dict'}: {reason}") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise _unavailable(model_name, str(path), "the file holds no state dict (a mapping of names to tensors)")
+    return state
+
+
+def check_pretrained_source(model_name: str, source: str) -> None:
+    """Fail before any data loads when `source` is a local weights file that cannot be read.
+
+    Raises:
+        PretrainedUnavailable: naming the file and what to pass instead.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        _load_state_dict(path, model_name)
 
 
 def _load_smp_encoder(model, model_name: str, source: str) -> None:
     path = Path(source).expanduser()
     if path.is_file():
-        state = _load_state_dict(path)
+        state = _load_state_dict(path, model_name)
     else:
         from segmentation_models_pytorch.encoders import encoders
 
@@ -87,7 +106,7 @@ def _load_smp_encoder(model, model_name: str, source: str) -> None:
         from huggingface_hub import hf_hub_download
 
         weights = hf_hub_download(settings[source]["repo_id"], "model.safetensors", revision=settings[source]["revision"])
-        state = _load_state_dict(Path(weights))
+        state = _load_state_dict(Path(weights), model_name)
     # torchvision checkpoints carry the classifier (fc.*), which smp encoders drop.
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     # torch's own load_state_dict: smp's and transformers' overrides return nothing to check.

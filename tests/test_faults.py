@@ -1,0 +1,363 @@
+"""Off the happy path: a run that cannot produce a trustworthy number stops loudly and publishes
+nothing, an interrupted run resumes exactly, and every bad input is one ``error:`` line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_segcompare.arguments import parse_args
+from hf_segcompare.training import run
+
+TINY_MODELS = ["segformer-tiny", "vit-tiny", "unet-tiny", "deeplabv3plus-tiny"]
+
+
+class SimulatedKill(BaseException):
+    """Stands for SIGKILL: not an Exception, so no handler of ours cleans up after it."""
+
+
+def _train_args(voc_tree, output_dir, cache_dir, *extra) -> list[str]:
+    # 16 training images at batch 4: 4 steps an epoch, so step 6 is in the second epoch and a
+    # resume from step 2 skips batches inside an epoch.
+    return ["--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(output_dir),
+            "--cache_dir", str(cache_dir), "--per_device_train_batch_size", "4", "--max_steps", "6",
+            "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+            "--logging_steps", "1", "--seed", "11", "--warmup_steps", "1", *extra]
+
+
+def _kill_while_saving(monkeypatch, step: int) -> None:
+    """Kill the run while it writes checkpoint-`step`: weights and optimizer are on disk (the
+    optimizer file empty, as a kill mid-write leaves it), trainer_state.json is not."""
+    from transformers.trainer_callback import TrainerState
+
+    save_to_json = TrainerState.save_to_json
+
+    def save_or_die(self, json_path):
+        if f"checkpoint-{step}" in str(json_path):
+            (Path(json_path).parent / "optimizer.pt").write_bytes(b"")
+            raise SimulatedKill(json_path)
+        save_to_json(self, json_path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", save_or_die)
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_a_killed_run_resumes_exactly_skipping_the_half_written_checkpoint(model, voc_tree, tmp_path, monkeypatch,
+                                                                           caplog):
+    cache = tmp_path / "cache"
+    run(*parse_args(["--model", model, "--from_scratch", *_train_args(voc_tree, tmp_path / "whole", cache)]))
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+
+    interrupted = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        _kill_while_saving(patch, step=4)
+        with pytest.raises(SimulatedKill):
+            run(*parse_args(["--model", model, "--from_scratch", *_train_args(voc_tree, interrupted, cache)]))
+    assert (interrupted / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (interrupted / "checkpoint-4" / "trainer_state.json").exists()
+    assert not (interrupted / "results.json").exists()
+
+    with caplog.at_level("WARNING", logger="hf_segcompare.checkpoints"):
+        run(*parse_args(["--model", model, "--from_scratch",
+                         *_train_args(voc_tree, interrupted, cache, "--resume_from_checkpoint", "last")]))
+    assert f"skipping {interrupted / 'checkpoint-4'}" in caplog.text
+    resumed = json.loads((interrupted / "results.json").read_text())
+    assert resumed["train"]["resumed_from"] == "checkpoint-2" and resumed["status"] == "complete"
+
+    expected, actual = load_file(tmp_path / "whole" / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    assert [(e["step"], e["loss"]) for e in resumed["train_loss"]] == [(e["step"], e["loss"]) for e in whole["train_loss"]]
+    assert len(whole["train_loss"]) == 6
+    # Every evaluation, the one before the kill included, with the same figures.
+    assert [(e["step"], e["eval_mean_iou"]) for e in resumed["evaluations"]] == \
+        [(e["step"], e["eval_mean_iou"]) for e in whole["evaluations"]] and len(whole["evaluations"]) == 3
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _run_seg_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """scripts/run_seg.py's main() in this process (no interpreter start-up): exit status, stderr, stdout."""
+    import importlib.util
+
+    from .conftest import RUN_SEG
+
+    spec = importlib.util.spec_from_file_location("run_seg_under_test", RUN_SEG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    status = module.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.err, captured.out
+
+
+def _one_error_line(stderr: str) -> str:
+    # Progress bars end their lines with carriage returns: the terminal shows the error on a line of its own.
+    lines = [line for line in re.split(r"[\r\n]", stderr) if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture
+def no_data_loading(monkeypatch):
+    """Fails the test if the run gets as far as loading data."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was loaded before the bad input was reported")
+
+    monkeypatch.setattr("hf_segcompare.training.load_data", refuse)
+
+
+def _mount_tmpfs(folder, options: str):
+    """Mount a tmpfs at `folder` (root only); skip the test where that is not allowed."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
+    return lambda: subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_a_diverging_run_stops_at_the_first_nonfinite_step_and_publishes_nothing(voc_tree, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    status, stderr, _ = _run_seg_main(
+        ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output_dir, tmp_path / "cache"),
+         "--learning_rate", "1e6", "--save_steps", "1", "--save_total_limit", "1"], capsys)
+    line = _one_error_line(stderr)
+    assert status == 1 and "training diverged at step" in line and "--learning_rate" in line
+    step = int(line.split("at step ")[1].split()[0])
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["status"] == "diverged" and results["final_eval"] is None and results["diverged"]["step"] == step
+    # Stopped within the first non-finite step: every logged loss before it is finite.
+    assert [entry["step"] for entry in results["train_loss"]] == list(range(1, step))
+    assert not (output_dir / "README.md").exists() and not (output_dir / "model.safetensors").exists()
+    kept = sorted(output_dir.glob("checkpoint-*"))
+    assert [path.name for path in kept] == [f"checkpoint-{step - 1}"]
+    for tensor in load_file(kept[0] / "model.safetensors").values():
+        assert torch.isfinite(tensor).all()
+    # Nothing downstream takes it for a result.
+    from hf_segcompare.cards import ComparisonError, read_runs
+    from hf_segcompare.hub import PushError, push_folder
+
+    with pytest.raises(ComparisonError, match="did not finish"):
+        read_runs([output_dir])
+    with pytest.raises(PushError, match="did not finish"):
+        push_folder(output_dir, "someone/diverged")
+
+
+# ----------------------------------------------------------------------------- not evaluated
+
+
+@pytest.mark.parametrize("option", [["--do_eval", "false"], ["--eval_strategy", "no"]])
+def test_a_run_without_evaluation_finishes_with_a_card_that_says_so(option, voc_tree, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    status, stderr, _ = _run_seg_main(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo",
+                                    "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir",
+                                    str(output_dir), "--max_steps", "2", "--save_strategy", "no", *option], capsys)
+    assert status == 0, stderr[-2000:]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["status"] == "complete" and results["evaluations"] == [] and results["final_eval"] is None
+    card = (output_dir / "README.md").read_text()
+    assert "**Not evaluated.**" in card and "model-index" not in card and "| mean IoU |" not in card
+
+
+# ----------------------------------------------------------------------------- evaluation beside training
+
+
+def test_evaluating_a_trained_folder_keeps_its_training_record_and_card(voc_tree, tmp_path):
+    trained = tmp_path / "trained"
+    run(*parse_args(["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, trained, tmp_path / "c")]))
+    record_before = (trained / "results.json").read_bytes()
+    curve_before = (trained / "learning_curve.png").read_bytes()
+    run(*parse_args(["--model", "segformer-tiny", "--model_name_or_path", str(trained), "--do_train", "false",
+                     "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(trained),
+                     "--cache_dir", str(tmp_path / "c")]))
+    assert (trained / "results.json").read_bytes() == record_before
+    assert (trained / "learning_curve.png").read_bytes() == curve_before
+    evaluation = json.loads((trained / "eval_voc_validation.json").read_text())
+    assert evaluation["train"] is None and evaluation["final_eval"]["eval_mean_iou"] is not None
+    card = (trained / "README.md").read_text()
+    assert "## Training data and procedure" in card and "- Optimizer `" in card and "learning_curve.png" in card
+    assert "`eval_voc_validation.json`" in card and "### Evaluations after training" in card
+    # The training record's own figure is still what the card reports first.
+    final = json.loads(record_before)["final_eval"]["eval_mean_iou"]
+    assert f"| mean IoU | {final:.4f} |" in card
+
+
+# ----------------------------------------------------------------------------- resume options
+
+
+def test_resume_options_name_what_cannot_be_resumed(voc_tree, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    status, stderr, _ = _run_seg_main(["--model", "segformer-tiny", "--from_scratch",
+                                    *_train_args(voc_tree, output_dir, tmp_path / "c"), "--max_steps", "2",
+                                    "--num_train_epochs", "1"], capsys)
+    assert status == 2 and "pass one of them" in _one_error_line(stderr)
+
+    status, stderr, _ = _run_seg_main(["--model", "segformer-tiny", "--from_scratch", "--output_dir", str(output_dir),
+                                    "--resume_from_checkpoint", "true"], capsys)
+    assert status == 2 and "holds no complete checkpoint" in _one_error_line(stderr)
+
+    broken = output_dir / "checkpoint-3"
+    broken.mkdir(parents=True)
+    (broken / "optimizer.pt").write_bytes(b"")
+    status, stderr, _ = _run_seg_main(["--model", "segformer-tiny", "--from_scratch", "--output_dir", str(output_dir),
+                                    "--resume_from_checkpoint", str(broken)], capsys)
+    assert status == 2 and f"{broken}: incomplete checkpoint (no trainer_state.json" in _one_error_line(stderr)
+
+
+def test_a_finished_folder_is_refused_and_overwrite_clears_the_old_run(voc_tree, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc",
+            "--data_dir", str(voc_tree), "--output_dir", str(output_dir), "--max_steps", "2", "--save_strategy", "no"]
+    assert _run_seg_main(args, capsys)[0] == 0
+    stale = output_dir / "checkpoint-99"  # e.g. from an older, longer run: a later resume would pick it
+    stale.mkdir()
+    (stale / "trainer_state.json").write_text("{}")
+    (stale / "model.safetensors").write_bytes(b"")
+    (output_dir / "notes.txt").write_text("mine")
+    status, stderr, _ = _run_seg_main([*args, "--resume_from_checkpoint", "false"], capsys)
+    assert status == 2 and "holds a finished run" in _one_error_line(stderr) and "--overwrite_output_dir" in stderr
+    assert _run_seg_main([*args, "--overwrite_output_dir", "true"], capsys)[0] == 0
+    assert not stale.exists() and (output_dir / "notes.txt").read_text() == "mine"
+    assert json.loads((output_dir / "results.json").read_text())["status"] == "complete"
+
+
+def test_num_train_epochs_replaces_the_recipes_step_budget_and_the_budget_is_printed(voc_tree, tmp_path, capsys):
+    _, _, published = parse_args(["--model", "segformer-b0", "--dataset_name", "voc", "--num_train_epochs", "1"])
+    assert published.max_steps == -1 and published.num_train_epochs == 1
+    _, _, recipe = parse_args(["--model", "segformer-b0", "--dataset_name", "voc"])
+    assert recipe.max_steps == 20_000
+    status, _, stdout = _run_seg_main(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name",
+                               "voc", "--data_dir", str(voc_tree), "--output_dir", str(tmp_path / "out"),
+                               "--num_train_epochs", "1", "--warmup_steps", "0", "--per_device_train_batch_size", "8",
+                               "--save_strategy", "no", "--eval_strategy", "no"], capsys)
+    assert status == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["train"]["steps"] == 2  # 16 images at batch 8
+    assert "training budget: 2 optimizer steps at a global batch of 8 (1.00 epochs of 16 images), set by " \
+           "--num_train_epochs 1" in stdout
+
+
+# ----------------------------------------------------------------------------- bad input: one line, early
+
+
+def _bad_file(path, size=4096):
+    import os
+
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_an_unreadable_encoder_file_is_named_before_any_data_loads(suffix, tmp_path, capsys, no_data_loading):
+    weights = _bad_file(tmp_path / f"resnet18{suffix}")
+    status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--pretrained", str(weights),
+                                       "--output_dir", str(tmp_path / "out")], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and str(weights) in line and "cannot be read" in line and "--from_scratch" in line
+
+
+def test_a_folder_that_is_not_a_model_is_named_before_any_data_loads(tmp_path, capsys, no_data_loading):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "no-such-model"}')
+    status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--model_name_or_path", str(folder),
+                                       "--output_dir", str(tmp_path / "out")], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and str(folder) in line and "not a model saved by save_pretrained" in line
+    (folder / "config.json").unlink()
+    status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--model_name_or_path", str(folder),
+                                       "--output_dir", str(tmp_path / "out")], capsys)
+    assert status == 2 and "no config.json" in _one_error_line(stderr)
+
+
+def test_a_voc_tar_of_random_bytes_is_named(tmp_path, capsys):
+    tar = _bad_file(tmp_path / "VOCtrainval_11-May-2012.tar")
+    status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--from_scratch", "--dataset_name", "voc",
+                                       "--data_dir", str(tar), "--output_dir", str(tmp_path / "out")], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and f"{tar} is not a readable tar file" in line
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_data_loads(tmp_path, capsys, no_data_loading):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--from_scratch", "--output_dir",
+                                       str(blocker / "out")], capsys)
+    assert status == 2 and f"--output_dir {blocker / 'out'}: cannot write there" in _one_error_line(stderr)
+    read_only = tmp_path / "read-only"
+    unmount = _mount_tmpfs(read_only, "ro,size=1m")
+    try:
+        status, stderr, _ = _run_seg_main(["--model", "unet-tiny", "--from_scratch", "--output_dir",
+                                           str(read_only / "out")], capsys)
+    finally:
+        unmount()
+    line = _one_error_line(stderr)
+    assert status == 2 and f"--output_dir {read_only / 'out'}: cannot write there (Read-only file system)" in line
+
+
+def test_a_full_disk_is_named_and_leaves_no_partial_checkpoint(voc_tree, tmp_path, capsys):
+    disk = tmp_path / "small-disk"
+    unmount = _mount_tmpfs(disk, "size=1m")  # segformer-tiny: 0.5 MB of weights, 1 MB of optimizer state
+    try:
+        status, stderr, _ = _run_seg_main(["--model", "segformer-tiny", "--from_scratch",
+                                           *_train_args(voc_tree, disk / "out", tmp_path / "cache")], capsys)
+        line = _one_error_line(stderr)
+        left = sorted(path.name for path in (disk / "out").iterdir())
+    finally:
+        unmount()
+    assert status == 1 and "no space left on device (ENOSPC)" in line and str(disk / "out" / "checkpoint-2") in line
+    assert not [name for name in left if name.startswith("checkpoint-")] and "results.json" not in left
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--model", "nope"], "argument --model: invalid choice: 'nope'"),
+    (["--num_train_epoch", "3"], "--num_train_epoch (did you mean --num_train_epochs?)"),
+    (["--learning_rat", "1e-3"], "--learning_rat (did you mean --learning_rate?)"),
+    (["--no_such_option"], "unrecognised argument(s): --no_such_option"),
+])
+def test_argument_mistakes_are_one_usage_error_line(argv, expected, tmp_path, capsys, no_data_loading):
+    status, stderr, _ = _run_seg_main([*argv, "--output_dir", str(tmp_path / "out")], capsys)
+    assert status == 2 and expected in _one_error_line(stderr)
+
+
+def test_a_rewritten_mask_is_never_served_from_the_cache(voc_tree, tmp_path):
+    """Same size, same mtime, new content: the cache key must still change."""
+    import io
+    import os
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from hf_segcompare.data import load_voc
+
+    data = tmp_path / "data"
+    shutil.copytree(voc_tree, data)
+    mask_path = data / "VOCdevkit/VOC2012/SegmentationClass/synth_000002.png"
+    before = load_voc(data, cache_dir=tmp_path / "cache")
+    old_bytes, old_stat = mask_path.read_bytes(), mask_path.stat()
+    mask = np.array(Image.open(mask_path))
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros_like(mask)).save(buffer, format="PNG")  # all background: a smaller PNG
+    new_bytes = buffer.getvalue()
+    assert len(new_bytes) < len(old_bytes)
+    mask_path.write_bytes(new_bytes + b"\0" * (len(old_bytes) - len(new_bytes)))  # padded past IEND to the old size
+    os.utime(mask_path, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
+    assert mask_path.stat().st_size == old_stat.st_size and mask_path.stat().st_mtime_ns == old_stat.st_mtime_ns
+
+    after = load_voc(data, cache_dir=tmp_path / "cache")
+    row = after["train"]["id"].index("synth_000002")
+    assert np.array(before["train"][row]["label"]).any()
+    assert not np.array(after["train"][row]["label"]).any()
