@@ -9,7 +9,6 @@ replays them (further options after the file still override it).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .data.download import VOC_TRAINVAL_URL
 from .models import list_models
 from .models.pretrained import DEFAULT_PRETRAINED
+from .option_names import unknown_options_message
 from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 
 RUN_ARGS_FILE = "run_args.json"
@@ -181,14 +181,9 @@ class _Parser(HfArgumentParser):
     def unknown_options_error(self, remaining: list[str]) -> UsageError:
         """The error for arguments no option takes, with the close matches of each."""
         # HfArgumentParser also accepts --dashed-names; suggest the underscore spelling only.
-        known = [option for option in self._option_string_actions if option.startswith("--") and "-" not in option[2:]]
-        flags = [argument for argument in remaining if argument.startswith("--")] or remaining
-        parts = []
-        for argument in flags:
-            flag = argument.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
-            close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75) if flag.startswith("--") else []
-            parts.append(f"{argument}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
-        return UsageError(f"unrecognised argument(s): {', '.join(parts)}. See run_seg.py --help.")
+        options = [option[2:] for option in self._option_string_actions
+                   if option.startswith("--") and "-" not in option[2:]]
+        return UsageError(unknown_options_message(remaining, options))
 
 
 def build_parser() -> HfArgumentParser:

@@ -47,18 +47,41 @@ run_args.json, the model, its checkpoints, card and results.json into --output_d
 outputs/<model>).
 """
 
+import importlib.util
 import sys
+from pathlib import Path
 
-from hf_segcompare.arguments import UsageError, parse_args
-from hf_segcompare.checkpoints import CheckpointError
-from hf_segcompare.data import DataError
-from hf_segcompare.hub import PushError
-from hf_segcompare.models.pretrained import PretrainedUnavailable
-from hf_segcompare.trainer import TrainingDiverged
-from hf_segcompare.training import run, summary_line
+
+def _quick_check(argv: list[str]) -> str | None:
+    """An unknown option or model name, found before torch and transformers load (they take seconds).
+
+    `hf_segcompare.option_names` is loaded by path: importing the package would load them first.
+    """
+    package = importlib.util.find_spec("hf_segcompare")
+    if package is None or not package.submodule_search_locations:
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "hf_segcompare_option_names", Path(package.submodule_search_locations[0]) / "option_names.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.quick_check(argv)
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mistake = _quick_check(argv)
+    if mistake:
+        print(f"error: {mistake}", file=sys.stderr)
+        return 2
+
+    from hf_segcompare.arguments import UsageError, parse_args
+    from hf_segcompare.checkpoints import CheckpointError
+    from hf_segcompare.data import DataError
+    from hf_segcompare.hub import PushError
+    from hf_segcompare.models.pretrained import PretrainedUnavailable
+    from hf_segcompare.trainer import TrainingDiverged
+    from hf_segcompare.training import run, summary_line
+
     try:
         model_args, data_args, training_args = parse_args(argv)
         results = run(model_args, data_args, training_args)

@@ -330,6 +330,12 @@ def test_a_full_disk_is_named_and_leaves_no_partial_checkpoint(voc_tree, tmp_pat
 def test_argument_mistakes_are_one_usage_error_line(argv, expected, tmp_path, capsys, no_data_loading):
     status, stderr, _ = _run_seg_main([*argv, "--output_dir", str(tmp_path / "out")], capsys)
     assert status == 2 and expected in _one_error_line(stderr)
+    # The full parser (which a config file's options go through) says the same.
+    from hf_segcompare.arguments import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        parse_args(argv)
+    assert expected in str(raised.value)
 
 
 def test_a_rewritten_mask_is_never_served_from_the_cache(voc_tree, tmp_path):
@@ -361,3 +367,33 @@ def test_a_rewritten_mask_is_never_served_from_the_cache(voc_tree, tmp_path):
     row = after["train"]["id"].index("synth_000002")
     assert np.array(before["train"][row]["label"]).any()
     assert not np.array(after["train"][row]["label"]).any()
+
+
+def test_option_and_model_mistakes_are_reported_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import RUN_SEG, script_env
+
+    probe = (f"import runpy, sys; module = runpy.run_path({str(RUN_SEG)!r}, run_name='probe'); "
+             "status = module['main'](['--model', 'nope', '--num_train_epochs', '1']); "
+             "print(status, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=script_env(tmp_path),
+                               timeout=120)
+    assert completed.stdout.split() == ["2", "False", "False"], completed.stderr[-2000:]
+    assert completed.stderr.startswith("error: argument --model: invalid choice: 'nope'")
+
+
+def test_the_quick_check_accepts_every_option_the_parser_takes():
+    """It reads the names from source: it must never refuse what the full parser accepts."""
+    from hf_segcompare.arguments import build_parser
+    from hf_segcompare.models import list_models
+    from hf_segcompare.option_names import quick_check
+
+    options = [option for option in build_parser()._option_string_actions if option.startswith("--")]
+    assert len(options) > 200
+    for option in options:
+        assert quick_check([option] + (["unet"] if option == "--model" else ["1"])) is None, option
+    for model in list_models(include_test_variants=True):
+        assert quick_check(["--model", model]) is None and quick_check([f"--model={model}"]) is None
+    assert "did you mean --per_device_train_batch_size" in quick_check(["--per_device_train_batchsize", "4"])

@@ -1,0 +1,96 @@
+"""The command line's option and model names, read from source without importing torch.
+
+Importing torch and transformers takes seconds; a mistyped option or model name should not wait
+for them. `quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the
+dataclasses the real parser is built from (ours in ``arguments.py`` and transformers'
+``TrainingArguments``) and the model names from the registry, with `ast`, and refuses only what is
+certainly wrong. The full parser still checks everything once the libraries are loaded, so if a
+source cannot be read this check simply passes.
+
+This module must import nothing but the standard library: ``run_seg.py`` loads it by path, before
+the package (whose ``__init__`` registers the models with transformers) is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ARGUMENT_CLASSES = ("ModelArguments", "DataArguments", "SegTrainingArguments")
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _dataclass_fields(source: Path, class_names: tuple[str, ...]) -> set[str]:
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    return {
+        statement.target.id
+        for node in tree.body if isinstance(node, ast.ClassDef) and node.name in class_names
+        for statement in node.body
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+    }
+
+
+def _registered_models(source: Path) -> list[str]:
+    """First arguments of the ``ModelSpec("name", ...)`` entries of the registry."""
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    return [node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ModelSpec"
+            and node.args and isinstance(node.args[0], ast.Constant)]
+
+
+def known_names() -> tuple[set[str], list[str]] | None:
+    """(option names, model names), or None when a source cannot be read."""
+    try:
+        transformers = importlib.util.find_spec("transformers")  # locates it without importing it
+        training_args = Path(transformers.submodule_search_locations[0]) / "training_args.py"
+        options = _dataclass_fields(HERE / "arguments.py", ARGUMENT_CLASSES)
+        options |= _dataclass_fields(training_args, ("TrainingArguments",))
+        models = _registered_models(HERE / "models" / "__init__.py")
+    except (OSError, SyntaxError, AttributeError, TypeError, ValueError):
+        return None
+    if not models or "output_dir" not in options or "model" not in options:
+        return None  # the sources changed shape: leave the checking to the full parser
+    return options, models
+
+
+def unknown_options_message(arguments: list[str], options) -> str:
+    """The usage error for `arguments` no option takes, with the close matches of each flag."""
+    known = [f"--{name}" for name in options]
+    flags = [argument for argument in arguments if argument.startswith("--")] or arguments
+    parts = []
+    for argument in flags:
+        flag = "--" + argument.split("=", 1)[0][2:].replace("-", "_")
+        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75) if argument.startswith("--") else []
+        parts.append(argument + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    return f"unrecognised argument(s): {', '.join(parts)}. See run_seg.py --help."
+
+
+def quick_check(argv: list[str]) -> str | None:
+    """The usage error of an unknown option or model name in `argv`, or None."""
+    names = known_names()
+    if names is None:
+        return None
+    options, models = names
+    if argv and argv[0].endswith(CONFIG_SUFFIXES):
+        argv = argv[1:]
+    unknown = []
+    for index, argument in enumerate(argv):
+        if not argument.startswith("--") or argument == "--":
+            continue
+        name, _, value = argument[2:].partition("=")
+        name = name.replace("-", "_")
+        # HfArgumentParser adds --no_<name> for booleans that default to True.
+        if name not in options and not (name.startswith("no_") and name[3:] in options) and name != "help":
+            unknown.append(argument)
+        elif name == "model":
+            value = value or (argv[index + 1] if index + 1 < len(argv) else "")
+            if value and value not in models:
+                return (f"argument --model: invalid choice: {value!r} (choose from "
+                        f"{', '.join(repr(model) for model in models)}). See run_seg.py --help.")
+    return unknown_options_message(unknown, options) if unknown else None
+
+
+__all__ = ["known_names", "quick_check", "unknown_options_message"]
