@@ -199,7 +199,7 @@ class ResourceMeter(TrainerCallback):
     KEY = "segcompare_train_seconds"
 
     def __init__(self):
-        self.started = None
+        self.started = self.ended = None
         self.previous_seconds = 0.0
         self.previous_peak = 0
 
@@ -209,11 +209,16 @@ class ResourceMeter(TrainerCallback):
         carried = [entry for entry in state.log_history if self.KEY in entry]
         self.previous_seconds = carried[-1][self.KEY] if carried else 0.0
         self.previous_peak = carried[-1].get("segcompare_peak_memory_bytes", 0) if carried else 0
-        self.started = time.monotonic()
+        self.started, self.ended = time.monotonic(), None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.ended = time.monotonic()
 
     def seconds(self) -> float:
-        """Training wall time of the whole run so far, resumed parts included."""
-        return self.previous_seconds + (time.monotonic() - self.started if self.started is not None else 0.0)
+        """Training wall time of the whole run (so far), resumed parts included."""
+        if self.started is None:
+            return self.previous_seconds
+        return self.previous_seconds + ((self.ended or time.monotonic()) - self.started)
 
     def on_step_end(self, args, state, control, **kwargs):
         self._record_before_save(state, control)
@@ -345,6 +350,12 @@ def build_trainer(model, training_args: TrainingArguments, train_dataset, eval_d
                 optimizer_factory[0]().groups(model, training_args.learning_rate)
         except RecipeError as error:
             raise UsageError(str(error)) from None
+    if augmentation is not None and training_args.dataloader_persistent_workers and \
+            training_args.dataloader_num_workers > 0:
+        # Persistent workers keep the copy of the augmentation seeds they started with: every
+        # epoch would repeat the first epoch's crops.
+        raise UsageError("--dataloader_persistent_workers would give every epoch the first epoch's random crops "
+                         "(each worker keeps its copy of the augmentation epoch): leave it off.")
     metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)])
     return SegTrainer(
         model=model,

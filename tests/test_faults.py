@@ -397,3 +397,16 @@ def test_the_quick_check_accepts_every_option_the_parser_takes():
     for model in list_models(include_test_variants=True):
         assert quick_check(["--model", model]) is None and quick_check([f"--model={model}"]) is None
     assert "did you mean --per_device_train_batch_size" in quick_check(["--per_device_train_batchsize", "4"])
+
+
+def test_augmentation_does_not_depend_on_the_number_of_data_loader_workers(voc_tree, tmp_path):
+    """Each sample's crop comes from its own seed: worker processes draw exactly what the main process would."""
+    weights = []
+    for workers in ("0", "2"):
+        output_dir = tmp_path / f"workers{workers}"
+        run(*parse_args(["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output_dir, tmp_path / "c"),
+                         "--max_steps", "5", "--save_strategy", "no", "--eval_strategy", "no",
+                         "--dataloader_num_workers", workers]))
+        weights.append(load_file(output_dir / "model.safetensors"))
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
