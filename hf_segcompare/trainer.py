@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from .checkpoints import CheckpointError, checkpoints
+from .checkpoints import CheckpointError, checkpoints, missing_parts
 
 # Below this much free space a failed write is a full disk, whatever the library's message says
 # (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
@@ -126,12 +126,13 @@ class SegTrainer(Trainer):
 
     def _diverged(self, what: str) -> None:
         step = self.state.global_step
-        saved = checkpoints(self.args.output_dir)
+        saved = [checkpoint for checkpoint in checkpoints(self.args.output_dir) if not missing_parts(checkpoint)]
         kept = f"the last checkpoint, {saved[-1]}, predates it" if saved else "no checkpoint was written"
+        clipping = "" if 0 < self.args.max_grad_norm < math.inf else ", or gradient clipping (--max_grad_norm 1.0)"
         raise TrainingDiverged(
             f"training diverged at step {step} of {self.state.max_steps}: {what}. Nothing was published and "
-            f"{kept}. Try a lower --learning_rate (this run: {self.args.learning_rate:g}), a longer --warmup_steps, "
-            f"or --max_grad_norm {self.args.max_grad_norm if 0 < self.args.max_grad_norm < math.inf else 1.0:g}.",
+            f"{kept}. Try a lower --learning_rate (this run: {self.args.learning_rate:g}) or a longer "
+            f"--warmup_steps (this run: {self.args.warmup_steps:g}){clipping}.",
             step,
         )
 

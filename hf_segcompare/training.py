@@ -420,6 +420,13 @@ def _mean_logged_loss(log_history: list[dict]) -> float | None:
     return total / steps if steps else None
 
 
+def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str | None) -> float | None:
+    logged = _mean_logged_loss(log_history)
+    if logged is not None:
+        return logged
+    return None if resume_from else this_call
+
+
 def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments,
                         resume_from: str | None) -> tuple[dict[str, Any] | None, list[dict]]:
     """Train (resuming from `resume_from` if set) and save if asked, then make sure the last step was
@@ -441,7 +448,8 @@ def _train_and_evaluate(trainer: Trainer, training_args: TrainingArguments,
             "samples_per_second": samples / wall_time if wall_time else 0.0,
             "steps": train_output.global_step,
             "epochs": trainer.state.epoch,
-            "final_train_loss": _mean_logged_loss(trainer.state.log_history) or train_output.training_loss,
+            # Trainer's own mean covers this call only: after a resume, only the logged losses span the run.
+            "final_train_loss": _whole_run_loss(trainer.state.log_history, train_output.training_loss, resume_from),
             "resumed_from": Path(resume_from).name if resume_from else None,
         }
     evaluations = [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry]
@@ -543,7 +551,8 @@ def prepare_output_dir(training_args: TrainingArguments) -> str | None:
     if resume_from is None and finished and not overwrite:
         raise UsageError(f"--output_dir {output_dir} holds a finished run ({', '.join(finished)}) and no checkpoint "
                          "to resume: pass --overwrite_output_dir to replace it, or another --output_dir.")
-    training_args.resume_from_checkpoint = resume_from
+    # training_args keeps what the user gave (None, "last", a path): run_args.json replays that,
+    # not this folder's checkpoint.
     return resume_from
 
 
