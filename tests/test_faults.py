@@ -410,3 +410,16 @@ def test_augmentation_does_not_depend_on_the_number_of_data_loader_workers(voc_t
         weights.append(load_file(output_dir / "model.safetensors"))
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_rerunning_a_finished_run_resumes_at_its_end_and_keeps_its_record(voc_tree, tmp_path):
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, tmp_path / "out", tmp_path / "c"),
+            "--save_strategy", "epoch", "--eval_strategy", "epoch", "--max_steps", "8"]
+    run(*parse_args(args))
+    first = json.loads((tmp_path / "out" / "results.json").read_text())
+    run(*parse_args(args))  # the same command again, e.g. after a kill during the final evaluation
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert again["train"]["resumed_from"] == "checkpoint-8" and again["train"]["steps"] == 8
+    assert again["train"]["final_train_loss"] == pytest.approx(first["train"]["final_train_loss"])
+    assert again["train"]["wall_time_s"] >= 0.5 * first["train"]["wall_time_s"]  # the whole run, not the 0 steps
+    assert again["evaluations"] == first["evaluations"] and again["train_loss"] == first["train_loss"]
