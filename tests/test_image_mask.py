@@ -44,11 +44,11 @@ def test_parquet_with_custom_column_names(voc, tmp_path):
         load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache")
 
 
-def test_imagefolder_with_label_file_names(voc, tmp_path):
-    root, reference = voc
-    source = root / "VOCdevkit" / "VOC2012"
+def _write_imagefolder(voc_root, folder):
+    """The VOC tree as an imagefolder: train/ and validation/ with images, ``<id>_mask.png`` and metadata.jsonl."""
+    source = voc_root / "VOCdevkit" / "VOC2012"
     for split, list_name in (("train", "train"), ("validation", "val")):
-        target = tmp_path / "imagefolder" / split
+        target = folder / split
         target.mkdir(parents=True)
         lines = []
         for sample_id in (source / "ImageSets" / "Segmentation" / f"{list_name}.txt").read_text().split():
@@ -56,6 +56,12 @@ def test_imagefolder_with_label_file_names(voc, tmp_path):
             shutil.copy(source / "SegmentationClass" / f"{sample_id}.png", target / f"{sample_id}_mask.png")
             lines.append(json.dumps({"file_name": f"{sample_id}.jpg", "label_file_name": f"{sample_id}_mask.png"}))
         (target / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_imagefolder_with_label_file_names(voc, tmp_path):
+    root, reference = voc
+    _write_imagefolder(root, tmp_path / "imagefolder")
     loaded = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
     assert sorted(loaded["train"]["id"]) == sorted(reference["train"]["id"])
     by_id = {row["id"]: row for row in reference["train"]}
@@ -108,17 +114,7 @@ def test_a_rewritten_imagefolder_mask_is_never_served_from_the_cache(voc, tmp_pa
 
     from PIL import Image
 
-    root, _ = voc
-    source = root / "VOCdevkit" / "VOC2012"
-    for split, list_name in (("train", "train"), ("validation", "val")):
-        target = tmp_path / "imagefolder" / split
-        target.mkdir(parents=True)
-        ids = (source / "ImageSets" / "Segmentation" / f"{list_name}.txt").read_text().split()
-        for sample_id in ids:
-            shutil.copy(source / "JPEGImages" / f"{sample_id}.jpg", target)
-            shutil.copy(source / "SegmentationClass" / f"{sample_id}.png", target / f"{sample_id}_mask.png")
-        (target / "metadata.jsonl").write_text("".join(
-            json.dumps({"file_name": f"{i}.jpg", "label_file_name": f"{i}_mask.png"}) + "\n" for i in ids))
+    _write_imagefolder(voc[0], tmp_path / "imagefolder")
     first = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
     sample_id = first["train"][0]["id"]
     mask_path = tmp_path / "imagefolder" / "train" / f"{sample_id}_mask.png"
