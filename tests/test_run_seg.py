@@ -56,13 +56,14 @@ def test_each_model_trains_and_writes_complete_results(model, voc_tree, tmp_path
 
 @pytest.fixture(scope="module")
 def trained_checkpoint(voc_tree, tmp_path_factory):
-    """segformer-tiny trained long enough to predict several classes (so the metric is not trivial)."""
+    """segformer-tiny trained long enough to predict several classes (so the metric is not trivial),
+    evaluated once at the end."""
     work = tmp_path_factory.mktemp("trained")
     output_dir = work / "segformer-tiny"
     completed = launch(
         ["--model", "segformer-tiny", "--from_scratch", *_voc_args(voc_tree, output_dir), "--max_steps", "40",
          "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--eval_strategy", "no",
-         "--save_strategy", "no"],
+         "--do_eval", "true", "--save_strategy", "no"],
         work,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -75,6 +76,7 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
     The two-process evaluation runs as the README shows it, into the trained folder itself: it adds
     its own record and leaves the training record alone."""
     training_record = (trained_checkpoint / "results.json").read_bytes()
+    curve = (trained_checkpoint / "learning_curve.png").read_bytes()
     finals = {}
     for processes in (1, 2):
         output_dir = tmp_path / "eval1" if processes == 1 else trained_checkpoint
@@ -92,6 +94,9 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
                                                                      "eval_steps_per_second")}
     assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
     assert (trained_checkpoint / "results.json").read_bytes() == training_record
+    assert (trained_checkpoint / "learning_curve.png").read_bytes() == curve
+    card = (trained_checkpoint / "README.md").read_text()
+    assert "- Optimizer `" in card and "`eval_voc_validation.json` | `voc` | 7 | 2 |" in card
     assert not (tmp_path / "eval1" / "results.json").exists()
     present = [k for k, v in finals[1].items() if k.startswith("eval_iou_") and v is not None]
     assert len(present) >= 3, "the checkpoint should predict several classes"
