@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import ProgressCallback, Trainer
 
 from .checkpoints import CheckpointError, checkpoints, missing_parts
 
@@ -124,7 +124,18 @@ class SegTrainer(Trainer):
             self._diverged(f"{len(nonfinite)} weight tensor(s) became non-finite ({', '.join(nonfinite[:2])}), "
                            f"found before {moment}")
 
+    def _close_progress_bars(self) -> None:
+        """End Trainer's progress bars, so the error that follows starts a line of its own."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback):
+                for name in ("prediction_bar", "training_bar"):
+                    bar = getattr(callback, name, None)
+                    if bar is not None:
+                        bar.close()
+                        setattr(callback, name, None)
+
     def _diverged(self, what: str) -> None:
+        self._close_progress_bars()
         step = self.state.global_step
         saved = [checkpoint for checkpoint in checkpoints(self.args.output_dir) if not missing_parts(checkpoint)]
         kept = f"the last checkpoint, {saved[-1]}, predates it" if saved else "no checkpoint was written"
@@ -154,6 +165,7 @@ class SegTrainer(Trainer):
         try:
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError) as error:
+            self._close_progress_bars()
             message = describe_write_error(error, folder)
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)  # a resume must never pick it

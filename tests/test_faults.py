@@ -4,7 +4,6 @@ nothing, an interrupted run resumes exactly, and every bad input is one ``error:
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -99,8 +98,7 @@ def _run_seg_main(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def _one_error_line(stderr: str) -> str:
-    # Progress bars end their lines with carriage returns: the terminal shows the error on a line of its own.
-    lines = [line for line in re.split(r"[\r\n]", stderr) if line.startswith("error:")]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
     return lines[0]
 
