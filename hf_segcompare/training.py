@@ -668,4 +668,6 @@ def summary_line(results: dict[str, Any], output_dir: str) -> str:
                      f"({train['samples_per_second']:.1f} samples/s)")
     peak = results["peak_memory"]
     parts.append(f"peak memory {peak['bytes'] / 2**20:.0f} MiB ({peak['kind']})")
-    return "; ".join(parts) + f"\nresults: {Path(output_dir) / RESULTS_FILE}"
+    # An evaluation-only run's record is its own file; results.json stays the training record.
+    record = RESULTS_FILE if results.get("train") else evaluation_record_name(results["dataset"]["name"])
+    return "; ".join(parts) + f"\nresults: {Path(output_dir) / record}"

@@ -87,6 +87,7 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         results = json.loads((output_dir / "eval_voc_validation.json").read_text())
+        assert f"results: {output_dir / 'eval_voc_validation.json'}" in completed.stdout
         assert results["environment"]["num_processes"] == processes
         assert results["train"] is None
         finals[processes] = {k: v for k, v in results["final_eval"].items()
