@@ -22,13 +22,12 @@ from transformers import HfArgumentParser, TrainingArguments
 from .data.download import VOC_TRAINVAL_URL
 from .models import list_models
 from .models.pretrained import DEFAULT_PRETRAINED
-from .option_names import unknown_options_message
+from .option_names import CONFIG_SUFFIXES, unknown_options_message
 from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 
 RUN_ARGS_FILE = "run_args.json"
 MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
 MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
-CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 # Defaults every run starts from, whatever the recipe.
 COMMON_DEFAULTS: dict[str, Any] = {

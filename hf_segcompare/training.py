@@ -52,7 +52,7 @@ from .data.download import download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .cards import write_model_card
-from .checkpoints import CheckpointError, clear_previous_run, resolve_resume
+from .checkpoints import WEIGHT_FILES, CheckpointError, clear_previous_run, resolve_resume
 from .hub import hub_offline_mode, hub_unreachable_reason, push_folder
 from .inference import build_image_processor
 from .metrics import SegmentationMetrics
@@ -183,7 +183,7 @@ def _require_saved_model_folder(folder: Path) -> None:
         AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as error:  # bad JSON, or a model_type nobody registered
         raise refuse(f"its config.json cannot be used ({str(error).splitlines()[0][:200]})") from None
-    if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise refuse("no model.safetensors (only safetensors weights are loaded)")
 
 
@@ -197,6 +197,7 @@ class ResourceMeter(TrainerCallback):
     """
 
     KEY = "segcompare_train_seconds"
+    PEAK_KEY = "segcompare_peak_memory_bytes"
 
     def __init__(self):
         self.started = self.ended = None
@@ -208,7 +209,7 @@ class ResourceMeter(TrainerCallback):
             torch.cuda.reset_peak_memory_stats()
         carried = [entry for entry in state.log_history if self.KEY in entry]
         self.previous_seconds = carried[-1][self.KEY] if carried else 0.0
-        self.previous_peak = carried[-1].get("segcompare_peak_memory_bytes", 0) if carried else 0
+        self.previous_peak = carried[-1].get(self.PEAK_KEY, 0) if carried else 0
         self.started, self.ended = time.monotonic(), None
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -230,7 +231,7 @@ class ResourceMeter(TrainerCallback):
         if control.should_save and not any(entry.get("step") == state.global_step and self.KEY in entry
                                            for entry in state.log_history[-2:]):
             state.log_history.append({"step": state.global_step, self.KEY: self.seconds(),
-                                      "segcompare_peak_memory_bytes": self.peak_memory()["bytes"]})
+                                      self.PEAK_KEY: self.peak_memory()["bytes"]})
 
     def peak_memory(self) -> dict[str, Any]:
         """{"bytes": ..., "kind": ...}: this process so far, or the resumed run's earlier peak if larger."""

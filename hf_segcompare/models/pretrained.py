@@ -61,6 +61,11 @@ def _require_hub(model_name: str, source: str) -> None:
         raise _unavailable(model_name, source, reason)
 
 
+def _unreadable(model_name: str, path: Path, error: Exception) -> PretrainedUnavailable:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return _unavailable(model_name, str(path), f"the file cannot be read as {path.suffix or 'a state dict'}: {reason}")
+
+
 def _load_state_dict(path: Path, model_name: str) -> dict:
     """The tensors of a ``.safetensors`` or ``.pth`` file, or `PretrainedUnavailable` naming the file."""
     try:
@@ -72,8 +77,7 @@ def _load_state_dict(path: Path, model_name: str) -> dict:
 
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
     except Exception as error:  # safetensors, pickle and zip each raise their own kinds for a bad file
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise _unavailable(model_name, str(path), f"the file cannot be read as {path.suffix or 'a state dict'}: {reason}") from None
+        raise _unreadable(model_name, path, error) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise _unavailable(model_name, str(path), "the file holds no state dict (a mapping of names to tensors)")
@@ -87,8 +91,18 @@ def check_pretrained_source(model_name: str, source: str) -> None:
         PretrainedUnavailable: naming the file and what to pass instead.
     """
     path = Path(source).expanduser()
-    if path.is_file():
+    if not path.is_file():
+        return
+    if path.suffix != ".safetensors":  # a pickle has no header to check: load it
         _load_state_dict(path, model_name)
+        return
+    from safetensors import safe_open
+
+    try:  # the header names every tensor: reading it checks the file without loading the weights
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as error:
+        raise _unreadable(model_name, path, error) from None
 
 
 def _load_smp_encoder(model, model_name: str, source: str) -> None:
