@@ -24,6 +24,7 @@ from hf_segcompare.data import (
     make_batch_transform,
     train_transforms,
 )
+from hf_segcompare.models import IMAGENET
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     cached_s = time.perf_counter() - started
     assert len(cached["train"]) == len(first["train"])
 
-    transform = make_batch_transform(train_transforms(512))
+    transform = make_batch_transform(train_transforms(512, IMAGENET.mean, IMAGENET.std))
     rows = cached["train"].select(range(min(args.transform_images, len(cached["train"]))))
     started = time.perf_counter()
     for row in rows:

@@ -54,7 +54,9 @@ def _maps(count: int):
     rng = np.random.default_rng(0)
     references = rng.integers(0, NUM_LABELS, size=(count, 375, 500), dtype=np.uint8)
     references[rng.random(references.shape) < 0.05] = 255
-    predictions = np.where(rng.random(references.shape) < 0.7, references, rng.integers(0, NUM_LABELS, references.shape))
+    predictions = np.where(
+        rng.random(references.shape) < 0.7, references, rng.integers(0, NUM_LABELS, references.shape)
+    )
     predictions = np.where(predictions == 255, 0, predictions).astype(np.uint8)
     return predictions, references
 
@@ -109,20 +111,20 @@ def measure_evaluate(num_images: int, mode: str, workdir: str) -> dict:
     from transformers import Trainer, TrainingArguments
 
     from hf_segcompare.data import eval_transforms, generate_synthetic_voc, load_voc, make_batch_transform
-    from hf_segcompare.models import create_model
-    from hf_segcompare.training import build_trainer
+    from hf_segcompare.models import IMAGENET, create_model
+    from hf_segcompare.trainer import SegTrainer
 
     tree = Path(workdir) / f"eval-{num_images}"
     if not tree.exists():
         generate_synthetic_voc(tree, num_train=1, num_val=num_images, min_size=100, max_size=128, seed=5)
     validation = load_voc(tree, cache_dir=Path(workdir) / "cache")["validation"]
-    validation = validation.with_transform(make_batch_transform(eval_transforms(128)))
+    validation = validation.with_transform(make_batch_transform(eval_transforms(128, IMAGENET.mean, IMAGENET.std)))
     torch.manual_seed(0)
     model = create_model("segformer-tiny")
     args = TrainingArguments(output_dir=str(Path(workdir) / "out"), per_device_eval_batch_size=8, report_to="none",
                              remove_unused_columns=False, use_cpu=True)
     if mode == "streaming":
-        trainer = build_trainer(model, args, None, validation)
+        trainer = SegTrainer(model, args, eval_dataset=validation)
     else:  # the transformers example's way: every logit kept, scored at the end
         from hf_segcompare.metrics import mean_iou
 

@@ -1,34 +1,45 @@
 """hf_segcompare: fine-tune and compare segmentation CNNs and transformers on Pascal VOC 2012
 through the Hugging Face `Trainer`.
 
-Importing the package registers the U-Net / DeepLabV3+ and ViT configs with `AutoConfig` and
-`AutoModelForSemanticSegmentation`.
+The Python API is the command line's, one object per step::
+
+    dataset = load_voc(ensure_synthetic_voc())                     # or load_voc("/data/VOCdevkit")
+    model = create_model("segformer-b0", id2label=dataset.labels.id2label, pretrained=True)
+    args = SegTrainingArguments.from_recipe("segformer-b0", "quick-10", output_dir="out")
+    trainer = SegTrainer(model, args, dataset["train"], dataset["validation"])
+
+`run(ModelArguments(...), DataArguments(...), args)` does all of it (and writes results.json, the
+card and the model), as ``scripts/run_seg.py`` does. Importing the package registers the U-Net /
+DeepLabV3+ and ViT configs and the image processor with the transformers Auto classes.
 """
 
-from .data import IGNORE_INDEX, VOC_CLASSES, ensure_synthetic_voc, generate_synthetic_voc, load_voc
-from .inference import segment
+from .arguments import DataArguments, ModelArguments, SegTrainingArguments, parse_args
+from .data import ensure_synthetic_voc, generate_synthetic_voc, load_voc
+from .errors import (
+    CheckpointError,
+    DataError,
+    InvalidSamplesError,
+    PushError,
+    SegCompareError,
+    TrainingDiverged,
+    UsageError,
+)
+from .inference import SegImageProcessor, segment
+from .labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS, LabelSet
 from .metrics import MEAN_IOU_MODULE, SegmentationMetrics, confusion_matrices, mean_iou, scores_from_confusion
-from .models import count_parameters, create_model, list_models
+from .models import ModelEntry, count_parameters, create_model, get_entry, list_models, register_model
 from .recipes import RECIPE_NAMES, Recipe, get_recipe
+from .results import RunResults
+from .trainer import SegTrainer
+from .training import run
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "IGNORE_INDEX",
-    "MEAN_IOU_MODULE",
-    "RECIPE_NAMES",
-    "Recipe",
-    "VOC_CLASSES",
-    "SegmentationMetrics",
-    "confusion_matrices",
-    "count_parameters",
-    "create_model",
-    "ensure_synthetic_voc",
-    "generate_synthetic_voc",
-    "get_recipe",
-    "list_models",
-    "load_voc",
-    "mean_iou",
-    "scores_from_confusion",
-    "segment",
+    "CheckpointError", "DataArguments", "DataError", "IGNORE_INDEX", "InvalidSamplesError", "LabelSet",
+    "MEAN_IOU_MODULE", "ModelArguments", "ModelEntry", "PushError", "RECIPE_NAMES", "Recipe", "RunResults",
+    "SegCompareError", "SegImageProcessor", "SegTrainer", "SegTrainingArguments", "SegmentationMetrics",
+    "TrainingDiverged", "UsageError", "VOC_CLASSES", "VOC_LABELS", "confusion_matrices", "count_parameters",
+    "create_model", "ensure_synthetic_voc", "generate_synthetic_voc", "get_entry", "get_recipe", "list_models",
+    "load_voc", "mean_iou", "parse_args", "register_model", "run", "scores_from_confusion", "segment",
 ]

@@ -18,34 +18,16 @@ from typing import Any
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .data.download import VOC_TRAINVAL_URL
-from .models import list_models
-from .models.pretrained import DEFAULT_PRETRAINED
+from .data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
+from .errors import UsageError
+from .models import get_entry, list_models
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
 from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 
 RUN_ARGS_FILE = "run_args.json"
-MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
-MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
-
-# Defaults every run starts from, whatever the recipe.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "do_train": True,
-    "do_eval": True,
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "save_total_limit": 1,
-    "logging_strategy": "steps",
-    "logging_steps": 10,
-    "per_device_eval_batch_size": 8,
-    "report_to": "none",
-    "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without a GPU only warns
-}
-
-
-class UsageError(ValueError):
-    """Arguments that cannot work together; the message says what to pass instead."""
 
 
 @dataclass
@@ -54,7 +36,8 @@ class ModelArguments:
 
     model: str = field(
         default="segformer-b0",
-        metadata={"help": "Architecture to train.", "choices": list_models(include_test_variants=True)},
+        metadata={"help": "Architecture to train: " + ", ".join(list_models()) + " (and their -tiny test variants, "
+                          "or any model registered with hf_segcompare.models.register_model)."},
     )
     from_scratch: bool = field(
         default=False,
@@ -63,7 +46,8 @@ class ModelArguments:
     pretrained: str | None = field(
         default=None,
         metadata={"help": "Where the encoder's weights come from: a Hub id, a local folder or state-dict file, or an "
-                          "smp weights name. Default per model: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_PRETRAINED.items())},
+                          "smp weights name. Default per model: " + ", ".join(f"{name}: {get_entry(name).pretrained}"
+                                                                     for name in list_models())},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -89,8 +73,12 @@ class DataArguments:
             "parquet file or folder, or an imagefolder, with an image and a mask column."
         },
     )
-    image_column_name: str = field(default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."})
-    label_column_name: str = field(default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."})
+    image_column_name: str = field(
+        default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."}
+    )
+    label_column_name: str = field(
+        default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."}
+    )
     data_dir: str | None = field(
         default=None,
         metadata={"help": "With --dataset_name voc: a folder holding VOCdevkit/VOC2012 (or that folder), "
@@ -133,9 +121,35 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
 
 
+def _default(name: str, value=None, factory=None):
+    """TrainingArguments' field `name` (its help kept) with this toolkit's default."""
+    metadata = TrainingArguments.__dataclass_fields__[name].metadata
+    return field(default_factory=factory, metadata=metadata) if factory else field(default=value, metadata=metadata)
+
+
 @dataclass
 class SegTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus what a segmentation recipe needs beyond them."""
+    """`TrainingArguments` plus what a segmentation recipe needs beyond them.
+
+    The defaults every run starts from are fields here (TRL's `SFTConfig` does the same), so Python
+    and the command line get the same ones; `from_recipe` adds a model's recipe on top.
+    """
+
+    output_dir: str | None = _default("output_dir", "outputs")
+    do_train: bool = _default("do_train", True)
+    do_eval: bool = _default("do_eval", True)
+    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch")
+    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch")
+    save_total_limit: int | None = _default("save_total_limit", 1)
+    logging_steps: float = _default("logging_steps", 10)
+    per_device_eval_batch_size: int = _default("per_device_eval_batch_size", 8)
+    report_to: None | str | list[str] = _default("report_to", "none")
+    # Pinning without a GPU only warns.
+    dataloader_pin_memory: bool = _default("dataloader_pin_memory", factory=torch.cuda.is_available)
+    # The transforms build pixel_values/labels from the image/label columns: Trainer must not drop them.
+    remove_unused_columns: bool = _default("remove_unused_columns", False)
+    # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
+    batch_eval_metrics: bool = _default("batch_eval_metrics", True)
 
     recipe: str | None = field(
         default=None,
@@ -151,9 +165,11 @@ class SegTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start afresh in --output_dir: remove the checkpoints, model, card and results an earlier run "
-                          "wrote there (other files stay). Without it a training run resumes from the last complete "
-                          "checkpoint there, and refuses a folder holding a finished run without one."},
+        metadata={
+            "help": "Start afresh in --output_dir: remove the checkpoints, model, card and results an earlier run "
+            "wrote there (other files stay). Without it a training run resumes from the last complete "
+            "checkpoint there, and refuses a folder holding a finished run without one."
+        },
     )
     no_decay: str = field(
         default="transformers",
@@ -165,6 +181,29 @@ class SegTrainingArguments(TrainingArguments):
     def global_batch_size(self) -> int:
         """Training samples per optimizer step, over every process."""
         return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+
+    @classmethod
+    def from_recipe(cls, model: str, recipe: str = "published", **overrides) -> "SegTrainingArguments":
+        """The arguments of a `model` run under `recipe`, with `overrides` on top.
+
+        The recipe's batch is global: the per-device batch is split over the processes this
+        program runs in (``WORLD_SIZE``) and ``gradient_accumulation_steps``. ``num_train_epochs``
+        in `overrides` replaces a recipe's step budget. Data fields (``crop_size``...) belong to
+        `DataArguments`; `SegTrainer` applies a recipe's crop size when none is given.
+
+        Raises:
+            UsageError: an unknown model, recipe or field, a data field, or a batch that cannot be split.
+        """
+        data_fields = sorted(set(overrides) & {item.name for item in fields(DataArguments)} - _TRAINING_FIELDS)
+        if data_fields:
+            raise UsageError(f"{data_fields} are DataArguments fields, not SegTrainingArguments ones: pass them to "
+                             "DataArguments(...).")
+        unknown = sorted(set(overrides) - _TRAINING_FIELDS)
+        if unknown:
+            raise UsageError(f"SegTrainingArguments has no field {unknown}.")
+        values = recipe_defaults(model, recipe, overrides.get("gradient_accumulation_steps", 1))
+        values.update(_explicit_choices(set(overrides), overrides))
+        return cls(**{**values, **overrides})
 
 
 class _Parser(HfArgumentParser):
@@ -195,7 +234,7 @@ def _given_options(argv: list[str]) -> set[str]:
     return {argument[2:].split("=", 1)[0] for argument in argv if argument.startswith("--")}
 
 
-def _explicit_choices(given: set[str], probe) -> dict[str, Any]:
+def _explicit_choices(given: set[str], values) -> dict[str, Any]:
     """Defaults that follow from what the user asked for in so many words.
 
     - ``--num_train_epochs`` without ``--max_steps`` replaces a recipe's step budget (transformers
@@ -210,14 +249,21 @@ def _explicit_choices(given: set[str], probe) -> dict[str, Any]:
     choices: dict[str, Any] = {}
     if "num_train_epochs" in given:
         if "max_steps" in given:
-            raise UsageError("--max_steps and --num_train_epochs both set the length of training, and --max_steps would "
-                             "win: pass one of them.")
+            raise UsageError(
+                "--max_steps and --num_train_epochs both set the length of training, and --max_steps would "
+                "win: pass one of them."
+            )
         choices["max_steps"] = -1
-    if "do_eval" in given and not probe.do_eval:
-        if "eval_strategy" in given and str(probe.eval_strategy) not in ("no", "IntervalStrategy.NO"):
-            raise UsageError(f"--do_eval false and --eval_strategy {probe.eval_strategy} contradict each other: drop one.")
+    def value(name):
+        return values[name] if isinstance(values, dict) else getattr(values, name)
+
+    if "do_eval" in given and not value("do_eval"):
+        if "eval_strategy" in given and str(value("eval_strategy")) not in ("no", "IntervalStrategy.NO"):
+            raise UsageError(f"--do_eval false and --eval_strategy {value('eval_strategy')} contradict each other: "
+                             "drop one.")
         choices["eval_strategy"] = "no"
-    elif "eval_strategy" in given and str(probe.eval_strategy) in ("no", "IntervalStrategy.NO") and "do_eval" not in given:
+    elif "eval_strategy" in given and str(value("eval_strategy")) in ("no", "IntervalStrategy.NO") \
+            and "do_eval" not in given:
         choices["do_eval"] = False
     return choices
 
@@ -226,10 +272,10 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def run_defaults(model: str, recipe_name: str, gradient_accumulation_steps: int = 1,
-                 world_size: int | None = None) -> dict[str, Any]:
-    """Every default of a run of `model` under `recipe_name`: shared values, the recipe, and the
-    per-device batch that gives the recipe's global batch on this many processes.
+def recipe_defaults(model: str, recipe_name: str, gradient_accumulation_steps: int = 1,
+                    world_size: int | None = None) -> dict[str, Any]:
+    """The training defaults `recipe_name` gives `model`: the recipe's values, the per-device batch
+    that gives the recipe's global batch on this many processes, and the output folder.
 
     Raises:
         UsageError: the recipe's batch does not split evenly over the processes.
@@ -243,7 +289,7 @@ def run_defaults(model: str, recipe_name: str, gradient_accumulation_steps: int 
             f"split over {world_size} process(es) x {gradient_accumulation_steps} accumulation step(s): pass "
             "--per_device_train_batch_size (and --gradient_accumulation_steps) yourself."
         )
-    defaults = {**COMMON_DEFAULTS, **recipe.defaults(), "per_device_train_batch_size": recipe.batch_size // devices,
+    defaults = {**recipe.training_defaults(), "per_device_train_batch_size": recipe.batch_size // devices,
                 "output_dir": str(Path("outputs") / model)}
     if world_size > 1 and not torch.cuda.is_available():
         # `accelerate launch --multi_gpu` on a machine without CUDA starts N processes, but
@@ -262,7 +308,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise UsageError(f"{path}: not valid {path.suffix.lstrip('.').upper()} ({str(error).splitlines()[0]}).") from None
+        raise UsageError(
+            f"{path}: not valid {path.suffix.lstrip('.').upper()} ({str(error).splitlines()[0]})."
+        ) from None
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a mapping of option names to values.")
     return values
@@ -292,7 +340,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     # listing the valid names).
     probe, _ = parser.parse_known_args(argv)
     recipe_name = probe.recipe or default_recipe_name(probe.dataset_name)
-    parser.set_defaults(**run_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps))
+    parser.set_defaults(**recipe_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps))
     parser.set_defaults(**file_values)  # the file wins over the recipe, the command line over both
     parser.set_defaults(**_explicit_choices(_given_options(argv), probe))
     *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -301,13 +349,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     return tuple(parsed)
 
 
-def check_args(model_args: ModelArguments, data_args: DataArguments) -> None:
+def check_args(model_args: ModelArguments) -> None:
     """Reject combinations that cannot work, before anything is loaded or built."""
+    entry = get_entry(model_args.model)
     if model_args.from_scratch and (model_args.pretrained or model_args.model_name_or_path):
         raise UsageError("--from_scratch means random weights: drop it, or drop --pretrained / --model_name_or_path.")
     if model_args.atrous_rates is not None:
-        if not model_args.model.startswith("deeplabv3plus"):
-            raise UsageError(f"--atrous_rates applies to deeplabv3plus only, not --model {model_args.model}.")
+        if entry.config_field("decoder_atrous_rates") is None:
+            raise UsageError(f"--atrous_rates applies to models with an ASPP module (deeplabv3plus), not --model "
+                             f"{model_args.model}.")
         if len(model_args.atrous_rates) != 3 or min(model_args.atrous_rates) < 1:
             raise UsageError(f"--atrous_rates {model_args.atrous_rates}: give three positive integers, e.g. 6 12 18.")
         if model_args.model_name_or_path:
@@ -331,16 +381,9 @@ def write_run_args(output_dir: str | Path, model_args: ModelArguments, data_args
 
 
 __all__ = [
-    "COMMON_DEFAULTS",
-    "DataArguments",
-    "ModelArguments",
-    "RUN_ARGS_FILE",
-    "SegTrainingArguments",
-    "UsageError",
-    "build_parser",
-    "check_args",
-    "parse_args",
-    "resolved_args",
-    "run_defaults",
-    "write_run_args",
+    "DataArguments", "ModelArguments", "RUN_ARGS_FILE", "SegTrainingArguments", "build_parser", "check_args",
+    "parse_args", "resolved_args", "recipe_defaults", "write_run_args",
 ]
+
+
+_TRAINING_FIELDS = {item.name for item in fields(SegTrainingArguments)}

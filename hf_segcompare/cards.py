@@ -1,18 +1,22 @@
-"""Model cards and the comparison page: the report, rendered from results.json.
+"""Model cards and the comparison page: the report, rendered from runs' `RunResults`.
 
 `write_model_card` renders ``templates/model_card.md`` with `huggingface_hub.ModelCard.from_template`
 (front matter from `ModelCardData` with an `EvalResult` model-index), and draws the learning curve
 and a sample-prediction figure next to it. `write_comparison` puts several runs side by side.
-Every number in either comes from a results.json; nothing is typed in.
+Every number in either comes from a run's record; nothing is typed in. Class names and the ignore
+index come from the record's data, never from a VOC constant.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from .errors import UsageError
+from .labels import VOC_CLASSES
+from .results import RESULTS_FILE, RunResults
 
 TEMPLATES = Path(__file__).parent / "templates"
 LEARNING_CURVE = "learning_curve.png"
@@ -48,13 +52,13 @@ def _fmt(value) -> str:
 
 
 def _dataset_identity(results: dict) -> tuple[str, str, str]:
-    name = results["dataset"]["name"]
+    name = results.dataset["name"]
     return DATASET_DESCRIPTIONS.get(name, (name, name, f"`{name}`"))
 
 
 def plot_learning_curve(results: dict, path: Path) -> bool:
     """Validation mIoU and mean training loss per epoch; False when there is nothing to draw."""
-    evaluations = [e for e in results["evaluations"] if e.get("epoch") is not None]
+    evaluations = [e for e in results.evaluations if e.get("epoch") is not None]
     if not evaluations:
         return False
     plt = _pyplot()
@@ -63,7 +67,7 @@ def plot_learning_curve(results: dict, path: Path) -> bool:
     miou_axis.set_xlabel("epoch")
     miou_axis.set_ylabel("validation mean IoU", color="C0")
     by_epoch: dict[int, list[float]] = {}
-    for entry in results.get("train_loss", []):
+    for entry in results.train_loss:
         if entry.get("epoch") is not None:
             by_epoch.setdefault(math.ceil(entry["epoch"]), []).append(entry["loss"])
     if by_epoch:
@@ -71,7 +75,7 @@ def plot_learning_curve(results: dict, path: Path) -> bool:
         epochs = sorted(by_epoch)
         loss_axis.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], "s--", color="C1")
         loss_axis.set_ylabel("training loss (epoch mean)", color="C1")
-    miou_axis.set_title(results["model"])
+    miou_axis.set_title(results.model)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -94,7 +98,9 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
         image = sample["image"].convert("RGB")
         truth = palette[mask_to_array(sample["label"])]
         prediction = palette[segment(model, image)]
-        for column, (picture, title) in enumerate(((image, "image"), (truth, "ground truth"), (prediction, "prediction"))):
+        for column, (picture, title) in enumerate(
+            ((image, "image"), (truth, "ground truth"), (prediction, "prediction"))
+        ):
             axes[row, column].imshow(picture)
             axes[row, column].set_axis_off()
             if row == 0:
@@ -109,11 +115,11 @@ def read_evaluations(output_dir: Path) -> list[dict]:
     """The evaluation-only records (``eval_*.json``) written beside a trained model, one line each."""
     records = []
     for path in sorted(Path(output_dir).glob("eval_*.json")):
-        record = json.loads(path.read_text())
-        final = record.get("final_eval") or {}
+        record = RunResults.read(path)
+        final = record.final_eval or {}
         records.append({
-            "file": path.name, "dataset": record["dataset"]["name"],
-            "samples": record["dataset"]["validation_samples"], "processes": record["environment"]["num_processes"],
+            "file": path.name, "dataset": record.dataset["name"],
+            "samples": record.dataset["validation_samples"], "processes": record.environment["num_processes"],
             **{key: final.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
         })
     return records
@@ -124,9 +130,9 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    final = results["final_eval"] or {}
+    final = results.final_eval or {}
     dataset_type, dataset_name, dataset_line = _dataset_identity(results)
-    metric_args = {"num_labels": len(results["dataset"]["class_names"]), "ignore_index": 255}
+    metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
     eval_results = [
         EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
                    dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
@@ -135,51 +141,70 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
                            ("overall_accuracy", "Overall accuracy"))
         if final.get(f"eval_{key}") is not None
     ]
-    start = results["args"]["model"]
+    start = results.args["model"]
     card_data = ModelCardData(
-        model_name=f"{results['model']} on {dataset_name}",
+        model_name=f"{results.model} on {dataset_name}",
         pipeline_tag="image-segmentation",
         library_name="transformers",
         license="apache-2.0",
-        tags=["image-segmentation", "semantic-segmentation", "hf_segcompare", results["model"], results["family"]]
-        + (["synthetic-data"] if results["dataset"]["name"] == "synthetic" else []),
-        datasets=[results["dataset"]["name"]] if results["dataset"]["name"] not in DATASET_DESCRIPTIONS else None,
-        base_model=start.get("model_name_or_path") if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists() else None,
+        tags=["image-segmentation", "semantic-segmentation", "hf_segcompare", results.model, results.family]
+        + (["synthetic-data"] if results.dataset["name"] == "synthetic" else []),
+        datasets=[results.dataset["name"]] if results.dataset["name"] not in DATASET_DESCRIPTIONS else None,
+        base_model=start.get("model_name_or_path")
+        if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists()
+        else None,
         metrics=["mean_iou"],
         eval_results=eval_results or None,
     )
-    training = results["args"]["training"] if results.get("train") else None
+    training = results.args["training"] if results.train else None
     if training:
         warmup = training.get("warmup_steps") or 0
-        training = {**training, "optim": str(training.get("optim")), "lr_scheduler_type": str(training.get("lr_scheduler_type")),
-                    # TrainingArguments reads a warm-up below 1 as a share of the run
-                    "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps"}
+        training = {
+            **training,
+            "optim": str(training.get("optim")),
+            "lr_scheduler_type": str(training.get("lr_scheduler_type")),
+            # TrainingArguments reads a warm-up below 1 as a share of the run
+            "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps",
+        }
     precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
-    environment = results["environment"]
-    versions = [(name, environment[name]) for name in
-                ("torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch", "python")
-                if name in environment]
-    class_names = results["dataset"]["class_names"]
+    environment = results.environment
+    versions = [
+        (name, environment[name])
+        for name in (
+            "torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch", "python",
+        )
+        if name in environment
+    ]
+    class_names = results.dataset["class_names"]
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
-        title=f"{results['model']}: {results['architecture']}",
-        description=(f"{results['architecture']} ({results['family'].upper() if results['family'] == 'cnn' else results['family']}, "
-                     f"{results['parameters']:,} parameters) for semantic segmentation of the "
-                     f"{len(class_names)} Pascal VOC classes, trained with the Hugging Face `Trainer` by hf_segcompare."),
-        synthetic=results["dataset"]["name"] == "synthetic",
+        title=f"{results.model}: {results.architecture}",
+        description=(
+            f"{results.architecture} ({results.family.upper() if results.family == 'cnn' else results.family}, "
+            f"{results.parameters:,} parameters) for semantic segmentation of the "
+            f"{len(class_names)} {'Pascal VOC ' if tuple(class_names) == VOC_CLASSES else ''}classes, "
+            "trained with the Hugging Face `Trainer` by hf_segcompare."
+        ),
+        synthetic=results.dataset["name"] == "synthetic",
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
-        start_line=(f"`{start['model_name_or_path']}`" if start.get("model_name_or_path")
-                    else "random initialisation (`--from_scratch`)" if start.get("from_scratch")
-                    else f"encoder weights from `{start.get('pretrained') or 'the model default'}`, decoder and head freshly initialised"),
+        start_line=(
+            f"`{start['model_name_or_path']}`"
+            if start.get("model_name_or_path")
+            else "random initialisation (`--from_scratch`)"
+            if start.get("from_scratch")
+            else f"encoder weights from `{start.get('pretrained') or 'the model default'}`, "
+            "decoder and head freshly initialised"
+        ),
         results=results,
         final=final,
         training=training,
         precision=precision,
         per_class=[(name, final.get(f"eval_iou_{name}")) for name in class_names],
         memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
-            results["peak_memory"]["kind"], results["peak_memory"]["kind"]),
+            results.peak_memory["kind"], results.peak_memory["kind"]
+        ),
         versions=versions,
         has_curve=has_curve,
         has_samples=has_samples,
@@ -198,8 +223,8 @@ def _hub_dataset_id(name: str) -> str | None:
 def write_eval_results(results: dict, output_dir: Path) -> Path | None:
     """`.eval_results/mean_iou.yaml` (the Hub's newer eval-results format) for runs scored on a Hub
     dataset; that format names a benchmark dataset on the Hub, so other data has no such file."""
-    dataset_id = _hub_dataset_id(results["dataset"]["name"])
-    value = (results.get("final_eval") or {}).get("eval_mean_iou")
+    dataset_id = _hub_dataset_id(results.dataset["name"])
+    value = (results.final_eval or {}).get("eval_mean_iou")
     try:
         from huggingface_hub import EvalResultEntry
         from huggingface_hub._eval_results import eval_result_entries_to_yaml
@@ -210,7 +235,8 @@ def write_eval_results(results: dict, output_dir: Path) -> Path | None:
     import yaml
 
     entry = EvalResultEntry(dataset_id=dataset_id, task_id="semantic-segmentation-mean-iou", value=value,
-                            notes=f"validation split; num_labels={len(results['dataset']['class_names'])}, ignore_index=255")
+                            notes=f"validation split; num_labels={len(results.class_names)}, "
+                                  f"ignore_index={results.ignore_index}")
     path = output_dir / ".eval_results" / "mean_iou.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(eval_result_entries_to_yaml([entry]), sort_keys=False))
@@ -222,7 +248,7 @@ def write_model_card(results: dict, output_dir: str | Path, model=None, validati
     """Write README.md (the card) and its figures into `output_dir`; return the card's path.
 
     Args:
-        results: the run's results.json content.
+        results: the run's record.
         model, validation: the trained model and the raw validation split, for the sample figure.
         model_ref: what the snippet loads (a Hub repo id; default: the output folder).
     """
@@ -243,34 +269,33 @@ def write_model_card(results: dict, output_dir: str | Path, model=None, validati
 # ----------------------------------------------------------------------------- comparison page
 
 
-class ComparisonError(ValueError):
-    """Runs that cannot be compared; the message names the folder."""
-
-
-def read_runs(paths: list[str | Path]) -> list[dict]:
-    """results.json of each output folder (or file); they must share the data set and label set."""
-    runs = []
+def read_runs(paths: list[str | Path]) -> list[RunResults]:
+    """The record (results.json) of each output folder (or file); they must share the data and labels."""
+    runs, sources = [], {}
     for path in map(Path, paths):
-        results_file = path / "results.json" if path.is_dir() else path
+        results_file = path / RESULTS_FILE if path.is_dir() else path
         if not results_file.is_file():
-            raise ComparisonError(f"{path} has no results.json: pass output folders of scripts/run_seg.py runs.")
-        results = json.loads(results_file.read_text())
-        if results.get("status", "complete") != "complete":
-            raise ComparisonError(f"{results_file} records a run that did not finish ({results['status']}): "
-                                  f"{(results.get('diverged') or {}).get('message', 'no result')}")
-        if not results.get("final_eval"):
-            raise ComparisonError(f"{results_file} has no evaluation to compare.")
-        results["_source"] = str(results_file)
+            raise UsageError(f"{path} has no results.json: pass output folders of scripts/run_seg.py runs.")
+        try:
+            results = RunResults.read(results_file)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        if results.status != "complete":
+            raise UsageError(f"{results_file} records a run that did not finish ({results.status}): "
+                                  f"{(results.diverged or {}).get('message', 'no result')}")
+        if not results.final_eval:
+            raise UsageError(f"{results_file} has no evaluation to compare.")
         runs.append(results)
+        sources[id(results)] = results_file
     if not runs:
-        raise ComparisonError("no runs given")
+        raise UsageError("no runs given")
     first = runs[0]
     for run in runs[1:]:
-        for key in ("name", "class_names"):
-            if run["dataset"][key] != first["dataset"][key]:
-                raise ComparisonError(
-                    f"{run['_source']} was evaluated on dataset {key} {run['dataset'][key]!r:.80}, but "
-                    f"{first['_source']} on {first['dataset'][key]!r:.80}: only runs on the same data compare."
+        for key in ("name", "class_names", "ignore_index"):
+            if run.dataset[key] != first.dataset[key]:
+                raise UsageError(
+                    f"{sources[id(run)]} was evaluated on dataset {key} {run.dataset[key]!r:.80}, but "
+                    f"{sources[id(first)]} on {first.dataset[key]!r:.80}: only runs on the same data compare."
                 )
     return runs
 
@@ -282,25 +307,25 @@ def _ratio(a: float, b: float) -> str:
 def conclusion(runs: list[dict]) -> list[str]:
     """Sentences computed from the runs' numbers, nothing else."""
     def miou(run):
-        return run["final_eval"]["eval_mean_iou"] or 0.0
+        return run.final_eval["eval_mean_iou"] or 0.0
 
     lines = []
     best = max(runs, key=miou)
-    lines.append(f"Highest validation mean IoU: {best['model']} ({miou(best):.4f}).")
-    transformers = [r for r in runs if r["family"] == "transformer"]
-    cnns = [r for r in runs if r["family"] == "cnn"]
+    lines.append(f"Highest validation mean IoU: {best.model} ({miou(best):.4f}).")
+    transformers = [r for r in runs if r.family == "transformer"]
+    cnns = [r for r in runs if r.family == "cnn"]
     if transformers and cnns:
         t, c = max(transformers, key=miou), max(cnns, key=miou)
         difference = miou(t) - miou(c)
         lines.append(
-            f"Best transformer {t['model']} vs best CNN {c['model']}: mean IoU {difference:+.4f} "
-            f"({miou(t):.4f} vs {miou(c):.4f}), with {_ratio(t['parameters'], c['parameters'])} the parameters, "
-            f"{_ratio(t['peak_memory']['bytes'], c['peak_memory']['bytes'])} the peak memory"
-            + (f" and {_ratio(t['train']['wall_time_s'], c['train']['wall_time_s'])} the training time."
-               if t.get("train") and c.get("train") else ".")
+            f"Best transformer {t.model} vs best CNN {c.model}: mean IoU {difference:+.4f} "
+            f"({miou(t):.4f} vs {miou(c):.4f}), with {_ratio(t.parameters, c.parameters)} the parameters, "
+            f"{_ratio(t.peak_memory['bytes'], c.peak_memory['bytes'])} the peak memory"
+            + (f" and {_ratio(t.train['wall_time_s'], c.train['wall_time_s'])} the training time."
+               if t.train and c.train else ".")
         )
-    smallest = min(runs, key=lambda r: r["parameters"])
-    lines.append(f"Fewest parameters: {smallest['model']} ({smallest['parameters']:,}), mean IoU {miou(smallest):.4f}.")
+    smallest = min(runs, key=lambda r: r.parameters)
+    lines.append(f"Fewest parameters: {smallest.model} ({smallest.parameters:,}), mean IoU {miou(smallest):.4f}.")
     return lines
 
 
@@ -313,9 +338,9 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for run in runs:
-        points = [(e["epoch"], e["eval_mean_iou"]) for e in run["evaluations"] if e.get("epoch") is not None]
+        points = [(e["epoch"], e["eval_mean_iou"]) for e in run.evaluations if e.get("epoch") is not None]
         if points:
-            axis.plot(*zip(*points), "o-", label=run["model"])
+            axis.plot(*zip(*points), "o-", label=run.model)
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation mean IoU")
     axis.legend()
@@ -323,14 +348,14 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
     figure.savefig(output_dir / "miou_per_epoch.png", dpi=100)
     plt.close(figure)
 
-    for name, label, value in (("miou_vs_parameters.png", "parameters", lambda r: r["parameters"]),
+    for name, label, value in (("miou_vs_parameters.png", "parameters", lambda r: r.parameters),
                                ("miou_vs_train_time.png", "training wall time (s)",
-                                lambda r: r["train"]["wall_time_s"] if r.get("train") else None)):
+                                lambda r: r.train["wall_time_s"] if r.train else None)):
         figure, axis = plt.subplots(figsize=(5, 3.5))
         for run in runs:
             if value(run) is not None:
-                axis.scatter(value(run), run["final_eval"]["eval_mean_iou"], label=run["model"])
-                axis.annotate(run["model"], (value(run), run["final_eval"]["eval_mean_iou"]), fontsize=8)
+                axis.scatter(value(run), run.final_eval["eval_mean_iou"], label=run.model)
+                axis.annotate(run.model, (value(run), run.final_eval["eval_mean_iou"]), fontsize=8)
         axis.set_xscale("log")
         axis.set_xlabel(label)
         axis.set_ylabel("validation mean IoU")
@@ -342,7 +367,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
 
     page = Template((TEMPLATES / "comparison.md").read_text()).render(
         runs=runs, conclusion=conclusion(runs), fmt=_fmt, dataset=_dataset_identity(runs[0])[2],
-        synthetic=runs[0]["dataset"]["name"] == "synthetic",
+        synthetic=runs[0].dataset["name"] == "synthetic",
     )
     path = output_dir / "comparison.md"
     path.write_text(page)

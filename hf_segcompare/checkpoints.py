@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -25,10 +27,6 @@ NO = ("false", "no", "none", "")
 # What a run writes into its output folder; --overwrite_output_dir removes these, nothing else.
 RUN_PRODUCTS = ("results.json", "run_args.json", "README.md", "learning_curve.png", "sample_predictions.png",
                 "model.safetensors", "config.json", "preprocessor_config.json", "training_args.bin", ".eval_results")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed from, or written; the message names it and what to do."""
 
 
 def missing_parts(checkpoint: Path) -> list[str]:
@@ -120,11 +118,6 @@ def clear_previous_run(output_dir: str | Path) -> list[Path]:
 
 
 __all__ = [
-    "CheckpointError",
-    "checkpoints",
-    "clear_previous_run",
-    "last_complete_checkpoint",
-    "missing_parts",
-    "previous_run_products",
-    "resolve_resume",
+    "CheckpointError", "checkpoints", "clear_previous_run", "last_complete_checkpoint", "missing_parts",
+    "previous_run_products", "resolve_resume",
 ]

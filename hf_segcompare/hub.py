@@ -7,11 +7,13 @@ local files: when it fails, everything trained and written stays, and the error 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .errors import PushError, UsageError
+from .results import RESULTS_FILE, RunResults
 
 # Trainer's pickled arguments and checkpoints stay local: the former would carry any token
 # the arguments held, the latter are for resuming, not for users of the model.
@@ -42,8 +44,20 @@ def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
     return None
 
 
-class PushError(RuntimeError):
-    """The push failed; the message says what happened and the command that retries it."""
+def require_hub(what: str, ways_out: str, error=UsageError) -> None:
+    """Fail within seconds, naming `what` needed the Hub and the `ways_out`, when it cannot be reached.
+
+    With HF_HUB_OFFLINE set this passes: the clients then answer from their local cache, or say
+    themselves that it holds nothing.
+
+    Raises:
+        UsageError (or `error`): ``"{what}: the Hub at ... cannot be reached: ... {ways_out}"``.
+    """
+    if hub_offline_mode():
+        return
+    reason = hub_unreachable_reason()
+    if reason:
+        raise error(f"{what}: {reason}. {ways_out}")
 
 
 def retry_command(output_dir: str | Path, repo_id: str) -> str:
@@ -54,6 +68,9 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
                 commit_message: str = "Upload model trained with hf_segcompare") -> str:
     """Create `repo_id` if needed and upload `output_dir` (see IGNORE_PATTERNS); return the commit URL.
 
+    A run's results.json is then written again locally with the commit (`RunResults.hub`): the
+    uploaded copy cannot name the commit that holds it.
+
     Raises:
         PushError: with the retry command; no local file is changed.
     """
@@ -62,9 +79,9 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise PushError(f"{output_dir} does not exist: nothing to push.")
-    results_file = output_dir / "results.json"
+    results_file = output_dir / RESULTS_FILE
     if results_file.is_file():
-        status = json.loads(results_file.read_text()).get("status", "complete")
+        status = RunResults.read(results_file).status
         if status != "complete":
             raise PushError(f"{results_file} records a run that did not finish ({status}): it is not a result to "
                             "publish. Train it again (see the error the run printed).")
@@ -81,4 +98,8 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
             f"pushing {output_dir} to {repo_id} failed ({type(error).__name__}: {reason}). Everything is still in "
             f"{output_dir}. Retry with: {retry_command(output_dir, repo_id)}"
         ) from None
+    if results_file.is_file():
+        results = RunResults.read(results_file)
+        results.hub = {"repo_id": repo_id, "commit_url": commit.commit_url}
+        results.write(results_file)
     return commit.commit_url

@@ -1,43 +1,145 @@
-"""Run a trained model on an image: the class id of every pixel."""
+"""Run a trained model on images: the image processor saved with every model, and `segment`.
+
+`SegImageProcessor` does what evaluation does to an image: normalise it with the mean/std its
+weights were trained with and pad it (bottom/right) to a square multiple of 32, never resizing, so
+the aspect ratio is kept; its `post_process_semantic_segmentation` upsamples the logits to the
+padded size and crops the padding away. It is saved in every output folder and registered with
+`AutoImageProcessor` (on ``import hf_segcompare``), so ``pipeline("image-segmentation",
+model=folder)`` and `segment` give the same class for every pixel.
+
+No transformers image processor pads to a multiple and crops in post-processing (SegFormer's
+resizes to a fixed square, which distorts a 500x375 image), hence this small class.
+"""
 
 from __future__ import annotations
+
+import logging
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
+from transformers import AutoImageProcessor
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, size_to_fit
+from .data.transforms import SIZE_MULTIPLE, eval_transforms, size_to_fit
+from .models import SmpSegConfig, ViTSegConfig, model_normalization
+from .models.registry import IMAGENET, Normalization
 
 
-def build_image_processor(size: int):
-    """The image processor saved with every model, so ``pipeline("image-segmentation", model=folder)``
-    works for all four: resize to `size` (a multiple of 32, which every architecture accepts),
-    ImageNet normalisation as in training; logits are resized back to the image by the pipeline.
-    `segment` instead pads without resizing, as the evaluation does."""
-    from transformers import SegformerImageProcessor
+class SegImageProcessor(BaseImageProcessor):
+    """Normalise with the weights' mean/std and pad to a square multiple of `size_divisor`; undo the
+    padding on the way out.
 
-    return SegformerImageProcessor(
-        do_resize=True, size={"height": size, "width": size}, image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD), do_reduce_labels=False,
+    Args:
+        image_mean, image_std: the normalisation of the model's weights (RGB, 0-1 pixel values).
+        size_divisor: the padded side is the smallest multiple of this that holds the image's longer
+            side (32 suits every architecture here).
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(self, image_mean: Sequence[float] = IMAGENET.mean, image_std: Sequence[float] = IMAGENET.std,
+                 size_divisor: int = SIZE_MULTIPLE, **kwargs):
+        super().__init__(**kwargs)
+        self.image_mean = [float(value) for value in image_mean]
+        self.image_std = [float(value) for value in image_std]
+        self.size_divisor = size_divisor
+
+    @classmethod
+    def for_model(cls, model) -> "SegImageProcessor":
+        """The processor of `model`: its weights' normalisation (`model_normalization`)."""
+        normalization = model_normalization(model)
+        return cls(image_mean=normalization.mean, image_std=normalization.std)
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(tuple(self.image_mean), tuple(self.image_std))
+
+    def padded_side(self, sizes: Sequence[tuple[int, int]]) -> int:
+        """The square side a batch of images of these (height, width) sizes is padded to."""
+        return size_to_fit(max(max(size) for size in sizes), self.size_divisor)
+
+    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """``pixel_values`` [B, 3, S, S]: each image normalised and padded bottom/right to one square side S."""
+        images = list(images) if isinstance(images, (list, tuple)) else [images]
+        tensors = [
+            image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image.convert("RGB")) for image in images
+        ]
+        side = self.padded_side([tuple(tensor.shape[-2:]) for tensor in tensors])
+        pipeline = eval_transforms(side, self.image_mean, self.image_std)
+        pixel_values = torch.stack([pipeline(tv_tensors.Image(tensor)).as_subclass(torch.Tensor) for tensor in tensors])
+        return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None):
+        """Class ids per pixel, one [H, W] tensor per image.
+
+        With `target_sizes` (each image's (height, width), as the pipeline passes them) the logits
+        are upsampled to the padded square and cropped to the image; without, the argmax of the
+        logits at their own resolution.
+        """
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
+        if target_sizes is None:
+            return list(logits.argmax(dim=1))
+        side = self.padded_side(target_sizes)
+        logits = torch.nn.functional.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
+        return [logits[index].argmax(dim=0)[:height, :width] for index, (height, width) in enumerate(target_sizes)]
+
+
+# The pipeline finds the class by the name in preprocessor_config.json among registered processors;
+# one registration (any config) makes it findable for every model, SegFormer's included.
+# It works on torchvision tensors: registered as the torchvision backend.
+for _config_class in (SmpSegConfig, ViTSegConfig):
+    AutoImageProcessor.register(
+        _config_class, image_processor_classes={"torchvision": SegImageProcessor}, exist_ok=True
     )
 
 
+class _RegisteredModelsAreSupported(logging.Filter):
+    """The image-segmentation pipeline checks the model class against transformers' static tables,
+    which registered classes never enter, and logs an error although they work; drop that line
+    for our classes only."""
+
+    NAMES = ("SmpForSemanticSegmentation", "ViTSegForSemanticSegmentation")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "is not supported for image-segmentation" in message and any(name in message for name in self.NAMES)
+        )
+
+
+logging.getLogger("transformers.pipelines.base").addFilter(_RegisteredModelsAreSupported())
+
+
+def load_image_processor(name_or_path: str, model) -> SegImageProcessor:
+    """The processor saved with a model (folder or Hub id); for a folder without one, `model`'s own."""
+    try:
+        return SegImageProcessor.from_pretrained(name_or_path)
+    except OSError:
+        return SegImageProcessor.for_model(model)
+
+
 @torch.no_grad()
-def segment(model, image: Image.Image) -> np.ndarray:
+def segment(model, image: Image.Image, processor: SegImageProcessor | None = None) -> np.ndarray:
     """Class id per pixel (H x W, uint8) of `image`, at its own resolution.
 
-    The image is normalised and padded exactly as in evaluation (to the next multiple of 32, so
-    every architecture accepts it); the logits are upsampled to the padded size and cropped back.
+    `processor` defaults to the one for `model`'s weights (`SegImageProcessor.for_model`); the
+    image is normalised and padded as in evaluation, never resized.
     """
     image = image.convert("RGB")
-    padded = size_to_fit(max(image.size))
-    pixel_values = eval_transforms(padded)(tv_tensors.Image(F.pil_to_tensor(image)))
+    processor = processor or SegImageProcessor.for_model(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    logits = model(pixel_values=pixel_values[None].to(device)).logits
-    model.train(was_training)
-    logits = torch.nn.functional.interpolate(logits, size=(padded, padded), mode="bilinear", align_corners=False)
-    return logits.argmax(1)[0, : image.height, : image.width].to(torch.uint8).cpu().numpy()
+    try:
+        outputs = model(pixel_values=processor(image)["pixel_values"].to(device))
+    finally:
+        model.train(was_training)
+    labels = processor.post_process_semantic_segmentation(outputs, target_sizes=[(image.height, image.width)])[0]
+    return labels.to(torch.uint8).cpu().numpy()
+
+
+__all__ = ["SegImageProcessor", "load_image_processor", "segment"]

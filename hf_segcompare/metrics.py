@@ -28,7 +28,7 @@ Three ways in:
 - ``evaluate.load(MEAN_IOU_MODULE)``: the same as an `evaluate.Metric`, for where
   ``evaluate.load("mean_iou")`` cannot reach the Hub. Its `add_batch` accumulates a joint
   histogram of raw (reference, prediction) values, so the compute-time arguments still apply.
-- `SegmentationMetrics` for `Trainer` (decision 1 of DESIGN.md): `preprocess_logits_for_metrics`
+- `SegmentationMetrics` for `Trainer`: `preprocess_logits_for_metrics`
   turns each batch of logits into per-sample confusion matrices ``[B, C+1, C+1]`` with one torch
   `bincount` on the logits' device. Trainer gathers those across processes — `gather_for_metrics`
   trims the duplicated tail samples along dim 0, which is why they stay per sample — and with
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.voc import IGNORE_INDEX
+from .labels import IGNORE_INDEX
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
@@ -87,7 +87,9 @@ def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_
     # int32 codes (ample for B * (C+1)^2), and ignored pixels sent to one extra bin rather than
     # removed by boolean indexing: two fewer full-size copies per batch.
     offsets = torch.arange(batch_size, device=references.device, dtype=torch.int32)[:, None] * (size * size)
-    codes = offsets + _bin(references, num_labels).to(torch.int32) * size + _bin(predictions, num_labels).to(torch.int32)
+    codes = (
+        offsets + _bin(references, num_labels).to(torch.int32) * size + _bin(predictions, num_labels).to(torch.int32)
+    )
     ignored = (references == ignore_index) | (references == TRAINER_PAD_INDEX)
     codes = codes.masked_fill_(ignored, cells)
     counts = torch.bincount(codes.reshape(-1), minlength=cells + 1)[:cells]
@@ -140,7 +142,9 @@ class JointHistogram:
         """Add one map pair (any integer dtype, any shape, same shape)."""
         predictions, references = np.asarray(predictions), np.asarray(references)
         if predictions.shape != references.shape:
-            raise ValueError(f"prediction of shape {predictions.shape} and reference of shape {references.shape} differ")
+            raise ValueError(
+                f"prediction of shape {predictions.shape} and reference of shape {references.shape} differ"
+            )
         if predictions.size == 0:
             return
         if _fits_in_a_byte(predictions) and _fits_in_a_byte(references):

@@ -18,12 +18,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .errors import UsageError
+
 # Trainer's own rule (Trainer.get_decay_parameter_names): no decay for biases and normalisation.
 _TRANSFORMERS_NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-
-
-class RecipeError(ValueError):
-    """A multiplier or weight-decay setting that cannot be applied; the message names it."""
 
 
 def parse_lr_multipliers(text: str | None) -> dict[str, float]:
@@ -36,9 +34,9 @@ def parse_lr_multipliers(text: str | None) -> dict[str, float]:
         try:
             multipliers[name] = float(factor)
         except ValueError:
-            raise RecipeError(f"--lr_multipliers {text!r}: {item!r} is not NAME=FACTOR (e.g. decode_head=10)") from None
+            raise UsageError(f"--lr_multipliers {text!r}: {item!r} is not NAME=FACTOR (e.g. decode_head=10)") from None
         if not name or multipliers[name] <= 0:
-            raise RecipeError(f"--lr_multipliers {text!r}: {item!r} needs a parameter-name part and a factor > 0")
+            raise UsageError(f"--lr_multipliers {text!r}: {item!r} needs a parameter-name part and a factor > 0")
     return multipliers
 
 
@@ -76,7 +74,7 @@ def param_groups(model: nn.Module, learning_rate: float, weight_decay: float,
     Each group carries ``lr`` (base × multiplier), ``weight_decay`` and a readable ``name``.
 
     Raises:
-        RecipeError: a multiplier key matches no parameter (a typo would otherwise do nothing).
+        UsageError: a multiplier key matches no parameter (a typo would otherwise do nothing).
     """
     exempt = no_decay_parameter_names(model, no_decay)
     groups: dict[tuple[str | None, bool], dict[str, Any]] = {}
@@ -97,7 +95,7 @@ def param_groups(model: nn.Module, learning_rate: float, weight_decay: float,
         group["params"].append(parameter)
     unmatched = sorted(set(lr_multipliers) - matched)
     if unmatched:
-        raise RecipeError(f"--lr_multipliers: no parameter name contains {unmatched}; "
+        raise UsageError(f"--lr_multipliers: no parameter name contains {unmatched}; "
                           f"names look like {[name for name, _ in model.named_parameters()][-2:]}")
     return list(groups.values())
 
@@ -112,14 +110,16 @@ class GroupedOptimizer:
     no_decay: str
 
     def groups(self, model: nn.Module, learning_rate: float) -> list[dict[str, Any]]:
-        """`param_groups` of `model` under this factory's settings (raises RecipeError)."""
+        """`param_groups` of `model` under this factory's settings (raises UsageError)."""
         return param_groups(model, learning_rate, self.weight_decay, self.lr_multipliers, self.no_decay)
 
     def __call__(self, model: nn.Module, **optimizer_kwargs) -> torch.optim.Optimizer:
         return self.optimizer_cls(self.groups(model, optimizer_kwargs["lr"]), **optimizer_kwargs)
 
 
-def trainer_optimizer(args, model: nn.Module | None = None) -> tuple[Callable[[], GroupedOptimizer], dict[str, Any]] | None:
+def trainer_optimizer(
+    args, model: nn.Module | None = None
+) -> tuple[Callable[[], GroupedOptimizer], dict[str, Any]] | None:
     """`Trainer(optimizer_cls_and_kwargs=...)` for `args` (a SegTrainingArguments), or None where
     ``--optim`` names an optimizer that builds its own groups (GaLore, LOMO, Muon, ...)."""
     from transformers import Trainer
@@ -135,5 +135,5 @@ def trainer_optimizer(args, model: nn.Module | None = None) -> tuple[Callable[[]
     return (lambda: factory), optimizer_kwargs
 
 
-__all__ = ["GroupedOptimizer", "RecipeError", "no_decay_parameter_names", "param_groups", "parse_lr_multipliers",
+__all__ = ["GroupedOptimizer", "no_decay_parameter_names", "param_groups", "parse_lr_multipliers",
            "trainer_optimizer"]

@@ -1,11 +1,11 @@
-"""The command line's option and model names, read from source without importing torch.
+"""The command line's option names, read from source without importing torch.
 
-Importing torch and transformers takes seconds; a mistyped option or model name should not wait
-for them. `quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the
-dataclasses the real parser is built from (ours in ``arguments.py`` and transformers'
-``TrainingArguments``) and the model names from the registry, with `ast`, and refuses only what is
-certainly wrong. The full parser still checks everything once the libraries are loaded, so if a
-source cannot be read this check simply passes.
+Importing torch and transformers takes seconds; a mistyped option should not wait for them.
+`quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the dataclasses
+the real parser is built from (ours in ``arguments.py`` and transformers' ``TrainingArguments``)
+with `ast`, and refuses only what is certainly wrong. Model names are left to the registry: a model
+can be registered by code this check cannot see. The full parser still checks everything once the
+libraries are loaded, so if a source cannot be read this check simply passes.
 
 This module must import nothing but the standard library: ``run_seg.py`` loads it by path, before
 the package (whose ``__init__`` registers the models with transformers) is imported.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -33,27 +34,19 @@ def _dataclass_fields(source: Path, class_names: tuple[str, ...]) -> set[str]:
     }
 
 
-def _registered_models(source: Path) -> list[str]:
-    """First arguments of the ``ModelSpec("name", ...)`` entries of the registry."""
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    return [node.args[0].value for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ModelSpec"
-            and node.args and isinstance(node.args[0], ast.Constant)]
-
-
-def known_names() -> tuple[set[str], list[str]] | None:
-    """(option names, model names), or None when a source cannot be read."""
+@functools.lru_cache(maxsize=1)  # the sources do not change while a program runs
+def known_options() -> frozenset[str] | None:
+    """The option names, or None when a source cannot be read."""
     try:
         transformers = importlib.util.find_spec("transformers")  # locates it without importing it
         training_args = Path(transformers.submodule_search_locations[0]) / "training_args.py"
         options = _dataclass_fields(HERE / "arguments.py", ARGUMENT_CLASSES)
         options |= _dataclass_fields(training_args, ("TrainingArguments",))
-        models = _registered_models(HERE / "models" / "__init__.py")
     except (OSError, SyntaxError, AttributeError, TypeError, ValueError):
         return None
-    if not models or "output_dir" not in options or "model" not in options:
+    if "output_dir" not in options or "model" not in options:
         return None  # the sources changed shape: leave the checking to the full parser
-    return options, models
+    return frozenset(options)
 
 
 def unknown_options_message(arguments: list[str], options) -> str:
@@ -69,28 +62,21 @@ def unknown_options_message(arguments: list[str], options) -> str:
 
 
 def quick_check(argv: list[str]) -> str | None:
-    """The usage error of an unknown option or model name in `argv`, or None."""
-    names = known_names()
-    if names is None:
+    """The usage error of an unknown option in `argv`, or None."""
+    options = known_options()
+    if options is None:
         return None
-    options, models = names
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         argv = argv[1:]
     unknown = []
-    for index, argument in enumerate(argv):
+    for argument in argv:
         if not argument.startswith("--") or argument == "--":
             continue
-        name, _, value = argument[2:].partition("=")
-        name = name.replace("-", "_")
+        name = argument[2:].partition("=")[0].replace("-", "_")
         # HfArgumentParser adds --no_<name> for booleans that default to True.
         if name not in options and not (name.startswith("no_") and name[3:] in options) and name != "help":
             unknown.append(argument)
-        elif name == "model":
-            value = value or (argv[index + 1] if index + 1 < len(argv) else "")
-            if value and value not in models:
-                return (f"argument --model: invalid choice: {value!r} (choose from "
-                        f"{', '.join(repr(model) for model in models)}). See run_seg.py --help.")
     return unknown_options_message(unknown, options) if unknown else None
 
 
-__all__ = ["known_names", "quick_check", "unknown_options_message"]
+__all__ = ["known_options", "quick_check", "unknown_options_message"]

@@ -34,7 +34,6 @@ class Recipe:
     """The training defaults one recipe gives one model, and where they come from."""
 
     name: str
-    model: str
     source: str
     optim: str  # a TrainingArguments `optim` name
     learning_rate: float
@@ -51,9 +50,10 @@ class Recipe:
     crop_size: int | None = None  # None: fit the data's largest image (at most 512)
     notes: str = ""
 
-    def defaults(self) -> dict[str, Any]:
-        """Argument defaults (training and data) this recipe sets; the batch is left to the caller."""
-        values = {
+    def training_defaults(self) -> dict[str, Any]:
+        """The `TrainingArguments` values this recipe sets; the per-device batch is left to the caller
+        (it depends on the number of processes), the crop size to `DataArguments`."""
+        return {
             "recipe": self.name,
             "optim": self.optim,
             "optim_args": self.optim_args,
@@ -67,9 +67,6 @@ class Recipe:
             "max_steps": self.max_steps,
             "num_train_epochs": self.num_train_epochs,
         }
-        if self.crop_size is not None:
-            values["crop_size"] = self.crop_size
-        return values
 
     def summary(self) -> dict[str, Any]:
         """What results.json and the card record about the recipe."""
@@ -91,7 +88,7 @@ _VOC_CNN_DIFFERENCES = (
 
 PUBLISHED = {
     "deeplabv3plus": Recipe(
-        name="published", model="deeplabv3plus",
+        name="published",
         source=_MMSEG + "configs/deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py with "
                         "_base_/schedules/schedule_20k.py (VOC aug val 75.93 mIoU)",
         notes="ResNet-50 at output stride 16 with the paper's ASPP rates for that stride, 6/12/18 (mmseg's "
@@ -99,7 +96,7 @@ PUBLISHED = {
         **_VOC_CNN_SCHEDULE,
     ),
     "unet": Recipe(
-        name="published", model="unet",
+        name="published",
         source=_MMSEG + "the VOC-aug CNN schedule its FCN, PSPNet, DeepLabV3 and DeepLabV3+ VOC configs share "
                         "(_base_/schedules/schedule_20k.py, batch 4×4, 512×512); no U-Net recipe for VOC is published",
         notes="U-Net with a ResNet-50 encoder has no authoritative VOC schedule: it gets the one the CNN baseline "
@@ -107,7 +104,7 @@ PUBLISHED = {
         **_VOC_CNN_SCHEDULE,
     ),
     "segformer-b0": Recipe(
-        name="published", model="segformer-b0",
+        name="published",
         source="SegFormer (Xie et al., NeurIPS 2021), as in " + _MMSEG
                + "configs/segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
         optim="adamw_torch", learning_rate=6e-5, weight_decay=0.01,
@@ -120,7 +117,7 @@ PUBLISHED = {
               "starts from 0 rather than 1e-6 × the learning rate.",
     ),
     "vit": Recipe(
-        name="published", model="vit",
+        name="published",
         source="SETR (Zheng et al., CVPR 2021), as in " + _MMSEG
                + "configs/setr/setr_vit-l_pup_8xb2-160k_ade20k-512x512.py with _base_/schedules/schedule_160k.py",
         optim="sgd", optim_args="momentum=0.9", learning_rate=1e-3, weight_decay=0.0,
@@ -138,7 +135,7 @@ PUBLISHED = {
 _DEMO_SOURCE = "this toolkit: tuned on the embedded synthetic data, from random weights, on a CPU"
 DEMO = {
     model: Recipe(
-        name="demo", model=model, source=_DEMO_SOURCE, optim="adamw_torch", learning_rate=learning_rate,
+        name="demo", source=_DEMO_SOURCE, optim="adamw_torch", learning_rate=learning_rate,
         weight_decay=0.01, batch_size=8, lr_scheduler_kwargs={}, warmup_steps=30, num_train_epochs=15,
         notes="Not a VOC recipe: it shows the pipeline working in minutes on coloured shapes.",
     )
@@ -158,10 +155,11 @@ def _quick(published: Recipe, epochs: int) -> Recipe:
     )
 
 
-def base_model_name(model: str) -> str:
-    """The full-size model a name stands for: a ``-tiny`` test variant uses its model's recipes."""
-    base = model.removesuffix("-tiny")
-    return {"segformer": "segformer-b0"}.get(base, base)
+def recipe_set(published: Recipe, demo: Recipe) -> dict[str, Recipe]:
+    """The four recipes of one model (what a registry entry carries): its published schedule, that
+    schedule over 10 and 15 epochs, and its CPU demo."""
+    return {"published": published, "quick-10": _quick(published, 10), "quick-15": _quick(published, 15),
+            "demo": demo}
 
 
 def default_recipe_name(dataset_name: str) -> str:
@@ -171,15 +169,14 @@ def default_recipe_name(dataset_name: str) -> str:
 
 
 def get_recipe(name: str, model: str) -> Recipe:
-    """The recipe `name` (one of RECIPE_NAMES) for `model` (a ``-tiny`` variant gets its model's)."""
-    base = base_model_name(model)
-    if name == "published":
-        return PUBLISHED[base]
-    if name == "demo":
-        return DEMO[base]
-    if name in ("quick-10", "quick-15"):
-        return _quick(PUBLISHED[base], int(name.split("-")[1]))
-    raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPE_NAMES)}")
+    """The recipe `name` of the registered `model` (a ``-tiny`` variant gets its parent's).
+
+    Raises:
+        UsageError: an unknown model or recipe; the message lists the valid ones.
+    """
+    from .models.registry import get_entry
+
+    return get_entry(model).recipe(name)
 
 
-__all__ = ["RECIPE_NAMES", "Recipe", "base_model_name", "default_recipe_name", "get_recipe"]
+__all__ = ["DEMO", "PUBLISHED", "RECIPE_NAMES", "Recipe", "default_recipe_name", "get_recipe", "recipe_set"]

@@ -1,4 +1,10 @@
-"""`SegTrainer`: `Trainer` plus the guarantees a report needs from a training run.
+"""`SegTrainer`: `Trainer` set up for semantic segmentation, plus the guarantees a report needs.
+
+Given a model and raw image/mask datasets (``image`` and ``label`` columns, as `load_voc` returns
+them), it applies the training and evaluation transforms with the model's own input normalisation,
+scores with streaming mean IoU, adds the toolkit's callbacks and, for `SegTrainingArguments`, the
+recipe's parameter groups. It never changes what the caller passed: arguments that must differ
+for segmentation (`remove_unused_columns`, `batch_eval_metrics`) are set on a copy.
 
 - **Exact resume.** transformers 5 saves some models (SegFormer, ViT) under their legacy weight
   names, and `Trainer._load_from_checkpoint` loads a checkpoint with a plain `load_state_dict`,
@@ -21,27 +27,36 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import math
 import shutil
 from pathlib import Path
 
 import torch
-from transformers import ProgressCallback, Trainer
+from transformers import ProgressCallback, Trainer, TrainingArguments
 
-from .checkpoints import CheckpointError, checkpoints, missing_parts
+from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ScheduleCheck
+from .checkpoints import checkpoints, missing_parts
+from .data.transforms import (
+    MAX_CROP_SIZE,
+    MAX_EVAL_SIZE,
+    AugmentationSeeds,
+    eval_transforms,
+    fitted_size,
+    make_batch_transform,
+    train_transforms,
+)
+from .errors import CheckpointError, TrainingDiverged, UsageError
+from .labels import IGNORE_INDEX
+from .metrics import SegmentationMetrics
+from .models import model_normalization
+from .optim import trainer_optimizer
+from .recipes import get_recipe
 
 # Below this much free space a failed write is a full disk, whatever the library's message says
 # (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
 FULL_DISK_BYTES = 16 * 2**20
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced non-finite numbers; the message names the step and what to try."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
 
 
 def restore_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
@@ -74,17 +89,89 @@ def describe_write_error(error: BaseException, folder: Path) -> str:
     except (OSError, StopIteration):
         free = None
     if getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES):
-        return (f"no space left on device (ENOSPC) while writing {folder} ({free // 2**20 if free is not None else '?'} "
-                "MiB free): free some space, or pass an --output_dir on a larger disk")
+        return (
+            f"no space left on device (ENOSPC) while writing {folder} ({free // 2**20 if free is not None else '?'} "
+            "MiB free): free some space, or pass an --output_dir on a larger disk"
+        )
     return f"writing {folder} failed ({type(error).__name__}: {reason})"
 
 
-class SegTrainer(Trainer):
-    """A `Trainer` that resumes exactly, stops on divergence and never leaves a partial checkpoint."""
+def with_fields(args: TrainingArguments, **changes) -> TrainingArguments:
+    """A shallow copy of `args` with `changes` applied; `args` itself is left as it was."""
+    changed = copy.copy(args)
+    for name, value in changes.items():
+        setattr(changed, name, value)
+    return changed
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+
+def _is_raw(dataset) -> bool:
+    """An image/mask dataset no transform has been set on yet."""
+    columns = set(getattr(dataset, "column_names", None) or [])
+    return {"image", "label"} <= columns and getattr(dataset, "format", {}).get("type") != "custom"
+
+
+class SegTrainer(Trainer):
+    """A `Trainer` for semantic segmentation that resumes exactly, stops on divergence and never
+    leaves a partial checkpoint.
+
+    Args:
+        model: a model from `create_model` (or any with the same forward contract).
+        args: `SegTrainingArguments` (recipe parameter groups included) or plain `TrainingArguments`.
+        train_dataset, eval_dataset: raw ``image``/``label`` datasets get the transforms here (the
+            training set needs an ``id`` column for its per-sample augmentation seeds); datasets
+            that already carry a transform are used as they are.
+        crop_size, eval_size: training crop and evaluation pad size; default: the recipe's crop
+            (`SegTrainingArguments.recipe`), else the smallest multiple of 32 holding the split's
+            largest image, at most 512.
+        **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
+            and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
+            after the toolkit's.
+
+    Raises:
+        UsageError: ``lr_multipliers`` or ``no_decay`` that cannot be applied to this model, or
+            persistent data-loader workers (they would repeat the first epoch's augmentation).
+    """
+
+    def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
+                 crop_size: int | None = None, eval_size: int | None = None, **kwargs):
+        if args.remove_unused_columns or not args.batch_eval_metrics:
+            args = with_fields(args, remove_unused_columns=False, batch_eval_metrics=True)
+        normalization = model_normalization(model)
+        self.augmentation = None
+        self.crop_size = self.eval_size = None
+        if train_dataset is not None and _is_raw(train_dataset):
+            if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
+                # Persistent workers keep the copy of the augmentation seeds they started with:
+                # every epoch would repeat the first epoch's crops.
+                raise UsageError("--dataloader_persistent_workers would give every epoch the first epoch's random "
+                                 "crops (each worker keeps its copy of the augmentation epoch): leave it off.")
+            self.crop_size = crop_size or _recipe_crop_size(args, model) or fitted_size(train_dataset, MAX_CROP_SIZE)
+            self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
+            train_dataset = train_dataset.with_transform(make_batch_transform(
+                train_transforms(self.crop_size, normalization.mean, normalization.std), self.augmentation))
+        if eval_dataset is not None and _is_raw(eval_dataset):
+            self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE)
+            eval_dataset = eval_dataset.with_transform(make_batch_transform(
+                eval_transforms(self.eval_size, normalization.mean, normalization.std)))
+        if "compute_metrics" not in kwargs:
+            metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)],
+                                          getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
+            kwargs.update(compute_metrics=metrics.compute, preprocess_logits_for_metrics=metrics.preprocess_logits)
+        if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs:
+            kwargs["optimizer_cls_and_kwargs"] = _recipe_optimizer(args, model)
+        callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine()]
+        callbacks += [AugmentationEpoch(self.augmentation)] if self.augmentation is not None else []
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         callbacks=callbacks + list(kwargs.pop("callbacks", None) or []), **kwargs)
+        # SegFormer's forward takes **kwargs, which would make Trainer pass num_items_in_batch and
+        # skip its own loss averaging over accumulation steps; no model here uses that count.
+        self.model_accepts_loss_kwargs = False
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
+
+    @property
+    def resource_meter(self) -> ResourceMeter:
+        """The callback measuring this run's wall time and peak memory."""
+        return next(callback for callback in self.callback_handler.callbacks if isinstance(callback, ResourceMeter))
 
     # ---- exact resume
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -114,7 +201,9 @@ class SegTrainer(Trainer):
         bad_loss_anywhere, bad_norm = (bool(flag) for flag in flags.tolist())
         if not (bad_loss_anywhere or bad_norm):
             return
-        what = " and ".join(part for part, bad in (("the loss", bad_loss_anywhere), ("the gradient norm", bad_norm)) if bad)
+        what = " and ".join(
+            part for part, bad in (("the loss", bad_loss_anywhere), ("the gradient norm", bad_norm)) if bad
+        )
         self._diverged(f"{what} became non-finite (gradient norm {float(norm):g})")
 
     def check_weights_finite(self, moment: str) -> None:
@@ -173,4 +262,23 @@ class SegTrainer(Trainer):
                                   "intact, and the run resumes from the last one when started again.") from None
 
 
-__all__ = ["SegTrainer", "TrainingDiverged", "describe_write_error", "restore_checkpoint_weights"]
+def _recipe_crop_size(args: TrainingArguments, model) -> int | None:
+    """The crop size of the recipe `args` were made from, for a registered model (None: fit the data)."""
+    name = getattr(model.config, "segcompare_model", None)
+    if not getattr(args, "recipe", None) or name is None:
+        return None
+    return get_recipe(args.recipe, name).crop_size
+
+
+def _recipe_optimizer(args: TrainingArguments, model):
+    """Trainer's optimizer factory for the recipe's parameter groups, checked against `model` now
+    rather than steps into training; None for plain TrainingArguments or no groups."""
+    if not hasattr(args, "lr_multipliers"):
+        return None
+    factory = trainer_optimizer(args, model)
+    if factory is not None:
+        factory[0]().groups(model, args.learning_rate)
+    return factory
+
+
+__all__ = ["SegTrainer", "describe_write_error", "restore_checkpoint_weights", "with_fields"]

@@ -10,7 +10,8 @@ label set.
 import argparse
 import sys
 
-from hf_segcompare.cards import ComparisonError, write_comparison
+from hf_segcompare.cards import write_comparison
+from hf_segcompare.errors import UsageError
 
 
 def main(argv=None) -> int:
@@ -20,7 +21,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         page = write_comparison(args.runs, args.output_dir)
-    except (ComparisonError, OSError, KeyError) as error:
+    except (UsageError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"comparison page: {page}")

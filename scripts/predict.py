@@ -36,12 +36,15 @@ def main(argv=None) -> int:
 
     import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
     from hf_segcompare.data import voc_palette
+    from hf_segcompare.inference import load_image_processor
 
     try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(args.model).eval()
+        model = AutoModelForSemanticSegmentation.from_pretrained(args.model, use_safetensors=True).eval()
     except OSError as error:
         print(f"error: cannot load a model from {args.model}: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
+    # The normalisation the model was trained with, as saved beside it.
+    processor = load_image_processor(args.model, model)
     flat_palette = [channel for colour in voc_palette() for channel in colour]
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
         except (UnidentifiedImageError, OSError) as error:
             failed.append(f"{path}: {error}")
             continue
-        mask = Image.fromarray(hf_segcompare.segment(model, image), mode="L").convert("P")
+        mask = Image.fromarray(hf_segcompare.segment(model, image, processor), mode="L").convert("P")
         mask.putpalette(flat_palette)
         mask.save(output_dir / f"{path.stem}_mask.png")
         Image.blend(image, mask.convert("RGB"), args.alpha).save(output_dir / f"{path.stem}_overlay.jpg", quality=92)

@@ -4,13 +4,14 @@
     python scripts/push.py comparison --hub_model_id you/segcompare-report
 
 The token comes from --token, else HF_TOKEN or `hf auth login`. Checkpoints and Trainer's pickled
-arguments are not uploaded.
+arguments are not uploaded. A run's results.json then records the commit (its "hub" field).
 """
 
 import argparse
 import sys
 
-from hf_segcompare.hub import PushError, push_folder
+from hf_segcompare.errors import PushError
+from hf_segcompare.hub import push_folder
 
 
 def main(argv=None) -> int:

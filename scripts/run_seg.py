@@ -74,22 +74,19 @@ def main(argv=None) -> int:
         print(f"error: {mistake}", file=sys.stderr)
         return 2
 
-    from hf_segcompare.arguments import UsageError, parse_args
-    from hf_segcompare.checkpoints import CheckpointError
-    from hf_segcompare.data import DataError
-    from hf_segcompare.hub import PushError
-    from hf_segcompare.models.pretrained import PretrainedUnavailable
-    from hf_segcompare.trainer import TrainingDiverged
-    from hf_segcompare.training import run, summary_line
+    from hf_segcompare.arguments import parse_args
+    from hf_segcompare.errors import SegCompareError, UsageError
+    from hf_segcompare.results import summary_line
+    from hf_segcompare.training import run
 
     try:
         model_args, data_args, training_args = parse_args(argv)
         results = run(model_args, data_args, training_args)
-    except (UsageError, DataError, FileNotFoundError, PretrainedUnavailable) as error:
+    except (UsageError, FileNotFoundError) as error:  # bad input: nothing was trained
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # Trained and saved, but the push failed; or stopped with nothing published: each says what is kept.
-    except (PushError, TrainingDiverged, CheckpointError) as error:
+    # Stopped with nothing published, or trained and saved but the push failed: each says what is kept.
+    except SegCompareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if training_args.process_index == 0:

@@ -76,3 +76,16 @@ def run_plain(args: list[str], tmp_path: Path, timeout: int = 300,
         [sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=env or script_env(tmp_path),
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def run_seg_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
+    """scripts/run_seg.py's main() in this process (no interpreter start-up): exit status, stderr, stdout."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_seg_under_test", RUN_SEG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    status = module.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.err, captured.out

@@ -54,7 +54,11 @@ class HubServer(LocalServer):
                 endpoint = f"http://{self.headers['Host']}"
                 if self.command == "POST" and path == "/api/repos/create":
                     request = json.loads(body)
-                    repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+                    repo_id = (
+                        f"{request['organization']}/{request['name']}"
+                        if request.get("organization")
+                        else request["name"]
+                    )
                     url = f"{endpoint}/{repo_id}"
                     if repo_id in server.repos:
                         return self._json(409, {"error": "exists", "url": url})
@@ -65,8 +69,10 @@ class HubServer(LocalServer):
                 parts = path.strip("/").split("/")
                 if self.command == "POST" and parts[:2] == ["api", "models"] and "preupload" in parts:
                     files = json.loads(body)["files"]
-                    return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                      for f in files]})
+                    return self._json(
+                        200,
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+                    )
                 if self.command == "POST" and parts[:2] == ["api", "models"] and "commit" in parts:
                     repo_id = "/".join(parts[2:parts.index("commit")])
                     repo = server.repos.setdefault(repo_id, {"sha": "0" * 40, "files": {}})
@@ -76,8 +82,9 @@ class HubServer(LocalServer):
                             repo["files"][entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
                         elif entry["key"] == "deletedFile":
                             repo["files"].pop(entry["value"]["path"], None)
-                    repo["sha"] = hashlib.sha1(json.dumps(sorted((k, hashlib.sha1(v).hexdigest())
-                                                                 for k, v in repo["files"].items())).encode()).hexdigest()
+                    repo["sha"] = hashlib.sha1(
+                        json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in repo["files"].items())).encode()
+                    ).hexdigest()
                     return self._json(200, {"commitUrl": f"{endpoint}/{repo_id}/commit/{repo['sha']}",
                                             "commitOid": repo["sha"]})
                 if self.command == "GET" and parts[:2] == ["api", "models"]:

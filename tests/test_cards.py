@@ -14,9 +14,11 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from hf_segcompare import segment
-from hf_segcompare.cards import ComparisonError, conclusion, write_comparison
-from hf_segcompare.models import create_model
 from hf_segcompare.arguments import parse_args
+from hf_segcompare.cards import conclusion, write_comparison
+from hf_segcompare.errors import UsageError
+from hf_segcompare.models import create_model
+from hf_segcompare.results import RunResults
 from hf_segcompare.training import run
 
 from .conftest import REPO_ROOT
@@ -31,10 +33,16 @@ def runs(voc_tree, tmp_path_factory):
     folders = {}
     for model in TINY_MODELS:
         folders[model] = root / model
-        run(*parse_args(["--model", model, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir", str(voc_tree),
-                         "--output_dir", str(folders[model]), "--max_steps", "4", "--eval_strategy", "steps",
-                         "--eval_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
-                         "--cache_dir", str(root / "cache")]))
+        run(
+            *parse_args(
+                [
+                    "--model", model, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+                    str(voc_tree), "--output_dir", str(folders[model]), "--max_steps", "4", "--eval_strategy",
+                    "steps", "--eval_steps", "2", "--logging_steps", "1", "--save_strategy", "no", "--cache_dir",
+                    str(root / "cache"),
+                ]
+            )
+        )
     return folders
 
 
@@ -87,7 +95,7 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
     results = {m: json.loads((runs[m] / "results.json").read_text()) for m in ("segformer-tiny", "unet-tiny")}
     for model, r in results.items():
         assert f"| {model} | {r['family']} | {r['parameters']:,} |" in text
-    lines = conclusion(list(results.values()))
+    lines = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")])
     assert all(line in text for line in lines)
     t, c = results["segformer-tiny"], results["unet-tiny"]
     assert f"with {t['parameters'] / c['parameters']:.2f}× the parameters" in lines[1]
@@ -96,14 +104,14 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
 def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ComparisonError, match=f"{empty} has no results.json"):
+    with pytest.raises(UsageError, match=f"{empty} has no results.json"):
         write_comparison([runs["unet-tiny"], empty], tmp_path / "out")
     other = tmp_path / "other"
     shutil.copytree(runs["unet-tiny"], other)
     results = json.loads((other / "results.json").read_text())
     results["dataset"]["name"] = "synthetic"
     (other / "results.json").write_text(json.dumps(results))
-    with pytest.raises(ComparisonError, match=f"{other}/results.json was evaluated on dataset name 'synthetic'"):
+    with pytest.raises(UsageError, match=f"{other}/results.json was evaluated on dataset name 'synthetic'"):
         write_comparison([runs["segformer-tiny"], other], tmp_path / "out")
     completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), str(empty)],
                                capture_output=True, text=True)
@@ -115,13 +123,13 @@ def test_eval_results_file_for_a_hub_dataset_only(runs, tmp_path):
 
     from hf_segcompare.cards import write_eval_results
 
-    results = json.loads((runs["unet-tiny"] / "results.json").read_text())
+    results = RunResults.read(runs["unet-tiny"] / "results.json")
     assert write_eval_results(results, tmp_path) is None  # a local VOC folder names no Hub benchmark
-    results["dataset"]["name"] = "someone/voc-seg"
+    results.dataset["name"] = "someone/voc-seg"
     path = write_eval_results(results, tmp_path)
     entries = yaml.safe_load(path.read_text())
     assert entries[0]["dataset"]["id"] == "someone/voc-seg"
-    assert entries[0]["value"] == results["final_eval"]["eval_mean_iou"]
+    assert entries[0]["value"] == results.mean_iou and "ignore_index=255" in entries[0]["notes"]
 
 
 @pytest.mark.parametrize("model", TINY_MODELS)
@@ -135,25 +143,40 @@ def test_pipeline_runs_on_a_saved_run(runs, model):
     assert all(s["mask"].size == image.size for s in segments)
 
 
+def _predict(argv, capsys):
+    """scripts/predict.py's main() in this process: exit status, stdout, stderr."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict_under_test", REPO_ROOT / "scripts" / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    status = module.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 @pytest.mark.parametrize("model", TINY_MODELS)
-def test_predict_script_writes_palette_masks_and_overlays(runs, model, tmp_path):
+def test_predict_script_writes_what_segment_predicts(runs, model, tmp_path, capsys):
+    from transformers import AutoModelForSemanticSegmentation
+
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(3)
     for name, size in (("a.jpg", (40, 30)), ("b.png", (33, 47))):
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(photos / name)
     (photos / "notes.txt").write_text("not an image")
-    completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
-                                str(runs[model]), "--input", str(photos), "--output_dir", str(tmp_path / "out")],
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "2 image(s) segmented" in completed.stdout
+    status, stdout, stderr = _predict(["--model", str(runs[model]), "--input", str(photos),
+                                       "--output_dir", str(tmp_path / "out")], capsys)
+    assert status == 0, stderr[-2000:]
+    assert "2 image(s) segmented" in stdout
+    trained = AutoModelForSemanticSegmentation.from_pretrained(runs[model])
     for stem, size in (("a", (40, 30)), ("b", (33, 47))):
         mask = Image.open(tmp_path / "out" / f"{stem}_mask.png")
-        assert mask.mode == "P" and mask.size == size and np.array(mask).max() < 21
+        assert mask.mode == "P" and mask.size == size
+        image = Image.open(photos / f"{stem}{'.jpg' if stem == 'a' else '.png'}")
+        assert np.array_equal(np.array(mask), segment(trained, image))
         assert Image.open(tmp_path / "out" / f"{stem}_overlay.jpg").size == size
     if model == "segformer-tiny":
-        missing = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--model",
-                                  str(runs[model]), "--input", str(tmp_path / "nothing")],
-                                 capture_output=True, text=True)
-        assert missing.returncode == 2 and "nothing is not an image" in missing.stderr
+        status, _, stderr = _predict(["--model", str(runs[model]), "--input", str(tmp_path / "nothing")], capsys)
+        assert status == 2 and "nothing is not an image" in stderr

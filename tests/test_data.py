@@ -24,9 +24,11 @@ from hf_segcompare.data import (
     train_transforms,
     voc_palette,
 )
-from hf_segcompare.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hf_segcompare.models import IMAGENET
 
 from .conftest import TINY_TREE
+
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET.mean, IMAGENET.std
 
 
 def _tree_digest(root) -> str:
@@ -150,7 +152,7 @@ def _class_coded_sample(rng, height=57, width=43):
 def test_train_transform_keeps_image_and_mask_aligned():
     """After random scale, crop, pad and flip, the image still says what the mask says."""
     torch.manual_seed(0)
-    transform = make_batch_transform(train_transforms(crop_size=64))
+    transform = make_batch_transform(train_transforms(64, IMAGENET_MEAN, IMAGENET_STD))
     image, mask = _class_coded_sample(np.random.default_rng(0))
     for _ in range(20):
         out = transform({"image": [image], "label": [mask]})
@@ -169,7 +171,7 @@ def test_train_transform_keeps_image_and_mask_aligned():
 
 
 def test_train_padding_fills_masks_with_255():
-    transform = make_batch_transform(train_transforms(crop_size=128, scale_range=(0.5, 0.5)))
+    transform = make_batch_transform(train_transforms(128, IMAGENET_MEAN, IMAGENET_STD, scale_range=(0.5, 0.5)))
     image, mask = _class_coded_sample(np.random.default_rng(0))
     out = transform({"image": [image], "label": [mask]})
     labels = out["labels"][0]
@@ -183,7 +185,7 @@ def test_train_padding_fills_masks_with_255():
 
 def test_eval_transform_pads_without_resizing():
     image, mask = _class_coded_sample(np.random.default_rng(0), height=57, width=43)
-    out = make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+    out = make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD))({"image": [image], "label": [mask]})
     labels = out["labels"][0]
     assert labels.shape == (64, 64)
     assert torch.equal(labels[:57, :43], torch.from_numpy(np.array(mask)).long())
@@ -194,7 +196,7 @@ def test_eval_transform_pads_without_resizing():
 
 def test_eval_transform_shrinks_a_larger_image_with_a_nearest_neighbour_mask():
     image, mask = _class_coded_sample(np.random.default_rng(0), height=128, width=86)
-    out = make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask]})
+    out = make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD))({"image": [image], "label": [mask]})
     labels = out["labels"][0]
     assert labels.shape == (64, 64)
     # 128x86 -> 64x43: the mask keeps only its own values (nearest-neighbour), then 255 padding.
@@ -206,7 +208,9 @@ def test_eval_transform_shrinks_a_larger_image_with_a_nearest_neighbour_mask():
 def test_rgb_mask_is_refused_with_a_clear_message():
     image, mask = _class_coded_sample(np.random.default_rng(0))
     with pytest.raises(ValueError, match="expected a palette"):
-        make_batch_transform(eval_transforms(64))({"image": [image], "label": [mask.convert("RGB")]})
+        make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD))(
+            {"image": [image], "label": [mask.convert("RGB")]}
+        )
 
 
 def test_tv_tensor_types_are_what_the_pipeline_expects():

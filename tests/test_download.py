@@ -63,6 +63,18 @@ def test_download_verifies_and_the_tar_loads(small_tar, tmp_path):
     assert len(load_voc(path, cache_dir=tmp_path / "cache")["validation"]) == 3
 
 
+def test_a_tar_put_there_by_hand_is_hashed_once(small_tar, tmp_path, monkeypatch):
+    payload, md5 = small_tar
+    (tmp_path / "VOCtrainval_11-May-2012.tar").write_bytes(payload)
+    path = download_voc(tmp_path, url="http://127.0.0.1:9/none", md5=md5, progress=False)  # verified, not fetched
+
+    def no_second_hash(*args):
+        raise AssertionError("a verified tar was hashed again")
+
+    monkeypatch.setattr("hf_segcompare.data.download.file_md5", no_second_hash)
+    assert download_voc(tmp_path, url="http://127.0.0.1:9/none", md5=md5) == path
+
+
 def test_download_resumes_a_partial_file(small_tar, tmp_path):
     payload, md5 = small_tar
     half = len(payload) // 2

@@ -170,7 +170,7 @@ def test_streaming_metric_equals_direct_computation(seed):
         assert matrices.shape == (3, 22, 22)
         result = metrics.compute(EvalPrediction(predictions=matrices, label_ids=labels),
                                  compute_result=index == len(batches) - 1)
-    expected = direct_mean_iou([p for l, _ in batches for p in l.argmax(1).numpy()],
+    expected = direct_mean_iou([p for logits, _ in batches for p in logits.argmax(1).numpy()],
                                [r for _, b in batches for r in b.numpy()], 21)
     assert result["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-12)
     assert result["mean_accuracy"] == pytest.approx(expected["mean_accuracy"], abs=1e-12)
@@ -207,7 +207,7 @@ def test_the_whole_set_at_once_gives_the_same_scores():
     """batch_eval_metrics=False hands compute() every matrix stacked: same answer."""
     batches = _random_batches(4)
     streaming, stacked = SegmentationMetrics(VOC_CLASSES), SegmentationMetrics(VOC_CLASSES)
-    matrices = [streaming.preprocess_logits(l, r) for l, r in batches]
+    matrices = [streaming.preprocess_logits(logits, r) for logits, r in batches]
     for index, m in enumerate(matrices):
         result = streaming.compute(EvalPrediction(predictions=m, label_ids=None), compute_result=index == 3)
     at_once = stacked.compute(EvalPrediction(predictions=torch.cat(matrices).numpy(), label_ids=None))

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForSemanticSegmentation, TrainingArguments
 
-from hf_segcompare.data import IGNORE_INDEX, VOC_CLASSES
-from hf_segcompare.models import count_parameters, create_model, get_spec, list_models
-from hf_segcompare.training import build_trainer
+from hf_segcompare.labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS
+from hf_segcompare.models import SmpForSemanticSegmentation, SmpSegConfig, count_parameters, create_model, list_models
+from hf_segcompare.trainer import SegTrainer
 
-REFERENCE_PARAMETERS = {  # DESIGN.md / ANCHORS.md: 21 classes, random init
+REFERENCE_PARAMETERS = {  # the reference counts the project was specified with: 21 classes, random init
     "unet": 32_524_005,
     "deeplabv3plus": 26_682_725,
     "segformer-b0": 3_719_541,
@@ -24,6 +24,12 @@ TINY_MODELS = [f"{name.split('-')[0]}-tiny" for name in MODELS]
 def test_registry_lists_the_four_models():
     assert MODELS == ["unet", "deeplabv3plus", "vit", "segformer-b0"]
     assert set(TINY_MODELS) <= set(list_models(include_test_variants=True))
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_test_variants_are_tiny(name):
+    """Well under a million parameters each, so the suite stays fast as it grows."""
+    assert count_parameters(create_model(name)) < 600_000
 
 
 def test_unknown_model_lists_the_valid_names():
@@ -63,12 +69,16 @@ def test_forward_contract_and_loss_ignores_255(name):
     with torch.no_grad():
         output = model(pixel_values=pixel_values, labels=labels)
     assert output.logits.shape[:2] == (2, len(VOC_CLASSES))
-    upsampled = torch.nn.functional.interpolate(output.logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    upsampled = torch.nn.functional.interpolate(
+        output.logits, size=labels.shape[-2:], mode="bilinear", align_corners=False
+    )
     valid = labels != IGNORE_INDEX
     manual = torch.nn.functional.cross_entropy(upsampled.permute(0, 2, 3, 1)[valid], labels[valid])
     assert torch.allclose(output.loss, manual, atol=1e-5)
     # Counting the 255 pixels as any class would give another loss.
-    assert not torch.allclose(output.loss, torch.nn.functional.cross_entropy(upsampled, labels.clamp(max=20)), atol=1e-4)
+    assert not torch.allclose(
+        output.loss, torch.nn.functional.cross_entropy(upsampled, labels.clamp(max=20)), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -113,11 +123,17 @@ def test_from_pretrained_initialises_only_the_missing_layers(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
-def test_trainer_averages_the_loss_itself(name, tmp_path):
-    """SegFormer's forward takes **kwargs; Trainer must still not hand it num_items_in_batch."""
-    trainer = build_trainer(create_model(name), TrainingArguments(output_dir=str(tmp_path), report_to="none"), None, None)
+def test_trainer_averages_the_loss_itself_and_leaves_the_callers_objects_alone(name, tmp_path):
+    """SegFormer's forward takes **kwargs; Trainer must still not hand it num_items_in_batch. The
+    caller's arguments and model keep every value they had (SegTrainer sets what it needs on a copy)."""
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    model = create_model(name)
+    before, had_attribute = args.to_dict(), "accepts_loss_kwargs" in vars(model)
+    trainer = SegTrainer(model, args)
     assert trainer.model_accepts_loss_kwargs is False
     assert trainer.args.batch_eval_metrics is True and trainer.args.remove_unused_columns is False
+    assert args.to_dict() == before and args.remove_unused_columns is True and args.batch_eval_metrics is False
+    assert ("accepts_loss_kwargs" in vars(model)) == had_attribute
 
 
 def test_deeplabv3plus_uses_the_papers_rates_for_output_stride_16():
@@ -126,22 +142,23 @@ def test_deeplabv3plus_uses_the_papers_rates_for_output_stride_16():
     assert rates == [(6, 6), (12, 12), (18, 18)]
     assert model.config.arch_kwargs["encoder_output_stride"] == 16
     # A config saved before the rates were set (no key) keeps smp's default, so it loads as trained.
-    older = get_spec("deeplabv3plus-tiny").model_class(
-        get_spec("deeplabv3plus-tiny").make_config({0: "a", 1: "b"}, arch="deeplabv3plus", encoder_name="resnet18"))
+    older = SmpForSemanticSegmentation(SmpSegConfig(arch="deeplabv3plus", encoder_name="tu-test_resnet",
+                                                   id2label={0: "a", 1: "b"}))
     assert sorted({m.dilation for m in older.smp.decoder.modules()
                    if getattr(m, "dilation", (1, 1)) != (1, 1)}) == [(12, 12), (24, 24), (36, 36)]
 
 
 def test_atrous_rates_can_be_chosen_and_only_for_deeplabv3plus():
-    from hf_segcompare.arguments import DataArguments, ModelArguments, UsageError, check_args
-    from hf_segcompare.data import id2label
-    from hf_segcompare.training import load_model
+    from hf_segcompare.arguments import ModelArguments, check_args
+    from hf_segcompare.errors import UsageError
+    from hf_segcompare.loading import load_model
 
     model = load_model(ModelArguments(model="deeplabv3plus-tiny", from_scratch=True, atrous_rates=[12, 24, 36]),
-                       id2label())
+                       VOC_LABELS)
     assert model.config.arch_kwargs == {"encoder_output_stride": 16, "decoder_atrous_rates": [12, 24, 36],
                                         "decoder_channels": 32}
-    with pytest.raises(UsageError, match="--atrous_rates applies to deeplabv3plus only, not --model unet"):
-        check_args(ModelArguments(model="unet", from_scratch=True, atrous_rates=[6, 12, 18]), DataArguments())
+    with pytest.raises(UsageError, match=r"--atrous_rates applies to models with an ASPP module \(deeplabv3plus\), "
+                                         "not --model unet"):
+        check_args(ModelArguments(model="unet", from_scratch=True, atrous_rates=[6, 12, 18]))
     with pytest.raises(UsageError, match="give three positive integers"):
-        check_args(ModelArguments(model="deeplabv3plus", from_scratch=True, atrous_rates=[6, 12]), DataArguments())
+        check_args(ModelArguments(model="deeplabv3plus", from_scratch=True, atrous_rates=[6, 12]))

@@ -7,16 +7,17 @@ import json
 import pytest
 import torch
 
-from hf_segcompare.arguments import RUN_ARGS_FILE, UsageError, parse_args, resolved_args, run_defaults, write_run_args
+from hf_segcompare.arguments import RUN_ARGS_FILE, parse_args, recipe_defaults, resolved_args, write_run_args
+from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
 from hf_segcompare.optim import no_decay_parameter_names
-from hf_segcompare.training import build_trainer
+from hf_segcompare.trainer import SegTrainer
 
 from .conftest import TINY_TREE, launch
 
 TINY = {"unet": "unet-tiny", "deeplabv3plus": "deeplabv3plus-tiny", "vit": "vit-tiny", "segformer-b0": "segformer-tiny"}
 
-# What each source publishes (ANCHORS.md; the mmsegmentation configs named in hf_segcompare/recipes.py),
+# What each source publishes (the mmsegmentation configs named in hf_segcompare/recipes.py),
 # written out here independently of the recipe table.
 MMSEG_VOC_SGD = {"optimizer": torch.optim.SGD, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "head_x": 1.0,
                  "warmup": 0, "lr_end": 1e-4, "power": 0.9, "decay_everything": True}
@@ -40,7 +41,7 @@ def _poly(step: int, base: float, warmup: int, total: int, lr_end: float, power:
 def _trainer_for(argv: list[str], tmp_path):
     model_args, _, training_args = parse_args([*argv, "--output_dir", str(tmp_path / "out"), "--eval_strategy", "no"])
     model = create_model(model_args.model)
-    trainer = build_trainer(model, training_args, None, None)
+    trainer = SegTrainer(model, training_args)
     return model, training_args, trainer
 
 
@@ -68,7 +69,10 @@ def test_published_recipe_is_what_the_trainers_optimizer_and_scheduler_hold(mode
             assert group["momentum"] == expected["momentum"] and not group["nesterov"]
     if expected["head_x"] != 1.0:
         assert head, "the model should have a decode head"
-        assert {g["initial_lr"] for g in optimizer.param_groups} == {expected["lr"], expected["lr"] * expected["head_x"]}
+        assert {g["initial_lr"] for g in optimizer.param_groups} == {
+            expected["lr"],
+            expected["lr"] * expected["head_x"],
+        }
 
     # The schedule, read off the scheduler step by step: warm-up, then polynomial decay to lr_end
     # (transformers scales every group by one factor, so a x10 group ends at 10 x lr_end).
@@ -82,13 +86,17 @@ def test_published_recipe_is_what_the_trainers_optimizer_and_scheduler_hold(mode
     for step, lrs in seen.items():
         for group, lr in zip(optimizer.param_groups, lrs):
             factor = group["initial_lr"] / expected["lr"]
-            want = factor * _poly(step, expected["lr"], expected["warmup"], 20_000, expected["lr_end"], expected["power"])
+            want = factor * _poly(
+                step, expected["lr"], expected["warmup"], 20_000, expected["lr_end"], expected["power"]
+            )
             assert lr == pytest.approx(want, rel=1e-6, abs=1e-12), (step, group["name"])
 
 
 @pytest.mark.parametrize("recipe, epochs", [("quick-10", 10), ("quick-15", 15)])
 def test_quick_recipes_replay_an_epoch_budget_with_the_published_optimizer(recipe, epochs, tmp_path):
-    _, args, trainer = _trainer_for(["--model", "segformer-tiny", "--dataset_name", "voc", "--recipe", recipe], tmp_path)
+    _, args, trainer = _trainer_for(
+        ["--model", "segformer-tiny", "--dataset_name", "voc", "--recipe", recipe], tmp_path
+    )
     assert args.num_train_epochs == epochs and args.max_steps == -1
     assert args.learning_rate == 6e-5 and args.lr_multipliers == "decode_head=10"
     assert args.warmup_steps == pytest.approx(1500 / 20_000)  # the published warm-up's share of the run
@@ -110,11 +118,11 @@ def test_demo_recipe_is_the_default_on_the_embedded_data_and_the_command_line_wi
 
 
 def test_the_global_batch_splits_over_processes_or_the_user_is_told():
-    assert run_defaults("segformer-b0", "published", world_size=2)["per_device_train_batch_size"] == 8
-    assert run_defaults("segformer-b0", "published", gradient_accumulation_steps=4, world_size=2)[
+    assert recipe_defaults("segformer-b0", "published", world_size=2)["per_device_train_batch_size"] == 8
+    assert recipe_defaults("segformer-b0", "published", gradient_accumulation_steps=4, world_size=2)[
         "per_device_train_batch_size"] == 2
     with pytest.raises(UsageError, match="global batch of 16, which does not split over 3 process"):
-        run_defaults("segformer-b0", "published", world_size=3)
+        recipe_defaults("segformer-b0", "published", world_size=3)
 
 
 def test_a_multiplier_that_matches_no_parameter_is_refused_by_name(tmp_path):
@@ -195,3 +203,20 @@ def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path):
     results = json.loads((output_dir / "results.json").read_text())
     assert results["train"]["steps"] == 4
     assert [entry["step"] for entry in results["train_loss"]] == [1, 2, 3, 4]
+
+
+def test_from_recipe_gives_python_the_command_lines_arguments(tmp_path):
+    """No parse_args: the same resolved arguments, training fields only, and the budget rule."""
+    from hf_segcompare.arguments import SegTrainingArguments
+
+    args = SegTrainingArguments.from_recipe("unet", "published", output_dir=str(tmp_path))
+    _, _, parsed = parse_args(["--model", "unet", "--dataset_name", "voc", "--output_dir", str(tmp_path)])
+    assert args.to_dict() == parsed.to_dict()
+    assert args.optim == "sgd" and args.max_steps == 20_000 and args.global_batch_size() == 16
+    assert args.remove_unused_columns is False and args.batch_eval_metrics is True
+    with pytest.raises(UsageError, match=r"\['crop_size'\] are DataArguments fields"):
+        SegTrainingArguments.from_recipe("unet", "published", crop_size=256)
+    with pytest.raises(UsageError, match=r"no field \['learning_rat'\]"):
+        SegTrainingArguments.from_recipe("unet", "published", learning_rat=1e-3)
+    epochs = SegTrainingArguments.from_recipe("segformer-tiny", "quick-10", num_train_epochs=2)
+    assert epochs.max_steps == -1 and epochs.num_train_epochs == 2 and epochs.lr_multipliers == "decode_head=10"

@@ -170,7 +170,9 @@ def test_rgb_mask_in_the_voc_palette_is_converted_to_class_ids(tree, tmp_path):
 def test_a_listed_id_without_its_file_is_named(folder, suffix, tree, tmp_path):
     sample_id = _first_train_id(tree)
     (_voc(tree) / folder / f"{sample_id}{suffix}").unlink()
-    with pytest.raises(FileNotFoundError, match=rf"train lists id '{sample_id}' but .*{folder}/{sample_id}\{suffix} is missing"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"train lists id '{sample_id}' but .*{folder}/{sample_id}\{suffix} is missing"
+    ):
         load_voc(tree, cache_dir=tmp_path / "cache")
 
 

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .voc import DataError
+from ..errors import DataError
 
 VOC_TRAINVAL_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_TRAINVAL_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
@@ -39,8 +39,7 @@ def _already_verified(path: Path, md5: str) -> bool:
     marker = _verified_marker(path)
     if not (path.is_file() and marker.is_file()):
         return False
-    stat = path.stat()
-    return json.loads(marker.read_text()) == {"md5": md5, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return json.loads(marker.read_text()) == _marker_content(path, md5)
 
 
 def download_voc(
@@ -67,8 +66,9 @@ def download_voc(
     target = dest_dir / filename
     if _already_verified(target, md5):
         return target
-    if target.is_file():
+    if target.is_file():  # put there by hand, or verified before the marker existed
         _verify(target, md5, url)
+        _mark_verified(target, md5)
         return target
 
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -100,9 +100,18 @@ def download_voc(
                     bar.update(len(chunk))
     _verify(partial, md5, url)
     partial.rename(target)
-    stat = target.stat()
-    _verified_marker(target).write_text(json.dumps({"md5": md5, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    _mark_verified(target, md5)
     return target
+
+
+def _marker_content(path: Path, md5: str) -> dict:
+    stat = path.stat()
+    return {"md5": md5, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _mark_verified(path: Path, md5: str) -> None:
+    """Record that `path` as it is now matches `md5`, so the next run does not hash 2 GB again."""
+    _verified_marker(path).write_text(json.dumps(_marker_content(path, md5)))
 
 
 def _verify(path: Path, md5: str, url: str) -> None:

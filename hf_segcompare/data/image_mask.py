@@ -19,23 +19,20 @@ import hashlib
 import os
 from pathlib import Path
 
-from .voc import DataError, finish_validation, validated_features, validated_row
+from ..errors import DataError
+from .voc import finish_validation, validated_features, validated_row
 
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation"}
 
 
 def _check_hub_reachable(dataset_id: str) -> None:
     """Fail within seconds when the Hub cannot be reached (datasets itself retries for ~25 s)."""
-    from ..hub import hub_offline_mode, hub_unreachable_reason
+    from ..hub import require_hub
 
-    if hub_offline_mode() or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return  # offline mode: datasets answers from its cache, or says it has nothing
-    reason = hub_unreachable_reason()
-    if reason:
-        raise DataError(
-            f"dataset {dataset_id!r}: {reason}. Pass a local parquet file or folder, or an imagefolder, as "
-            "--dataset_name; or --dataset_name voc --data_dir PATH; or --dataset_name synthetic."
-        )
+    require_hub(f"dataset {dataset_id!r}", "Pass a local parquet file or folder, or an imagefolder, as --dataset_name; "
+                "or --dataset_name voc --data_dir PATH; or --dataset_name synthetic.", error=DataError)
 
 
 def _local_cache_dir(path: Path, cache_dir: str | None) -> str | None:
@@ -72,13 +69,13 @@ def _load_raw(source: str, cache_dir: str | None):
 
 
 def _validate_row(image, label, index, split, image_column, label_column):
-    def raw(entry):
+    def raw(entry, column):
         if entry.get("bytes") is not None:
-            return entry["bytes"], entry.get("path") or f"{split}[{index}].{image_column}"
+            return entry["bytes"], entry.get("path") or f"{split}[{index}].{column}"
         return Path(entry["path"]).read_bytes(), entry["path"]
 
-    image_bytes, image_name = raw(image)
-    mask_bytes, mask_name = raw(label)
+    image_bytes, image_name = raw(image, image_column)
+    mask_bytes, mask_name = raw(label, label_column)
     sample_id = Path(image["path"]).stem if image.get("path") else f"{split}-{index:06d}"
     return validated_row(sample_id, image_bytes, mask_bytes, image_name, mask_name,
                          where=f"{split} row {index} ({sample_id!r})")
@@ -107,7 +104,9 @@ def load_image_mask_dataset(
             splits[SPLIT_ALIASES[name]] = dataset
     missing = [s for s in ("train", "validation") if s not in splits]
     if missing:
-        raise DataError(f"dataset {source} has splits {sorted(raw)}; it needs {missing} (named train, validation or val).")
+        raise DataError(
+            f"dataset {source} has splits {sorted(raw)}; it needs {missing} (named train, validation or val)."
+        )
     result = {}
     for split, dataset in splits.items():
         absent = [c for c in (image_column, label_column) if c not in dataset.column_names]

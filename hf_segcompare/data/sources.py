@@ -12,7 +12,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from .voc import DataError
+from ..errors import DataError
 
 
 def file_signature(path: Path) -> str:
@@ -70,7 +70,9 @@ class TarSource:
                 f"{tar_path} holds no VOC2012/ImageSets/Segmentation/train.txt: it is not a VOC release tar."
             )
         self._prefix = roots.pop()
-        self._members = {m.name[len(self._prefix):]: m for m in members if m.isfile() and m.name.startswith(self._prefix)}
+        self._members = {
+            m.name[len(self._prefix) :]: m for m in members if m.isfile() and m.name.startswith(self._prefix)
+        }
 
     def exists(self, relative: str) -> bool:
         return relative in self._members
@@ -82,7 +84,9 @@ class TarSource:
         return f"{self.tar_path}:{self._prefix}{relative}"
 
     def signature(self, relatives: list[str]) -> str:
-        return hashlib.sha256(json.dumps([str(self.tar_path.resolve()), file_signature(self.tar_path)]).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps([str(self.tar_path.resolve()), file_signature(self.tar_path)]).encode()
+        ).hexdigest()
 
     def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
         return {"tar_path": self.tar_path}

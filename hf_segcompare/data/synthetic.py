@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .voc import IGNORE_INDEX, VOC_CLASSES, voc_palette
+from ..labels import IGNORE_INDEX, VOC_CLASSES
+from .voc import voc_palette
 
 SYNTHETIC_VERSION = 1  # bump when the generator's output changes, so caches are rebuilt
 DEFAULT_CACHE_DIR = Path(os.environ.get("HF_SEGCOMPARE_CACHE", Path.home() / ".cache" / "hf_segcompare"))

@@ -8,6 +8,9 @@ padded pixels are ignored by loss and metric, never learned as background.
   recipe), pad to the crop, random crop, horizontal flip, normalise;
 - eval: pad (bottom/right) to a fixed square size, never resize, so the metric is computed at the
   masks' native resolution and every batch has one shape.
+
+The mean/std are always passed in: they belong to the model's starting weights (the registry and
+`hf_segcompare.models.model_normalization` say which), never to a global default.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .voc import IGNORE_INDEX, mask_to_array
+from ..labels import IGNORE_INDEX
+from .voc import mask_to_array
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_MULTIPLE = 32  # U-Net needs H and W divisible by 32, DeepLabV3+ by 16, ViT by its patch size (16)
+MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
+MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
 PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
 
 
@@ -74,8 +78,8 @@ def _to_float_and_normalize(mean, std) -> list[v2.Transform]:
     ]
 
 
-def train_transforms(crop_size: int, scale_range=(0.5, 2.0), mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise."""
+def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0)) -> v2.Compose:
+    """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise with the weights' `mean`/`std`."""
     return v2.Compose(
         [
             v2.ScaleJitter(target_size=(crop_size, crop_size), scale_range=scale_range, antialias=True),
@@ -86,8 +90,8 @@ def train_transforms(crop_size: int, scale_range=(0.5, 2.0), mean=IMAGENET_MEAN,
     )
 
 
-def eval_transforms(eval_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise.
+def eval_transforms(eval_size: int, mean, std) -> v2.Compose:
+    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise with the weights' `mean`/`std`.
 
     Images that fit (all of VOC at 512) are never resized, so they are scored at native
     resolution; a larger image is first shrunk to fit, its mask with nearest-neighbour.
@@ -98,6 +102,11 @@ def eval_transforms(eval_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.
 def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
     """The smallest multiple of `multiple` that holds `largest_side` (500 px VOC images -> 512)."""
     return multiple * math.ceil(largest_side / multiple)
+
+
+def fitted_size(dataset, limit: int) -> int:
+    """The smallest multiple of 32 holding the split's largest image, at most `limit` (crop and pad size)."""
+    return min(limit, size_to_fit(largest_image_side(dataset)))
 
 
 def largest_image_side(dataset, image_column: str = "image") -> int:

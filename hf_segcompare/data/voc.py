@@ -26,14 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-IGNORE_INDEX = 255
-"""Mask value of VOC's "void" pixels (object boundaries, hard regions): ignored by loss and metric."""
-
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
+from ..errors import DataError, InvalidSamplesError
+from ..labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -59,30 +53,7 @@ def voc_palette() -> list[tuple[int, int, int]]:
     return palette
 
 
-def id2label() -> dict[int, str]:
-    """Class id -> VOC class name, the mapping every model config carries."""
-    return dict(enumerate(VOC_CLASSES))
-
-
 LOADER_VERSION = 1  # bump when what load_voc stores changes, so older caches are not reused
-MAX_ERRORS_SHOWN = 10
-
-
-class DataError(ValueError):
-    """Data that cannot be used as it is; the message names the file or id and what to do."""
-
-
-class InvalidSamplesError(DataError):
-    """Samples that failed validation; `errors` holds one message per sample, naming its file."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
-        more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-        super().__init__(
-            f"{len(errors)} invalid sample(s):\n  {shown}{more}\n"
-            "Fix or remove them, or pass drop_invalid=True (--drop_invalid) to leave them out."
-        )
 
 
 def read_split_ids(source, split_file: str) -> list[str]:
@@ -139,7 +110,10 @@ def validate_sample(
     except Exception as error:
         return mask_bytes, image_size, f"{mask_name}: unreadable or truncated mask ({error})"
     if mask_size != image_size:
-        return mask_bytes, image_size, f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image is {image_size[0]}x{image_size[1]}"
+        return (
+            mask_bytes, image_size,
+            f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image is {image_size[0]}x{image_size[1]}",
+        )
     if mode not in ("P", "L"):
         lookup = _palette_lookup()
         colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
@@ -152,8 +126,14 @@ def validate_sample(
     values = np.unique(pixels)
     bad = [int(v) for v in values if v >= len(VOC_CLASSES) and v != IGNORE_INDEX]
     if bad:
-        return mask_bytes, image_size, (f"{mask_name}: mask values {bad[:10]} are neither class ids 0-{len(VOC_CLASSES) - 1} "
-                            f"nor {IGNORE_INDEX} (ignore)")
+        return (
+            mask_bytes,
+            image_size,
+            (
+                f"{mask_name}: mask values {bad[:10]} are neither class ids 0-{len(VOC_CLASSES) - 1} "
+                f"nor {IGNORE_INDEX} (ignore)"
+            ),
+        )
     return mask_bytes, image_size, None
 
 
@@ -201,7 +181,9 @@ def _split_samples(source, ids: list[str], split_file: str, sbd=None) -> list[tu
             mask, mask_source = f"{sample_id}.png", sbd
         for reader, relative in ((source, image), (mask_source or source, mask)):
             if not reader.exists(relative):
-                raise FileNotFoundError(f"{split_file} lists id {sample_id!r} but {reader.location(relative)} is missing.")
+                raise FileNotFoundError(
+                    f"{split_file} lists id {sample_id!r} but {reader.location(relative)} is missing."
+                )
         samples.append((sample_id, image, mask, mask_source))
     return samples
 
@@ -291,7 +273,8 @@ def load_voc(
 def finish_validation(dataset_dict, drop_invalid: bool):
     """Raise on the rows whose ``error`` is set, or drop and report them; remove the column.
 
-    The returned `DatasetDict` has a ``dropped`` attribute: the errors of the samples left out.
+    The returned `DatasetDict` has a ``dropped`` attribute (the errors of the samples left out) and a
+    ``labels`` attribute (the `LabelSet` its masks were validated against).
     """
     errors = []
     for split, dataset in dataset_dict.items():
@@ -306,6 +289,7 @@ def finish_validation(dataset_dict, drop_invalid: bool):
     if errors:
         logger.warning("dropped %d invalid sample(s):\n  %s", len(errors), "\n  ".join(errors))
     dataset_dict.dropped = errors
+    dataset_dict.labels = VOC_LABELS  # what the validated masks hold
     return dataset_dict
 
 

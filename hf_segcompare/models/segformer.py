@@ -1,17 +1,17 @@
-"""SegFormer (MiT encoder + all-MLP decoder), transformers' own model, configured for VOC.
+"""SegFormer (MiT encoder + all-MLP decoder): transformers' own model, and its encoder loader.
 
 `SegformerConfig()` defaults are the MiT-b0 encoder (hidden sizes 32/64/160/256, depths 2/2/2/2)
 with a 256-channel decoder: 3,719,541 parameters at 21 classes. Its loss already upsamples the
-1/4-resolution logits to the label size and ignores `semantic_loss_ignore_index` (255).
+1/4-resolution logits to the label size and ignores `semantic_loss_ignore_index`.
 """
 
 from __future__ import annotations
 
-from transformers import SegformerConfig, SegformerForSemanticSegmentation
+from transformers import SegformerForSemanticSegmentation, SegformerModel
 
-from ..data.voc import IGNORE_INDEX
+from .pretrained import load_hf_encoder
+from .registry import Normalization
 
-MIT_B0 = {}  # SegformerConfig's defaults are MiT-b0
 SEGFORMER_TINY = {
     "depths": [1, 1, 1, 1],
     "hidden_sizes": [8, 16, 32, 64],
@@ -20,14 +20,9 @@ SEGFORMER_TINY = {
 }
 
 
-def segformer_config(id2label: dict[int, str], **overrides) -> SegformerConfig:
-    """A SegFormer config with VOC labels and 255 as the ignored mask value."""
-    return SegformerConfig(
-        id2label=id2label,
-        label2id={name: index for index, name in id2label.items()},
-        semantic_loss_ignore_index=IGNORE_INDEX,
-        **overrides,
-    )
+def load_segformer_encoder(model: SegformerForSemanticSegmentation, source: str) -> Normalization | None:
+    """The MiT encoder of a `SegformerModel` or SegFormer segmentation checkpoint (folder or Hub id)."""
+    return load_hf_encoder(model, source, SegformerModel, model.segformer)
 
 
-__all__ = ["MIT_B0", "SEGFORMER_TINY", "SegformerForSemanticSegmentation", "segformer_config"]
+__all__ = ["SEGFORMER_TINY", "SegformerForSemanticSegmentation", "load_segformer_encoder"]

@@ -1,4 +1,5 @@
-"""segmentation-models-pytorch CNNs (U-Net, DeepLabV3+) as `transformers` models.
+"""segmentation-models-pytorch CNNs (U-Net, DeepLabV3+, and any other smp architecture) as
+`transformers` models.
 
 `SmpSegConfig` + `SmpForSemanticSegmentation` make an smp model a real `PreTrainedModel`:
 `save_pretrained` writes config.json + model.safetensors, and after ``import hf_segcompare``
@@ -16,10 +17,19 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from ..data.voc import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .common import init_conv_bn, segmenter_output
+from .pretrained import load_into, read_state_dict, unavailable
+from .registry import Normalization
 
-SMP_ARCHITECTURES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
+
+def smp_architectures() -> dict[str, type]:
+    """smp's architectures by lowercase class name: ``unet``, ``deeplabv3plus``, ``fpn``, ``segformer``..."""
+    import segmentation_models_pytorch as smp
+    from segmentation_models_pytorch.base import SegmentationModel
+
+    return {name.lower(): value for name, value in vars(smp).items()
+            if isinstance(value, type) and issubclass(value, SegmentationModel) and value is not SegmentationModel}
 
 
 def _contains(part: nn.Module, layer: nn.Module) -> bool:
@@ -30,7 +40,7 @@ class SmpSegConfig(PretrainedConfig):
     """Configuration of an smp encoder-decoder.
 
     Args:
-        arch: ``"unet"`` or ``"deeplabv3plus"``.
+        arch: an smp architecture by its lowercase class name (``"unet"``, ``"deeplabv3plus"``, ``"fpn"``...).
         encoder_name: any smp encoder name (``"resnet50"``, ``"resnet18"``, ``"tu-..."``).
         arch_kwargs: further keyword arguments of the smp architecture
             (e.g. ``decoder_channels``, ``encoder_output_stride``, ``decoder_atrous_rates``).
@@ -47,8 +57,8 @@ class SmpSegConfig(PretrainedConfig):
         semantic_loss_ignore_index: int = IGNORE_INDEX,
         **kwargs,
     ):
-        if arch not in SMP_ARCHITECTURES:
-            raise ValueError(f"arch={arch!r} is not an smp architecture here; choose one of {sorted(SMP_ARCHITECTURES)}")
+        if arch not in smp_architectures():
+            raise ValueError(f"arch={arch!r} is not an smp architecture; choose one of {sorted(smp_architectures())}")
         self.arch = arch
         self.encoder_name = encoder_name
         self.arch_kwargs = dict(arch_kwargs or {})
@@ -57,7 +67,8 @@ class SmpSegConfig(PretrainedConfig):
 
 
 class SmpForSemanticSegmentation(PreTrainedModel):
-    """An smp U-Net / DeepLabV3+ with `forward(pixel_values, labels=None) -> SemanticSegmenterOutput`.
+    """An smp encoder-decoder (U-Net, DeepLabV3+, ...) as a `PreTrainedModel`:
+    `forward(pixel_values, labels=None) -> SemanticSegmenterOutput`.
 
     Logits come out at the input resolution. The signature is explicit (no ``**kwargs``) on
     purpose: `Trainer` would otherwise pass `num_items_in_batch` and stop averaging the loss.
@@ -69,9 +80,7 @@ class SmpForSemanticSegmentation(PreTrainedModel):
 
     def __init__(self, config: SmpSegConfig):
         super().__init__(config)
-        import segmentation_models_pytorch as smp
-
-        architecture = getattr(smp, SMP_ARCHITECTURES[config.arch])
+        architecture = smp_architectures()[config.arch]
         # Weights never download here: from_pretrained builds on the meta device, and pretrained
         # encoders are loaded by the factory after construction.
         self.smp = architecture(
@@ -107,3 +116,47 @@ class SmpForSemanticSegmentation(PreTrainedModel):
     ) -> SemanticSegmenterOutput:
         """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255."""
         return segmenter_output(self.smp(pixel_values), labels, self.config.semantic_loss_ignore_index)
+
+
+def load_smp_encoder(model: SmpForSemanticSegmentation, source: str) -> Normalization | None:
+    """Load encoder weights into `model`: from a ``.safetensors``/``.pth`` state dict file (a
+    torchvision ResNet's included: its classifier is dropped), or by smp weights name
+    (``imagenet``...) through smp's own `get_encoder`, which fetches them from the Hub.
+
+    Returns the normalisation smp publishes for named weights (None for a file).
+    """
+    from pathlib import Path
+
+    encoder_name = model.config.encoder_name
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            state = read_state_dict(path)
+        except ValueError as error:
+            raise unavailable(model, str(path), str(error)) from None
+        # torchvision checkpoints carry the classifier (fc.*), which smp encoders drop.
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+        load_into(model, model.smp.encoder, state, source, f"a {encoder_name} encoder state dict")
+        return None
+    from segmentation_models_pytorch.encoders import encoders, get_encoder, get_preprocessing_params
+
+    named = encoders.get(encoder_name, {}).get("pretrained_settings", {})
+    if source not in named:
+        raise unavailable(
+            model, source, f"not a file, and smp names {sorted(named) or 'no'} weights for {encoder_name}"
+        )
+    from ..hub import require_hub
+
+    require_hub(
+        f"--model {model.config.segcompare_model}: smp's {source!r} weights for {encoder_name} come from the Hub, and",
+        f"Pass --pretrained with a local path ({encoder_name} encoder state dict), or --from_scratch.",
+    )
+    arch_kwargs = model.config.arch_kwargs
+    try:
+        encoder = get_encoder(encoder_name, depth=arch_kwargs.get("encoder_depth", 5), weights=source)
+        normalization = Normalization.from_mapping(get_preprocessing_params(encoder_name, source))
+    except Exception as error:  # hf_hub_download's network and HTTP errors
+        raise unavailable(model, source, str(error).splitlines()[0]) from None
+    # Dilation (output stride) changes no weight: the encoder smp built loads into ours as is.
+    load_into(model, model.smp.encoder, encoder.state_dict(), source, f"a {encoder_name} encoder")
+    return normalization

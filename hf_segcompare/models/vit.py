@@ -21,8 +21,10 @@ from transformers import ViTConfig, ViTModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
-from ..data.voc import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .common import init_conv_bn, segmenter_output
+from .pretrained import load_hf_encoder
+from .registry import Normalization
 
 
 class ViTSegConfig(ViTConfig):
@@ -101,8 +103,15 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
         if height % patch or width % patch:
             raise ValueError(f"input of {width}x{height} px is not a multiple of the patch size {patch}")
         image_size = self.config.image_size
-        grid_matches = (height, width) == ((image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
+        grid_matches = (height, width) == (
+            (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        )
         tokens = self.vit(pixel_values, interpolate_pos_encoding=not grid_matches).last_hidden_state
         patch_tokens = tokens[:, 1:]  # drop [CLS]
         features = patch_tokens.transpose(1, 2).reshape(pixel_values.shape[0], -1, height // patch, width // patch)
         return segmenter_output(self.decode_head(features), labels, self.config.semantic_loss_ignore_index)
+
+
+def load_vit_encoder(model: ViTSegForSemanticSegmentation, source: str) -> Normalization | None:
+    """The encoder of a `ViTModel` checkpoint (folder or Hub id, e.g. ``google/vit-base-patch16-224-in21k``)."""
+    return load_hf_encoder(model, source, ViTModel, model.vit, add_pooling_layer=False)

@@ -1,0 +1,58 @@
+"""The toolkit's errors: one base class, split by what the user does next.
+
+- `UsageError` (and its `DataError`): the input cannot work (arguments, data, starting weights);
+  nothing was trained. The message names the argument, file or id and what to pass instead.
+- `CheckpointError`, `TrainingDiverged`, `PushError`: the run started and stopped, or trained and
+  could not publish; the message says what was kept.
+
+The command line maps the first kind to exit status 2 and the second to 1 (``scripts/run_seg.py``).
+"""
+
+from __future__ import annotations
+
+MAX_ERRORS_SHOWN = 10
+
+
+class SegCompareError(Exception):
+    """Base of every error the toolkit raises on purpose; the message is meant for the user."""
+
+
+class UsageError(SegCompareError, ValueError):
+    """Arguments or starting weights that cannot work; the message says what to pass instead."""
+
+
+class DataError(UsageError):
+    """Data that cannot be used as it is; the message names the file or id and what to do."""
+
+
+class InvalidSamplesError(DataError):
+    """Samples that failed validation; `errors` holds one message per sample, naming its file."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        super().__init__(
+            f"{len(errors)} invalid sample(s):\n  {shown}{more}\n"
+            "Fix or remove them, or pass drop_invalid=True (--drop_invalid) to leave them out."
+        )
+
+
+class CheckpointError(SegCompareError, RuntimeError):
+    """A checkpoint cannot be resumed or written; the message says which and what is intact."""
+
+
+class TrainingDiverged(SegCompareError, RuntimeError):
+    """The loss, a gradient or a weight became NaN/inf; `step` is the optimizer step where it was seen."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class PushError(SegCompareError, RuntimeError):
+    """The push failed; the message says what happened and the command that retries it."""
+
+
+__all__ = ["CheckpointError", "DataError", "InvalidSamplesError", "PushError", "SegCompareError",
+           "TrainingDiverged", "UsageError"]

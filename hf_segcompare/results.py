@@ -1,0 +1,139 @@
+"""`RunResults`: what one run measured, as a type. `run` fills and writes it (results.json, or
+``eval_<dataset>_validation.json`` for an evaluation-only run); the summary line, the cards, the
+comparison page and the push read it back with `RunResults.read`.
+
+Every figure in it comes from the run: parameters, wall time, samples/s, peak memory, the
+optimizer's groups, every evaluation. It never holds a token: the training arguments are recorded
+through `TrainingArguments.to_dict`, which masks every ``*_token`` value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.json"
+SCHEMA_VERSION = 2  # 2: labels' ignore index, input normalisation, push record, schema_version itself
+
+
+def _json_safe(value):
+    """NaN/inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+@dataclass
+class RunResults:
+    """One run's record.
+
+    `status` is ``complete``, or ``diverged`` for a run stopped by non-finite numbers: such a record
+    has no `final_eval` (and a `diverged` block), and the comparison page and the push refuse it.
+    `dataset` holds the data's name, path, sizes, ``class_names`` and ``ignore_index``; `train`
+    (None for an evaluation-only run) the wall time, samples/s, steps, epochs, mean loss and the
+    checkpoint it resumed from; `hub` the repo and commit of its push.
+    """
+
+    model: str
+    architecture: str
+    family: str
+    parameters: int
+    dataset: dict[str, Any]
+    peak_memory: dict[str, Any]
+    environment: dict[str, Any]
+    args: dict[str, Any]
+    status: str = "complete"
+    train: dict[str, Any] | None = None
+    recipe: dict[str, Any] | None = None
+    normalization: dict[str, list[float]] | None = None
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    final_eval: dict[str, Any] | None = None
+    train_loss: list[dict[str, Any]] = field(default_factory=list)
+    diverged: dict[str, Any] | None = None
+    hub: dict[str, str] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset["class_names"])
+
+    @property
+    def ignore_index(self) -> int:
+        return self.dataset.get("ignore_index", 255)  # records before schema 2 were all VOC's
+
+    @property
+    def mean_iou(self) -> float | None:
+        """The final validation mean IoU (None when the run was not evaluated)."""
+        return (self.final_eval or {}).get("eval_mean_iou")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON content (NaN becomes null)."""
+        return _json_safe(dataclasses.asdict(self))
+
+    def write(self, path: str | Path) -> Path:
+        """Write to `path` (JSON); return it."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunResults":
+        """Read a record `write` wrote (or an older results.json: missing fields take their defaults).
+
+        Raises:
+            ValueError: not such a record; the message names the file and the fields it lacks.
+        """
+        path = Path(path)
+        values = json.loads(path.read_text())
+        names = {item.name for item in dataclasses.fields(cls)}
+        required = {item.name for item in dataclasses.fields(cls)
+                    if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(values))
+        if missing:
+            raise ValueError(f"{path} is not a run record of hf_segcompare (no {missing}).")
+        values.setdefault("schema_version", 1)
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def evaluation_record_name(dataset_name: str, split: str = "validation") -> str:
+    """``eval_<dataset>_<split>.json``: where an evaluation-only run writes its record."""
+    name = Path(dataset_name).name if Path(dataset_name).expanduser().exists() else dataset_name.replace("/", "--")
+    return f"eval_{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-') or 'data'}_{split}.json"
+
+
+def record_name(results: RunResults) -> str:
+    """The file a run's record goes to: results.json for training, its own file for an evaluation."""
+    return RESULTS_FILE if results.train else evaluation_record_name(results.dataset["name"])
+
+
+def summary_line(results: RunResults, output_dir: str | Path) -> str:
+    """The lines a run prints at the end."""
+    final = results.final_eval or {}
+    parts = [f"{results.model}: {results.parameters:,} parameters"]
+    if final:
+        parts.append(
+            f"validation mean_iou {final['eval_mean_iou']:.3f} (mean_accuracy {final['eval_mean_accuracy']:.3f}, "
+            f"overall_accuracy {final['eval_overall_accuracy']:.3f})"
+        )
+    if results.train:
+        train = results.train
+        parts.append(f"trained {train['epochs']:.2f} epochs in {train['wall_time_s']:.0f} s "
+                     f"({train['samples_per_second']:.1f} samples/s)")
+    peak = results.peak_memory
+    parts.append(f"peak memory {peak['bytes'] / 2**20:.0f} MiB ({peak['kind']})")
+    lines = "; ".join(parts) + f"\nresults: {Path(output_dir) / record_name(results)}"
+    if results.hub:
+        lines += f"\npushed: {results.hub['commit_url']}"
+    return lines
+
+
+__all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "evaluation_record_name", "record_name", "summary_line"]
