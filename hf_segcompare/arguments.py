@@ -381,8 +381,16 @@ def write_run_args(output_dir: str | Path, model_args: ModelArguments, data_args
 
 
 __all__ = [
-    "DataArguments", "ModelArguments", "RUN_ARGS_FILE", "SegTrainingArguments", "build_parser", "check_args",
-    "parse_args", "resolved_args", "recipe_defaults", "write_run_args",
+    "DataArguments",
+    "ModelArguments",
+    "RUN_ARGS_FILE",
+    "SegTrainingArguments",
+    "build_parser",
+    "check_args",
+    "parse_args",
+    "resolved_args",
+    "recipe_defaults",
+    "write_run_args",
 ]
 
 

@@ -118,6 +118,11 @@ def clear_previous_run(output_dir: str | Path) -> list[Path]:
 
 
 __all__ = [
-    "CheckpointError", "checkpoints", "clear_previous_run", "last_complete_checkpoint", "missing_parts",
-    "previous_run_products", "resolve_resume",
+    "CheckpointError",
+    "checkpoints",
+    "clear_previous_run",
+    "last_complete_checkpoint",
+    "missing_parts",
+    "previous_run_products",
+    "resolve_resume",
 ]

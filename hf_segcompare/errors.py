@@ -1,7 +1,9 @@
 """The toolkit's errors: one base class, split by what the user does next.
 
-- `UsageError` (and its `DataError`): the input cannot work (arguments, data, starting weights);
-  nothing was trained. The message names the argument, file or id and what to pass instead.
+- `UsageError` (and its `DataError` and `PretrainedUnavailable`): the input cannot work
+  (arguments, data, starting weights); nothing was trained. The message names the argument, file
+  or id and what to pass instead. The model layer words it for Python callers; the argument layer
+  (`hf_segcompare.loading`) re-words `PretrainedUnavailable` with the command line's options.
 - `CheckpointError`, `TrainingDiverged`, `PushError`: the run started and stopped, or trained and
   could not publish; the message says what was kept.
 
@@ -19,6 +21,16 @@ class SegCompareError(Exception):
 
 class UsageError(SegCompareError, ValueError):
     """Arguments or starting weights that cannot work; the message says what to pass instead."""
+
+
+class PretrainedUnavailable(UsageError):
+    """Pretrained weights that cannot be had or do not fit a model. The message speaks Python
+    (`create_model(pretrained=...)`); the command line words the same facts with its options."""
+
+    def __init__(self, model: str, source: str, reason: str, hint: str):
+        self.model, self.source, self.reason, self.hint = model, source, reason, hint
+        super().__init__(f"model {model}: cannot load the pretrained starting point {source!r} ({reason}). Pass "
+                         f"pretrained= a local copy ({hint}), or pretrained=None to start from random weights.")
 
 
 class DataError(UsageError):
@@ -54,5 +66,5 @@ class PushError(SegCompareError, RuntimeError):
     """The push failed; the message says what happened and the command that retries it."""
 
 
-__all__ = ["CheckpointError", "DataError", "InvalidSamplesError", "PushError", "SegCompareError",
-           "TrainingDiverged", "UsageError"]
+__all__ = ["CheckpointError", "DataError", "InvalidSamplesError", "PretrainedUnavailable", "PushError",
+           "SegCompareError", "TrainingDiverged", "UsageError"]

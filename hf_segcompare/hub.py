@@ -44,6 +44,12 @@ def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
     return None
 
 
+def hub_problem() -> str | None:
+    """Why the Hub cannot be used now (None when it can, or when HF_HUB_OFFLINE leaves the answer to
+    the clients' local cache): the one reachability check every Hub-reading path makes first."""
+    return None if hub_offline_mode() else hub_unreachable_reason()
+
+
 def require_hub(what: str, ways_out: str, error=UsageError) -> None:
     """Fail within seconds, naming `what` needed the Hub and the `ways_out`, when it cannot be reached.
 
@@ -53,9 +59,7 @@ def require_hub(what: str, ways_out: str, error=UsageError) -> None:
     Raises:
         UsageError (or `error`): ``"{what}: the Hub at ... cannot be reached: ... {ways_out}"``.
     """
-    if hub_offline_mode():
-        return
-    reason = hub_unreachable_reason()
+    reason = hub_problem()
     if reason:
         raise error(f"{what}: {reason}. {ways_out}")
 

@@ -3,6 +3,7 @@ slow part starts, with errors that name the argument and what to pass instead.""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from transformers import TrainingArguments
@@ -13,10 +14,11 @@ from .data import ensure_synthetic_voc, load_voc
 from .data.download import download_voc
 from .data.image_mask import load_image_mask_dataset
 from .data.synthetic import DEFAULT_CACHE_DIR
-from .errors import UsageError
+from .errors import PretrainedUnavailable, UsageError
 from .hub import hub_offline_mode, require_hub
 from .labels import LabelSet
 from .models import create_model, get_entry
+from .models.pretrained import check_pretrained_source
 
 SAVED_MODEL_WAYS_OUT = (
     "Pass a local folder written by save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
@@ -62,8 +64,9 @@ def load_model(model_args: ModelArguments, labels: LabelSet):
             arch_kwargs = dict(get_entry(model_args.model).config_kwargs.get("arch_kwargs", {}))
             overrides["arch_kwargs"] = {**arch_kwargs, "decoder_atrous_rates": list(model_args.atrous_rates)}
         pretrained = None if model_args.from_scratch else (model_args.pretrained or True)
-        return create_model(model_args.model, id2label=labels.id2label, pretrained=pretrained,
-                            ignore_index=labels.ignore_index, **overrides)
+        with command_line_wording():
+            return create_model(model_args.model, id2label=labels.id2label, pretrained=pretrained,
+                                ignore_index=labels.ignore_index, **overrides)
     model = _load_saved_model(model_args.model_name_or_path)
     saved_as = getattr(model.config, "segcompare_model", model_args.model)
     if saved_as != model_args.model:
@@ -77,6 +80,29 @@ def load_model(model_args: ModelArguments, labels: LabelSet):
             f"({list(model.config.id2label.values())[:3]}...), the data has {labels.num_labels}: they must match."
         )
     return model
+
+
+def check_start(model_args: ModelArguments) -> None:
+    """Fail before any data loads when ``--pretrained`` names a local file that cannot be read, or
+    ``--model_name_or_path`` neither a saved model folder nor a reachable Hub id."""
+    if model_args.model_name_or_path:
+        require_saved_model_reachable(model_args.model_name_or_path)
+    if model_args.pretrained:
+        with command_line_wording():
+            check_pretrained_source(model_args.model, model_args.pretrained)
+
+
+@contextlib.contextmanager
+def command_line_wording():
+    """Re-word a `PretrainedUnavailable` with the command line's options."""
+    try:
+        yield
+    except PretrainedUnavailable as error:
+        raise UsageError(
+            f"--model {error.model}: cannot load the pretrained starting point {error.source!r} ({error.reason}). "
+            f"Pass --pretrained with a local path (for this model: {error.hint}), or --from_scratch to start "
+            "from random weights."
+        ) from None
 
 
 def _load_saved_model(name_or_path: str):
@@ -136,4 +162,4 @@ def _require_saved_model_folder(folder: Path) -> None:
         raise refuse("no model.safetensors (only safetensors weights are loaded)")
 
 
-__all__ = ["load_data", "load_model", "require_saved_model_reachable"]
+__all__ = ["check_start", "command_line_wording", "load_data", "load_model", "require_saved_model_reachable"]

@@ -134,8 +134,13 @@ class SegTrainer(Trainer):
 
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
                  crop_size: int | None = None, eval_size: int | None = None, **kwargs):
-        if args.remove_unused_columns or not args.batch_eval_metrics:
-            args = with_fields(args, remove_unused_columns=False, batch_eval_metrics=True)
+        # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
+        # our metrics sum per-batch confusion matrices (batch_eval_metrics).
+        changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
+        if "compute_metrics" not in kwargs and not args.batch_eval_metrics:
+            changes["batch_eval_metrics"] = True
+        if changes:
+            args = with_fields(args, **changes)
         normalization = model_normalization(model)
         self.augmentation = None
         self.crop_size = self.eval_size = None
@@ -145,6 +150,10 @@ class SegTrainer(Trainer):
                 # every epoch would repeat the first epoch's crops.
                 raise UsageError("--dataloader_persistent_workers would give every epoch the first epoch's random "
                                  "crops (each worker keeps its copy of the augmentation epoch): leave it off.")
+            if "id" not in train_dataset.column_names:
+                raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
+                                 "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
+                                 "[str(i) for i in range(len(dataset))]).")
             self.crop_size = crop_size or _recipe_crop_size(args, model) or fitted_size(train_dataset, MAX_CROP_SIZE)
             self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
             train_dataset = train_dataset.with_transform(make_batch_transform(

@@ -25,9 +25,8 @@ from .checkpoints import clear_previous_run, resolve_resume
 from .errors import CheckpointError, TrainingDiverged, UsageError
 from .hub import push_folder
 from .inference import SegImageProcessor
-from .loading import load_data, load_model, require_saved_model_reachable
+from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
-from .models.pretrained import check_pretrained_source
 from .recipes import get_recipe
 from .results import RESULTS_FILE, RunResults, evaluation_record_name
 from .trainer import SegTrainer, describe_write_error, with_fields
@@ -279,10 +278,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """
     check_args(model_args)
     resume_from = prepare_output_dir(training_args)
-    if model_args.model_name_or_path:  # before the data: a missing model should not wait for it
-        require_saved_model_reachable(model_args.model_name_or_path)
-    if model_args.pretrained:
-        check_pretrained_source(model_args.model, model_args.pretrained)
+    check_start(model_args)  # before the data: a missing model should not wait for it
     dataset, data_dir = load_data(data_args, training_args)
 
     # Trainer seeds itself only once the model exists: seed first, or every run would start from

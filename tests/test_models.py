@@ -162,3 +162,20 @@ def test_atrous_rates_can_be_chosen_and_only_for_deeplabv3plus():
         check_args(ModelArguments(model="unet", from_scratch=True, atrous_rates=[6, 12, 18]))
     with pytest.raises(UsageError, match="give three positive integers"):
         check_args(ModelArguments(model="deeplabv3plus", from_scratch=True, atrous_rates=[6, 12]))
+
+
+def test_a_training_set_without_ids_is_refused_by_name(tmp_path):
+    """Each sample's augmentation is seeded by its id: a set without one is named at construction,
+    not as a KeyError deep in the data loader."""
+    import numpy as np
+    from datasets import Dataset
+    from PIL import Image
+
+    from hf_segcompare.errors import UsageError
+
+    image = Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8))
+    mask = Image.fromarray(np.zeros((32, 32), dtype=np.uint8))
+    dataset = Dataset.from_dict({"image": [image], "label": [mask]})
+    with pytest.raises(UsageError, match="train_dataset has no 'id' column"):
+        SegTrainer(create_model("segformer-tiny"), TrainingArguments(output_dir=str(tmp_path), report_to="none"),
+                   dataset)

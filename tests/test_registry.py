@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSemanticSegmentation
 
-from hf_segcompare.errors import UsageError
+from hf_segcompare.errors import PretrainedUnavailable, UsageError
 from hf_segcompare.models import (
     IMAGENET,
     ModelEntry,
@@ -79,10 +79,27 @@ def test_the_registry_refuses_what_would_go_wrong_later():
                                   model_class=SmpForSemanticSegmentation, parent="nope"))
     with pytest.raises(UsageError, match="unknown model 'pspnet'; choose one of: unet, deeplabv3plus"):
         create_model("pspnet")
-    with pytest.raises(UsageError, match="model segformer-tiny has no default pretrained weights"):
+    with pytest.raises(PretrainedUnavailable, match="model segformer-tiny: .*has no default pretrained weights"):
         create_model("segformer-tiny", pretrained=True)
     with pytest.raises(UsageError, match="has no recipe 'nope'; it has: published, quick-10, quick-15, demo"):
         get_entry("vit-tiny").recipe("nope")
+
+
+def test_python_callers_get_python_wording_and_the_command_line_its_options(tmp_path):
+    """The model layer names no command-line option; the argument layer words the same facts with them."""
+    from hf_segcompare.arguments import ModelArguments
+    from hf_segcompare.labels import VOC_LABELS
+    from hf_segcompare.loading import load_model
+
+    bad = tmp_path / "encoder.pth"
+    bad.write_bytes(b"not a state dict")
+    with pytest.raises(PretrainedUnavailable) as raised:
+        create_model("unet-tiny", pretrained=str(bad))
+    assert "--" not in str(raised.value) and "pretrained=None" in str(raised.value)
+    with pytest.raises(UsageError) as raised:
+        load_model(ModelArguments(model="unet-tiny", pretrained=str(bad)), VOC_LABELS)
+    assert "--model unet-tiny" in str(raised.value) and "--from_scratch" in str(raised.value)
+    assert "encoder.pth" in str(raised.value) and "pretrained=" not in str(raised.value)
 
 
 def test_labels_come_from_the_caller_not_from_voc():

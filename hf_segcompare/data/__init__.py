@@ -15,8 +15,23 @@ from .transforms import (
 from .voc import load_voc, voc_palette
 
 __all__ = [
-    "AugmentationSeeds", "IGNORE_INDEX", "DataError", "InvalidSamplesError", "VOC_CLASSES", "ensure_synthetic_voc",
-    "download_voc", "eval_transforms", "generate_synthetic_sbd", "generate_synthetic_voc", "LabelSet", "VOC_LABELS",
-    "largest_image_side", "load_voc", "make_batch_transform", "size_to_fit", "train_transforms", "voc_palette",
+    "AugmentationSeeds",
+    "IGNORE_INDEX",
+    "DataError",
+    "InvalidSamplesError",
+    "VOC_CLASSES",
+    "ensure_synthetic_voc",
+    "download_voc",
+    "eval_transforms",
+    "generate_synthetic_sbd",
+    "generate_synthetic_voc",
+    "LabelSet",
+    "VOC_LABELS",
+    "largest_image_side",
+    "load_voc",
+    "make_batch_transform",
+    "size_to_fit",
+    "train_transforms",
+    "voc_palette",
     "write_voc_tar",
 ]

@@ -110,7 +110,19 @@ register_model(
 
 
 __all__ = [
-    "HALF", "IMAGENET", "ModelEntry", "Normalization", "SmpForSemanticSegmentation", "SmpSegConfig", "ViTSegConfig",
-    "ViTSegForSemanticSegmentation", "count_parameters", "create_model", "get_entry", "list_models",
-    "model_normalization", "register_model", "unregister_model",
+    "HALF",
+    "IMAGENET",
+    "ModelEntry",
+    "Normalization",
+    "SmpForSemanticSegmentation",
+    "SmpSegConfig",
+    "ViTSegConfig",
+    "ViTSegForSemanticSegmentation",
+    "count_parameters",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "model_normalization",
+    "register_model",
+    "unregister_model",
 ]

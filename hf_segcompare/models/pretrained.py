@@ -16,24 +16,31 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
-from ..hub import require_hub
+from ..errors import PretrainedUnavailable, UsageError
+from ..hub import hub_problem
 from .registry import Normalization, get_entry
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 
-def unavailable(model, source: str, reason: str) -> UsageError:
+def unavailable(model, source: str, reason: str) -> PretrainedUnavailable:
     """The error for a starting point that cannot be had or does not fit `model`."""
-    name = getattr(model.config, "segcompare_model", model.config.model_type)
+    return unavailable_for(getattr(model.config, "segcompare_model", model.config.model_type), source, reason)
+
+
+def unavailable_for(model_name: str, source: str, reason: str) -> PretrainedUnavailable:
     try:
-        hint = get_entry(name).pretrained_hint
+        hint = get_entry(model_name).pretrained_hint
     except UsageError:
         hint = "a local copy of the weights"
-    return UsageError(
-        f"--model {name}: cannot load the pretrained starting point {source!r} ({reason}). "
-        f"Pass --pretrained with a local path (for this model: {hint}), or --from_scratch to start from random weights."
-    )
+    return PretrainedUnavailable(model_name, source, reason, hint)
+
+
+def require_hub_for(model, source: str) -> None:
+    """Fail within seconds when `source` needs the Hub and it cannot be reached."""
+    reason = hub_problem()
+    if reason:
+        raise unavailable(model, source, f"not a local path, and {reason}")
 
 
 def _first_line(error: Exception) -> str:
@@ -64,7 +71,7 @@ def check_pretrained_source(model_name: str, source: str) -> None:
     """Fail before any data loads when `source` is a local weights file that cannot be read.
 
     Raises:
-        UsageError: naming the file and what to pass instead.
+        PretrainedUnavailable: naming the file.
     """
     path = Path(source).expanduser()
     if not path.is_file():
@@ -81,9 +88,7 @@ def check_pretrained_source(model_name: str, source: str) -> None:
         except Exception as error:
             raise ValueError(f"the file cannot be read as .safetensors: {_first_line(error)}") from None
     except ValueError as error:
-        hint = get_entry(model_name).pretrained_hint
-        raise UsageError(f"--model {model_name}: cannot load the pretrained starting point {source!r} ({error}). "
-                         f"Pass --pretrained with a local path (for this model: {hint}), or --from_scratch.") from None
+        raise unavailable_for(model_name, source, str(error)) from None
 
 
 def load_into(model, part: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
@@ -120,10 +125,10 @@ def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **
     its encoder and drops the head. Returns the source's normalisation if it states one.
     """
     if not Path(source).expanduser().exists():
-        require_hub(f"--model {model.config.segcompare_model}: the pretrained starting point {source!r} is not a "
-                    "local path, and", "Pass --pretrained with a local path, or --from_scratch.")
+        require_hub_for(model, source)
     try:
-        encoder = encoder_class.from_pretrained(source, use_safetensors=True, **encoder_kwargs)
+        # Safetensors where the source has them; transformers loads an older .bin with weights_only.
+        encoder = encoder_class.from_pretrained(source, **encoder_kwargs)
     except OSError as error:
         raise unavailable(model, source, _first_line(error)) from None
     load_into(model, part, encoder.state_dict(), source, f"a {encoder_class.__name__} checkpoint that fits this model")
@@ -131,4 +136,4 @@ def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **
 
 
 __all__ = ["PREPROCESSOR_CONFIG", "check_pretrained_source", "load_hf_encoder", "load_into", "read_state_dict",
-           "source_normalization", "unavailable"]
+           "require_hub_for", "source_normalization", "unavailable"]

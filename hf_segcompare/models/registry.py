@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import UsageError
+from ..errors import PretrainedUnavailable, UsageError
 from ..labels import IGNORE_INDEX, VOC_LABELS, label_config
 
 
@@ -182,7 +182,8 @@ def create_model(
     transforms and the saved image processor read it from there (`model_normalization`).
 
     Raises:
-        UsageError: an unknown name, or pretrained weights that cannot be had or do not fit.
+        UsageError: an unknown name; `PretrainedUnavailable` (a UsageError) for pretrained weights
+            that cannot be had or do not fit.
     """
     entry = get_entry(name)
     labels = _labels(num_labels, id2label)
@@ -193,8 +194,8 @@ def create_model(
     if pretrained:
         source = entry.pretrained if pretrained is True else str(pretrained)
         if source is None:
-            raise UsageError(f"model {name} has no default pretrained weights: pass a source ({entry.pretrained_hint}) "
-                             "or start from random weights.")
+            raise PretrainedUnavailable(name, "the default", "the model has no default pretrained weights",
+                                        entry.pretrained_hint)
         if entry.load_pretrained is None:
             raise UsageError(f"model {name} cannot load pretrained weights (its entry has no loader).")
         normalization = entry.load_pretrained(model, source) or entry.normalization
@@ -222,6 +223,15 @@ def count_parameters(model) -> int:
 
 
 __all__ = [
-    "HALF", "IMAGENET", "ModelEntry", "Normalization", "count_parameters", "create_model", "get_entry", "list_models",
-    "model_normalization", "register_model", "unregister_model",
+    "HALF",
+    "IMAGENET",
+    "ModelEntry",
+    "Normalization",
+    "count_parameters",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "model_normalization",
+    "register_model",
+    "unregister_model",
 ]

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ..labels import IGNORE_INDEX
 from .common import init_conv_bn, segmenter_output
-from .pretrained import load_into, read_state_dict, unavailable
+from .pretrained import load_into, read_state_dict, require_hub_for, unavailable
 from .registry import Normalization
 
 
@@ -145,12 +145,7 @@ def load_smp_encoder(model: SmpForSemanticSegmentation, source: str) -> Normaliz
         raise unavailable(
             model, source, f"not a file, and smp names {sorted(named) or 'no'} weights for {encoder_name}"
         )
-    from ..hub import require_hub
-
-    require_hub(
-        f"--model {model.config.segcompare_model}: smp's {source!r} weights for {encoder_name} come from the Hub, and",
-        f"Pass --pretrained with a local path ({encoder_name} encoder state dict), or --from_scratch.",
-    )
+    require_hub_for(model, source)
     arch_kwargs = model.config.arch_kwargs
     try:
         encoder = get_encoder(encoder_name, depth=arch_kwargs.get("encoder_depth", 5), weights=source)
