@@ -78,14 +78,19 @@ def run_plain(args: list[str], tmp_path: Path, timeout: int = 300,
     )
 
 
-def run_seg_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
-    """scripts/run_seg.py's main() in this process (no interpreter start-up): exit status, stderr, stdout."""
+def run_script_in_process(script: Path, argv: list[str], capsys) -> tuple[int, str, str]:
+    """A script's main(argv) in this process (no interpreter start-up): exit status, stderr, stdout."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("run_seg_under_test", RUN_SEG)
+    spec = importlib.util.spec_from_file_location(f"{script.stem}_under_test", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     capsys.readouterr()
     status = module.main(argv)
     captured = capsys.readouterr()
     return status, captured.err, captured.out
+
+
+def run_seg_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
+    """scripts/run_seg.py's main() in this process: exit status, stderr, stdout."""
+    return run_script_in_process(RUN_SEG, argv, capsys)

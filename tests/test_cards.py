@@ -21,7 +21,7 @@ from hf_segcompare.models import create_model
 from hf_segcompare.results import RunResults
 from hf_segcompare.training import run
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_script_in_process
 
 TINY_MODELS = ["segformer-tiny", "unet-tiny", "deeplabv3plus-tiny", "vit-tiny"]
 
@@ -144,16 +144,8 @@ def test_pipeline_runs_on_a_saved_run(runs, model):
 
 
 def _predict(argv, capsys):
-    """scripts/predict.py's main() in this process: exit status, stdout, stderr."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("predict_under_test", REPO_ROOT / "scripts" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    status = module.main(argv)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    """scripts/predict.py's main() in this process: exit status, stderr, stdout."""
+    return run_script_in_process(REPO_ROOT / "scripts" / "predict.py", argv, capsys)
 
 
 @pytest.mark.parametrize("model", TINY_MODELS)
@@ -166,7 +158,7 @@ def test_predict_script_writes_what_segment_predicts(runs, model, tmp_path, caps
     for name, size in (("a.jpg", (40, 30)), ("b.png", (33, 47))):
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(photos / name)
     (photos / "notes.txt").write_text("not an image")
-    status, stdout, stderr = _predict(["--model", str(runs[model]), "--input", str(photos),
+    status, stderr, stdout = _predict(["--model", str(runs[model]), "--input", str(photos),
                                        "--output_dir", str(tmp_path / "out")], capsys)
     assert status == 0, stderr[-2000:]
     assert "2 image(s) segmented" in stdout
@@ -178,5 +170,5 @@ def test_predict_script_writes_what_segment_predicts(runs, model, tmp_path, caps
         assert np.array_equal(np.array(mask), segment(trained, image))
         assert Image.open(tmp_path / "out" / f"{stem}_overlay.jpg").size == size
     if model == "segformer-tiny":
-        status, _, stderr = _predict(["--model", str(runs[model]), "--input", str(tmp_path / "nothing")], capsys)
+        status, stderr, _ = _predict(["--model", str(runs[model]), "--input", str(tmp_path / "nothing")], capsys)
         assert status == 2 and "nothing is not an image" in stderr

@@ -157,7 +157,7 @@ def test_model_name_or_path_with_the_hub_unreachable_fails_fast_saying_what_to_p
 
 def test_model_name_or_path_that_is_neither_a_folder_nor_a_hub_id_is_named(tmp_path):
     from hf_segcompare.arguments import UsageError
-    from hf_segcompare.training import require_saved_model_reachable
+    from hf_segcompare.loading import require_saved_model_reachable
 
     missing = tmp_path / "outputs" / "segformr-b0"
     with pytest.raises(UsageError, match=f"--model_name_or_path {missing}: no such folder, and not a Hub id"):
