@@ -96,6 +96,8 @@ def test_python_callers_get_python_wording_and_the_command_line_its_options(tmp_
     with pytest.raises(PretrainedUnavailable) as raised:
         create_model("unet-tiny", pretrained=str(bad))
     assert "--" not in str(raised.value) and "pretrained=None" in str(raised.value)
+    with pytest.raises(PretrainedUnavailable, match="no such file or folder, and not a Hub id either"):
+        create_model("vit-tiny", pretrained=str(tmp_path / "no" / "such" / "folder"))
     with pytest.raises(UsageError) as raised:
         load_model(ModelArguments(model="unet-tiny", pretrained=str(bad)), VOC_LABELS)
     assert "--model unet-tiny" in str(raised.value) and "--from_scratch" in str(raised.value)

@@ -118,6 +118,16 @@ def source_normalization(source: str) -> Normalization | None:
     return Normalization.from_mapping(json.loads(Path(path).read_text()))
 
 
+def _is_repo_id(source: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
+
+
 def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **encoder_kwargs) -> Normalization | None:
     """Load a transformers encoder (`encoder_class`, e.g. `ViTModel`) from a folder or Hub id into `part`.
 
@@ -125,6 +135,8 @@ def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **
     its encoder and drops the head. Returns the source's normalisation if it states one.
     """
     if not Path(source).expanduser().exists():
+        if not _is_repo_id(source):
+            raise unavailable(model, source, "no such file or folder, and not a Hub id either")
         require_hub_for(model, source)
     try:
         # Safetensors where the source has them; transformers loads an older .bin with weights_only.
