@@ -1,9 +1,11 @@
-"""Mean IoU with the exact semantics of `evaluate`'s ``mean_iou``, by accumulated confusion matrices.
+"""Mean IoU with the semantics of `evaluate`'s ``mean_iou``, by accumulated confusion matrices.
 
-Semantics (those of `evaluate`'s ``metrics/mean_iou``, which follows mmsegmentation):
+Semantics (those of `evaluate`'s ``metrics/mean_iou``, which follows mmsegmentation, with one
+difference in 1.):
 
 1. ``label_map`` ({old: new}) remaps reference values, every mapping reading the *original*
-   labels (no chaining).
+   labels (no chaining; evaluate applies its entries one after another, so a swap chains there —
+   evaluate's PR #810 proposes what is done here).
 2. ``reduce_labels`` then turns reference 0 into 255 and lowers every other value by one (255
    stays 255): for data sets whose 0 means "background, not a class" (e.g. ADE20K).
 3. Pixels whose reference equals ``ignore_index`` are dropped, prediction included.
@@ -59,7 +61,12 @@ def reduce_reference_labels(values: np.ndarray) -> np.ndarray:
 
 
 def remap_references(values: np.ndarray, label_map: dict | None, reduce_labels: bool) -> np.ndarray:
-    """Apply ``label_map`` (reading the original values) then ``reduce_labels``, as evaluate does."""
+    """Apply ``label_map`` to the original values, then ``reduce_labels``.
+
+    evaluate applies ``label_map`` entry by entry to the already-mapped array, so there a swap
+    ``{0: 1, 1: 0}`` chains (every 0 and 1 ends up 0); here it swaps (evaluate's PR #810 proposes
+    the same). Every other case gives evaluate's numbers.
+    """
     if label_map:
         original = values
         values = values.copy()
@@ -81,6 +88,10 @@ def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_
     Pixels whose reference is `ignore_index` or Trainer's -100 padding are not counted.
     """
     batch_size, size = predictions.shape[0], num_labels + 1
+    if references.dtype not in (torch.int32, torch.int64):
+        # In uint8 labels, -100 and an ignore index of -1 would wrap to 156 and 255 and silently
+        # drop (or ignore) real values: compare in a type that holds them all.
+        references = references.to(torch.int64)
     references = references.reshape(batch_size, -1)
     predictions = predictions.reshape(batch_size, -1)
     cells = batch_size * size * size

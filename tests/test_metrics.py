@@ -221,3 +221,21 @@ def test_state_resets_between_evaluations():
     first = metrics.compute(EvalPrediction(predictions=m, label_ids=labels))
     second = metrics.compute(EvalPrediction(predictions=m, label_ids=labels))
     assert first == pytest.approx(second, nan_ok=True)
+
+
+def test_the_trainer_path_compares_uint8_labels_without_wrapping():
+    """-100 (Trainer's pad) and an ignore index of -1 must not wrap to 156 and 255 in uint8 labels:
+    class 156 counts, and 255 is an out-of-range value that evaluate still counts on the
+    prediction side."""
+    num_labels = 200
+    rng = np.random.default_rng(7)
+    references = torch.from_numpy(rng.integers(0, 256, (2, 24, 24)).astype(np.uint8))
+    references[0, :6] = 156
+    references[1, :3] = 255
+    logits = torch.from_numpy(rng.normal(size=(2, num_labels, 24, 24)).astype(np.float32))
+    logits[:, 156, :8] += 10  # predict class 156 where it is the reference, so its IoU is not 0
+    metrics = SegmentationMetrics([f"c{i}" for i in range(num_labels)], ignore_index=-1)
+    matrices = metrics.preprocess_logits(logits, references)
+    expected = direct_mean_iou(logits.argmax(1).numpy(), references.numpy(), num_labels, ignore_index=-1)
+    assert expected["per_category_iou"][156] > 0
+    assert_same_scores(scores_from_confusion(matrices.sum(0).numpy()), expected)
