@@ -29,6 +29,7 @@ from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
 from .recipes import get_recipe
 from .results import RESULTS_FILE, RunResults, evaluation_record_name
+from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
 
 
@@ -45,6 +46,7 @@ def _environment(trainer: SegTrainer) -> dict[str, Any]:
         if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()})",
         "num_processes": trainer.accelerator.num_processes,
+        "torch_threads": torch.get_num_threads(),  # intra-op CPU threads of each process
         "distributed_type": str(trainer.accelerator.distributed_type),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -277,6 +279,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         PushError: trained and saved, but the push failed; the message says how to retry.
     """
     check_args(model_args)
+    apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(training_args)
     check_start(model_args)  # before the data: a missing model should not wait for it
     dataset, data_dir = load_data(data_args, training_args)
