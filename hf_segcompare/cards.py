@@ -175,7 +175,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         )
         if name in environment
     ]
-    class_names = results.dataset["class_names"]
+    class_names = results.class_names
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),

@@ -84,11 +84,10 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
     if not output_dir.is_dir():
         raise PushError(f"{output_dir} does not exist: nothing to push.")
     results_file = output_dir / RESULTS_FILE
-    if results_file.is_file():
-        status = RunResults.read(results_file).status
-        if status != "complete":
-            raise PushError(f"{results_file} records a run that did not finish ({status}): it is not a result to "
-                            "publish. Train it again (see the error the run printed).")
+    results = RunResults.read(results_file) if results_file.is_file() else None
+    if results is not None and results.status != "complete":
+        raise PushError(f"{results_file} records a run that did not finish ({results.status}): it is not a result to "
+                        "publish. Train it again (see the error the run printed).")
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -102,8 +101,7 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
             f"pushing {output_dir} to {repo_id} failed ({type(error).__name__}: {reason}). Everything is still in "
             f"{output_dir}. Retry with: {retry_command(output_dir, repo_id)}"
         ) from None
-    if results_file.is_file():
-        results = RunResults.read(results_file)
+    if results is not None:
         results.hub = {"repo_id": repo_id, "commit_url": commit.commit_url}
         results.write(results_file)
     return commit.commit_url

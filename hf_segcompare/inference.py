@@ -26,7 +26,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .data.transforms import SIZE_MULTIPLE, eval_transforms, size_to_fit
 from .models import SmpSegConfig, ViTSegConfig, model_normalization
-from .models.registry import IMAGENET, Normalization
+from .models.registry import IMAGENET
 
 
 class SegImageProcessor(BaseImageProcessor):
@@ -53,10 +53,6 @@ class SegImageProcessor(BaseImageProcessor):
         """The processor of `model`: its weights' normalisation (`model_normalization`)."""
         normalization = model_normalization(model)
         return cls(image_mean=normalization.mean, image_std=normalization.std)
-
-    @property
-    def normalization(self) -> Normalization:
-        return Normalization(tuple(self.image_mean), tuple(self.image_std))
 
     def padded_side(self, sizes: Sequence[tuple[int, int]]) -> int:
         """The square side a batch of images of these (height, width) sizes is padded to."""

@@ -43,14 +43,6 @@ class LabelSet:
         """Class id -> name, as every model config carries it."""
         return dict(enumerate(self.names))
 
-    @classmethod
-    def from_id2label(cls, id2label: dict, ignore_index: int = IGNORE_INDEX) -> "LabelSet":
-        """From a config's ``id2label`` (keys may be strings, as in a JSON file); ids must be 0..N-1."""
-        by_id = {int(key): str(value) for key, value in id2label.items()}
-        if sorted(by_id) != list(range(len(by_id))):
-            raise ValueError(f"class ids must be 0..{len(by_id) - 1} without gaps, got {sorted(by_id)[:10]}")
-        return cls(tuple(by_id[index] for index in range(len(by_id))), ignore_index)
-
 
 VOC_LABELS = LabelSet(VOC_CLASSES, IGNORE_INDEX)
 

@@ -28,7 +28,7 @@ from .inference import SegImageProcessor
 from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
 from .recipes import get_recipe
-from .results import RESULTS_FILE, RunResults, evaluation_record_name
+from .results import RESULTS_FILE, RunResults, record_name
 from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
 
@@ -255,7 +255,7 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
 def _publish_evaluation(results: RunResults, output_dir: Path, hub_model_id: str | None) -> Path:
     """An evaluation-only run's record, beside the model's: never results.json, which belongs to
     the training run. A trained folder's card is re-rendered with the evaluation added."""
-    path = results.write(output_dir / evaluation_record_name(results.dataset["name"]))
+    path = results.write(output_dir / record_name(results))
     trained = output_dir / RESULTS_FILE
     if trained.is_file():
         training_record = RunResults.read(trained)

@@ -13,9 +13,7 @@ architecture family is new (a config, a `PreTrainedModel` and an encoder loader)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import PretrainedUnavailable, UsageError
@@ -204,17 +202,11 @@ def create_model(
     return model
 
 
-def model_normalization(model_or_config, folder: str | Path | None = None) -> Normalization:
-    """The mean/std a model's inputs are normalised with.
-
-    From its config (`create_model` records it there); for a folder saved before that, from the
-    folder's ``preprocessor_config.json``; else ImageNet's, which every model used then.
-    """
+def model_normalization(model_or_config) -> Normalization:
+    """The mean/std a model's inputs are normalised with: from its config, where `create_model`
+    records it; ImageNet's for a model saved before that (every model used ImageNet's then)."""
     config = getattr(model_or_config, "config", model_or_config)
-    found = Normalization.from_mapping(config.to_dict() if hasattr(config, "to_dict") else dict(config))
-    if found is None and folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
-        found = Normalization.from_mapping(json.loads((Path(folder) / "preprocessor_config.json").read_text()))
-    return found or IMAGENET
+    return Normalization.from_mapping(config.to_dict()) or IMAGENET
 
 
 def count_parameters(model) -> int:
