@@ -30,9 +30,9 @@ Three ways in:
 - ``evaluate.load(MEAN_IOU_MODULE)``: the same as an `evaluate.Metric`, for where
   ``evaluate.load("mean_iou")`` cannot reach the Hub. Its `add_batch` accumulates a joint
   histogram of raw (reference, prediction) values, so the compute-time arguments still apply.
-- `SegmentationMetrics` for `Trainer`: `preprocess_logits_for_metrics`
-  turns each batch of logits into per-sample confusion matrices ``[B, C+1, C+1]`` with one torch
-  `bincount` on the logits' device. Trainer gathers those across processes — `gather_for_metrics`
+- `SegmentationMetrics` for `Trainer`: `preprocess_logits_for_metrics` turns each batch of
+  logits into per-sample confusion matrices ``[B, C+1, C+1]``: one torch `bincount` on a GPU,
+  numpy's byte-pair count on the CPU. Trainer gathers those across processes — `gather_for_metrics`
   trims the duplicated tail samples along dim 0, which is why they stay per sample — and with
   ``batch_eval_metrics=True`` `compute` sums them. Memory is O(C^2) per image, whatever the size
   of the validation set or the number of processes.
@@ -83,10 +83,25 @@ def _bin(values, num_labels: int):
 
 def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Per-sample confusion matrices ``[B, C+1, C+1]`` (int64) with one `bincount` on the inputs' device.
+    """Per-sample confusion matrices ``[B, C+1, C+1]`` (int64), counted where the inputs are.
 
-    Pixels whose reference is `ignore_index` or Trainer's -100 padding are not counted.
+    Pixels whose reference is `ignore_index` or Trainer's -100 padding are not counted. On a GPU
+    the counting stays on the device (one `torch.bincount`); on the CPU, maps whose values fit in a
+    byte (VOC's) take numpy's byte-pair count, about three times faster than torch's there.
     """
+    if predictions.device.type == "cpu" and references.device.type == "cpu":
+        predictions_array, references_array = predictions.numpy(), references.numpy()
+        if _fits_in_a_byte(predictions_array) and _fits_in_a_byte(references_array):
+            return torch.from_numpy(np.stack([
+                _byte_pair_confusion(prediction, reference, num_labels, ignore_index)
+                for prediction, reference in zip(predictions_array, references_array)
+            ]))
+    return torch_confusion_matrices(predictions, references, num_labels, ignore_index)
+
+
+def torch_confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
+                             ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """`confusion_matrices` by one `torch.bincount` on the inputs' device, for any integer values."""
     batch_size, size = predictions.shape[0], num_labels + 1
     if references.dtype not in (torch.int32, torch.int64):
         # In uint8 labels, -100 and an ignore index of -1 would wrap to 156 and 255 and silently
@@ -105,6 +120,23 @@ def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_
     codes = codes.masked_fill_(ignored, cells)
     counts = torch.bincount(codes.reshape(-1), minlength=cells + 1)[:cells]
     return counts.reshape(batch_size, size, size)
+
+
+def _byte_pair_confusion(prediction: np.ndarray, reference: np.ndarray, num_labels: int,
+                         ignore_index: int) -> np.ndarray:
+    """One ``[C+1, C+1]`` matrix of two maps with values in [0, 255]: count the 256 x 256 value
+    pairs, then fold the values into their class bins (the ignored reference value dropped)."""
+    codes = (reference.astype(np.uint16) << 8) | prediction.astype(np.uint16)
+    pairs = np.bincount(codes.ravel(), minlength=256 * 256).reshape(256, 256)
+    if 0 <= ignore_index <= 255:  # -100 (Trainer's padding) cannot occur in values of a byte
+        pairs[ignore_index] = 0
+    size = num_labels + 1
+    bins = _bin(np.arange(256), num_labels)
+    by_reference = np.zeros((size, 256), dtype=np.int64)
+    np.add.at(by_reference, bins, pairs)
+    confusion = np.zeros((size, size), dtype=np.int64)
+    np.add.at(confusion.T, bins, by_reference.T)
+    return confusion
 
 
 def scores_from_confusion(confusion: np.ndarray, nan_to_num: float | None = None) -> dict[str, np.ndarray | float]:

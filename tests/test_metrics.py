@@ -16,6 +16,7 @@ from hf_segcompare.metrics import (
     confusion_matrices,
     mean_iou,
     scores_from_confusion,
+    torch_confusion_matrices,
 )
 
 
@@ -239,3 +240,23 @@ def test_the_trainer_path_compares_uint8_labels_without_wrapping():
     expected = direct_mean_iou(logits.argmax(1).numpy(), references.numpy(), num_labels, ignore_index=-1)
     assert expected["per_category_iou"][156] > 0
     assert_same_scores(scores_from_confusion(matrices.sum(0).numpy()), expected)
+
+
+@pytest.mark.parametrize("label_dtype, ignore_index", [(torch.uint8, IGNORE_INDEX), (torch.uint8, -1),
+                                                      (torch.int64, IGNORE_INDEX), (torch.int16, 7)])
+def test_the_cpu_count_and_the_device_count_agree(label_dtype, ignore_index):
+    """On the CPU byte-valued maps are counted with numpy; any other device (or value) with one
+    torch.bincount. Both must give the same matrices, out-of-range values and ignored pixels included."""
+    rng = np.random.default_rng(11)
+    predictions = torch.from_numpy(rng.integers(0, 24, (3, 20, 30)))  # 21..23: outside [0, 21)
+    references = torch.from_numpy(rng.integers(0, 25, (3, 20, 30))).to(label_dtype)
+    references[:, :4] = 255
+    references[1, 5:7] = 7
+    numpy_counted = confusion_matrices(predictions, references, 21, ignore_index)
+    torch_counted = torch_confusion_matrices(predictions, references, 21, ignore_index)
+    assert numpy_counted.dtype == torch_counted.dtype == torch.int64
+    assert torch.equal(numpy_counted, torch_counted)
+    kept = ~np.isin(references.numpy().astype(np.int64), [ignore_index])
+    assert int(numpy_counted.sum()) == int(kept.sum())
+    expected = direct_mean_iou(predictions.numpy(), references.numpy(), 21, ignore_index=ignore_index)
+    assert_same_scores(scores_from_confusion(numpy_counted.sum(0).numpy()), expected)
