@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
@@ -22,6 +22,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from .data.download import VOC_TRAINVAL_URL
 from .data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
+from .device_settings import resolve_device_defaults
 from .errors import UsageError
 from .models import get_entry, list_models
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
@@ -113,9 +114,15 @@ class DataArguments:
     )
     eval_size: int | None = field(
         default=None,
-        metadata={"help": "Evaluation images are padded to this square size, and only shrunk when larger "
-                          "(default: the smallest multiple of 32 holding the largest validation image, at most "
-                          f"{MAX_EVAL_SIZE}: 512 for VOC)."},
+        metadata={"help": "The largest side an evaluation image may have, a multiple of 32: larger ones are shrunk "
+                          "to fit, smaller ones never resized (default: the smallest multiple of 32 holding the "
+                          f"largest validation image, at most {MAX_EVAL_SIZE}: 512 for VOC)."},
+    )
+    eval_padding: Literal["batch", "square"] = field(
+        default="batch",
+        metadata={"help": "batch: images of one shape are evaluated together, each batch padded to its own largest "
+                          "height and width rounded up to 32 (fewer pixels computed); square: every image padded to "
+                          "--eval_size x --eval_size."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
@@ -150,6 +157,19 @@ class SegTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = _default("remove_unused_columns", False)
     # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
     batch_eval_metrics: bool = _default("batch_eval_metrics", True)
+    # None: chosen for the device (hf_segcompare.device_settings): on a CUDA GPU bf16 (fp16 where
+    # bf16 is not supported), TF32, workers from the cores; on a CPU fp32 and no workers.
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on for a CUDA GPU "
+                                                              "that supports it, off on a CPU)."})
+    fp16: bool | None = field(default=None, metadata={"help": "fp16 mixed precision with loss scaling (default: on "
+                                                              "for a CUDA GPU without bf16, off on a CPU)."})
+    tf32: bool | None = field(default=None, metadata={"help": "TF32 matmul and convolutions (default: on for an "
+                                                              "Ampere or newer GPU)."})
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Data-loader worker processes, for training and evaluation (default: on a CUDA GPU the "
+                          "cores of each process less one, at most 8; on a CPU 0, the cores compute the model)."},
+    )
 
     recipe: str | None = field(
         default=None,
@@ -171,12 +191,21 @@ class SegTrainingArguments(TrainingArguments):
             "checkpoint there, and refuses a folder holding a finished run without one."
         },
     )
+    channels_last: bool | None = field(
+        default=None,
+        metadata={"help": "Train and evaluate in the channels_last memory format (default: on for the CNNs on a CUDA "
+                          "GPU, where their convolutions run faster so; off otherwise)."},
+    )
     no_decay: str = field(
         default="transformers",
         metadata={"help": "Parameters trained without weight decay: 'transformers' (biases and normalisation "
                           "weights, Trainer's rule), 'none' (everything decays), or comma-separated parts of "
                           "parameter names (e.g. 'layer_norm')."},
     )
+
+    def __post_init__(self):
+        resolve_device_defaults(self)  # before TrainingArguments acts on precision and TF32
+        super().__post_init__()
 
     def global_batch_size(self) -> int:
         """Training samples per optimizer step, over every process."""
@@ -206,12 +235,20 @@ class SegTrainingArguments(TrainingArguments):
         return cls(**{**values, **overrides})
 
 
+_AUTO_SWITCHES = ("bf16", "fp16", "tf32", "channels_last")
+
+
 class _Parser(HfArgumentParser):
     """`HfArgumentParser` whose mistakes are `UsageError`s (one ``error:`` line, exit status 2),
     with no abbreviations: ``--num_train_epoch`` must not quietly stand for another option."""
 
     def __init__(self, dataclass_types):
         super().__init__(dataclass_types, allow_abbrev=False)
+        # HfArgumentParser gives an optional bool without a default no bare form: let ``--bf16``
+        # mean ``--bf16 true`` for these as for every other switch (unset stays None: "choose").
+        for action in self._actions:
+            if action.dest in _AUTO_SWITCHES:
+                action.nargs, action.const = "?", True
 
     def error(self, message):
         raise UsageError(f"{message}. See run_seg.py --help.")

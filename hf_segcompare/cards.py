@@ -44,6 +44,20 @@ def _pyplot():
     return plt
 
 
+def _speed_line(speed: dict | None) -> str | None:
+    """The device switches a run used, in words (None for records older than schema 3)."""
+    if not speed:
+        return None
+    parts = [f"{speed['mixed_precision']} {'autocast' if speed['mixed_precision'] != 'fp32' else 'throughout'}",
+             f"TF32 {'on' if speed['tf32'] else 'off'}",
+             "channels_last memory format" if speed["channels_last"] else "contiguous (NCHW) memory format",
+             "torch.compile" if speed["torch_compile"] else "eager mode"]
+    workers = speed["dataloader_num_workers"]
+    parts.append(f"{workers} data-loader worker(s){' (persistent)' if speed['dataloader_persistent_workers'] else ''}"
+                 if workers else "data prepared in the main process")
+    return ", ".join(parts)
+
+
 def _fmt(value) -> str:
     """A metric to four decimals; "n/a" for a missing one (None, NaN, or absent from the template's data)."""
     if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
@@ -201,6 +215,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         final=final,
         training=training,
         precision=precision,
+        speed_line=_speed_line(results.speed),
         per_class=[(name, final.get(f"eval_iou_{name}")) for name in class_names],
         memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
             results.peak_memory["kind"], results.peak_memory["kind"]

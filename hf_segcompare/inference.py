@@ -1,9 +1,10 @@
 """Run a trained model on images: the image processor saved with every model, and `segment`.
 
 `SegImageProcessor` does what evaluation does to an image: normalise it with the mean/std its
-weights were trained with and pad it (bottom/right) to a square multiple of 32, never resizing, so
-the aspect ratio is kept; its `post_process_semantic_segmentation` upsamples the logits to the
-padded size and crops the padding away. It is saved in every output folder and registered with
+weights were trained with and pad it (bottom/right) to its height and width rounded up to a
+multiple of 32 (a batch: to its largest), never resizing, so the aspect ratio is kept; its
+`post_process_semantic_segmentation` upsamples the logits to the padded size and crops the padding
+away. It is saved in every output folder and registered with
 `AutoImageProcessor` (on ``import hf_segcompare``), so ``pipeline("image-segmentation",
 model=folder)`` and `segment` give the same class for every pixel.
 
@@ -20,23 +21,24 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .data.transforms import SIZE_MULTIPLE, eval_transforms, size_to_fit
+from .data.transforms import SIZE_MULTIPLE, SegCollator, size_to_fit, to_float_and_normalize
 from .models import SmpSegConfig, ViTSegConfig, model_normalization
 from .models.registry import IMAGENET
 
 
 class SegImageProcessor(BaseImageProcessor):
-    """Normalise with the weights' mean/std and pad to a square multiple of `size_divisor`; undo the
-    padding on the way out.
+    """Normalise with the weights' mean/std and pad height and width to multiples of
+    `size_divisor`; undo the padding on the way out.
 
     Args:
         image_mean, image_std: the normalisation of the model's weights (RGB, 0-1 pixel values).
-        size_divisor: the padded side is the smallest multiple of this that holds the image's longer
-            side (32 suits every architecture here).
+        size_divisor: each padded side is the smallest multiple of this that holds the batch's
+            largest image on that side (32 suits every architecture here).
     """
 
     model_input_names = ["pixel_values"]
@@ -54,33 +56,36 @@ class SegImageProcessor(BaseImageProcessor):
         normalization = model_normalization(model)
         return cls(image_mean=normalization.mean, image_std=normalization.std)
 
-    def padded_side(self, sizes: Sequence[tuple[int, int]]) -> int:
-        """The square side a batch of images of these (height, width) sizes is padded to."""
-        return size_to_fit(max(max(size) for size in sizes), self.size_divisor)
+    def padded_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """The (height, width) a batch of images of these (height, width) sizes is padded to."""
+        return (size_to_fit(max(height for height, _ in sizes), self.size_divisor),
+                size_to_fit(max(width for _, width in sizes), self.size_divisor))
 
     def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
-        """``pixel_values`` [B, 3, S, S]: each image normalised and padded bottom/right to one square side S."""
+        """``pixel_values`` [B, 3, H, W]: each image normalised and padded bottom/right (black, as in
+        evaluation) to the batch's largest height and width, rounded up to `size_divisor`."""
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         tensors = [
             image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image.convert("RGB")) for image in images
         ]
-        side = self.padded_side([tuple(tensor.shape[-2:]) for tensor in tensors])
-        pipeline = eval_transforms(side, self.image_mean, self.image_std)
-        pixel_values = torch.stack([pipeline(tv_tensors.Image(tensor)).as_subclass(torch.Tensor) for tensor in tensors])
+        normalize = to_float_and_normalize(self.image_mean, self.image_std)
+        collate = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
+        pixel_values = collate([{"pixel_values": v2.Compose(normalize)(tv_tensors.Image(tensor)).as_subclass(
+            torch.Tensor)} for tensor in tensors])["pixel_values"]
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def post_process_semantic_segmentation(self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None):
         """Class ids per pixel, one [H, W] tensor per image.
 
         With `target_sizes` (each image's (height, width), as the pipeline passes them) the logits
-        are upsampled to the padded square and cropped to the image; without, the argmax of the
+        are upsampled to the padded size and cropped to the image; without, the argmax of the
         logits at their own resolution.
         """
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
         if target_sizes is None:
             return list(logits.argmax(dim=1))
-        side = self.padded_side(target_sizes)
-        logits = torch.nn.functional.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
+        logits = torch.nn.functional.interpolate(logits, size=self.padded_size(target_sizes), mode="bilinear",
+                                                 align_corners=False)
         return [logits[index].argmax(dim=0)[:height, :width] for index, (height, width) in enumerate(target_sizes)]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 2  # 2: labels' ignore index, input normalisation, push record, schema_version itself
+SCHEMA_VERSION = 3  # 2: labels' ignore index, input normalisation, push record, schema_version; 3: speed
 
 
 def _json_safe(value):
@@ -40,7 +40,8 @@ class RunResults:
     has no `final_eval` (and a `diverged` block), and the comparison page and the push refuse it.
     `dataset` holds the data's name, path, sizes, ``class_names`` and ``ignore_index``; `train`
     (None for an evaluation-only run) the wall time, samples/s, steps, epochs, mean loss and the
-    checkpoint it resumed from; `hub` the repo and commit of its push.
+    checkpoint it resumed from; `hub` the repo and commit of its push; `speed` the device switches
+    it ran with (precision, TF32, memory format, compile, data-loader workers).
     """
 
     model: str
@@ -60,6 +61,7 @@ class RunResults:
     train_loss: list[dict[str, Any]] = field(default_factory=list)
     diverged: dict[str, Any] | None = None
     hub: dict[str, str] | None = None
+    speed: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

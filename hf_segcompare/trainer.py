@@ -41,12 +41,18 @@ from .checkpoints import checkpoints, missing_parts
 from .data.transforms import (
     MAX_CROP_SIZE,
     MAX_EVAL_SIZE,
+    SIZE_MULTIPLE,
     AugmentationSeeds,
+    SegCollator,
     eval_transforms,
     fitted_size,
+    image_sizes,
     make_batch_transform,
+    shape_order,
+    size_to_fit,
     train_transforms,
 )
+from .device_settings import speed_record, uses_channels_last
 from .errors import CheckpointError, TrainingDiverged, UsageError
 from .labels import IGNORE_INDEX
 from .metrics import SegmentationMetrics
@@ -120,20 +126,23 @@ class SegTrainer(Trainer):
         train_dataset, eval_dataset: raw ``image``/``label`` datasets get the transforms here (the
             training set needs an ``id`` column for its per-sample augmentation seeds); datasets
             that already carry a transform are used as they are.
-        crop_size, eval_size: training crop and evaluation pad size; default: the recipe's crop
-            (`SegTrainingArguments.recipe`), else the smallest multiple of 32 holding the split's
-            largest image, at most 512.
+        crop_size, eval_size: training crop, and the largest side an evaluation image may have
+            (larger ones are shrunk); default: the recipe's crop (`SegTrainingArguments.recipe`),
+            else the smallest multiple of 32 holding the split's largest image, at most 512.
+        eval_padding: ``"batch"`` evaluates images of one padded shape together, each batch padded
+            to its own shape (`SegCollator`); ``"square"`` pads every image to `eval_size`.
         **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
             and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
             after the toolkit's.
 
     Raises:
-        UsageError: ``lr_multipliers`` or ``no_decay`` that cannot be applied to this model, or
-            persistent data-loader workers (they would repeat the first epoch's augmentation).
+        UsageError: ``lr_multipliers`` or ``no_decay`` that cannot be applied to this model, or an
+            `eval_size` that is not a multiple of 32.
     """
 
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
-                 crop_size: int | None = None, eval_size: int | None = None, **kwargs):
+                 crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
+                 **kwargs):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -142,14 +151,13 @@ class SegTrainer(Trainer):
         if changes:
             args = with_fields(args, **changes)
         normalization = model_normalization(model)
+        # The CNNs' convolutions run faster on a GPU in NHWC; the inputs follow the weights' format.
+        self.channels_last = uses_channels_last(args, model)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.augmentation = None
-        self.crop_size = self.eval_size = None
+        self.crop_size = self.eval_size = self.eval_padding = None
         if train_dataset is not None and _is_raw(train_dataset):
-            if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
-                # Persistent workers keep the copy of the augmentation seeds they started with:
-                # every epoch would repeat the first epoch's crops.
-                raise UsageError("--dataloader_persistent_workers would give every epoch the first epoch's random "
-                                 "crops (each worker keeps its copy of the augmentation epoch): leave it off.")
             if "id" not in train_dataset.column_names:
                 raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
                                  "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
@@ -159,13 +167,27 @@ class SegTrainer(Trainer):
             train_dataset = train_dataset.with_transform(make_batch_transform(
                 train_transforms(self.crop_size, normalization.mean, normalization.std), self.augmentation))
         if eval_dataset is not None and _is_raw(eval_dataset):
-            self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE)
+            if eval_padding not in ("batch", "square"):
+                raise UsageError(f"eval_padding={eval_padding!r}: use 'batch' or 'square'.")
+            if eval_size is not None and eval_size % SIZE_MULTIPLE:
+                raise UsageError(f"--eval_size {eval_size} is not a multiple of {SIZE_MULTIPLE}, which every model "
+                                 f"here needs: pass {size_to_fit(eval_size)}.")
+            sizes = image_sizes(eval_dataset)
+            self.eval_size = eval_size or min(MAX_EVAL_SIZE, size_to_fit(max(max(size) for size in sizes)))
+            self.eval_padding = eval_padding
+            if eval_padding == "batch":
+                # The metric is a sum over pixels, so the order is free: group the shapes.
+                eval_dataset = eval_dataset.select(shape_order(sizes, self.eval_size))
+            square = eval_padding == "square"
             eval_dataset = eval_dataset.with_transform(make_batch_transform(
-                eval_transforms(self.eval_size, normalization.mean, normalization.std)))
+                eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square)))
         if "compute_metrics" not in kwargs:
             metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)],
                                           getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
             kwargs.update(compute_metrics=metrics.compute, preprocess_logits_for_metrics=metrics.preprocess_logits)
+        if kwargs.get("data_collator") is None:
+            kwargs["data_collator"] = SegCollator(normalization.mean, normalization.std,
+                                                  getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
         if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs:
             kwargs["optimizer_cls_and_kwargs"] = _recipe_optimizer(args, model)
         callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine()]
@@ -176,6 +198,11 @@ class SegTrainer(Trainer):
         # skip its own loss averaging over accumulation steps; no model here uses that count.
         self.model_accepts_loss_kwargs = False
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
+
+    def speed_settings(self) -> dict:
+        """The device switches this trainer runs with (precision, TF32, memory format, compile,
+        data-loader workers), as results.json records them."""
+        return speed_record(self.args, self.channels_last)
 
     @property
     def resource_meter(self) -> ResourceMeter:

@@ -170,6 +170,7 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
             "ignore_index": labels.ignore_index,
             "crop_size": data_args.crop_size,
             "eval_size": data_args.eval_size,
+            "eval_padding": data_args.eval_padding,
         },
         train=train_summary,
         recipe=_recipe_record(model_args.model, data_args, trainer),
@@ -180,6 +181,7 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
         train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
                     for e in trainer.state.log_history if "loss" in e],
         environment=_environment(trainer),
+        speed=trainer.speed_settings(),
         args={
             "model": dataclasses.asdict(model_args),
             "data": dataclasses.asdict(data_args),
@@ -295,7 +297,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     )
     trainer = SegTrainer(model, with_fields(training_args, hub_token=None, push_to_hub=False),
                          dataset["train"] if training_args.do_train else None, dataset["validation"],
-                         crop_size=data_args.crop_size, eval_size=data_args.eval_size)
+                         crop_size=data_args.crop_size, eval_size=data_args.eval_size,
+                         eval_padding=data_args.eval_padding)
     # Resolved, so run_args.json and the record hold the sizes and start the run used, and replaying
     # the file repeats this run on changed data too.
     data_args = dataclasses.replace(data_args, crop_size=trainer.crop_size or data_args.crop_size,

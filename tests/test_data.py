@@ -14,12 +14,14 @@ from torchvision import tv_tensors
 from hf_segcompare.data import (
     IGNORE_INDEX,
     VOC_CLASSES,
+    SegCollator,
     ensure_synthetic_voc,
     eval_transforms,
     generate_synthetic_voc,
     largest_image_side,
     load_voc,
     make_batch_transform,
+    shape_order,
     size_to_fit,
     train_transforms,
     voc_palette,
@@ -183,26 +185,52 @@ def test_train_padding_fills_masks_with_255():
     assert (grey[labels != IGNORE_INDEX] > 0).all()
 
 
-def test_eval_transform_pads_without_resizing():
+def test_square_eval_transform_pads_without_resizing():
     image, mask = _class_coded_sample(np.random.default_rng(0), height=57, width=43)
-    out = make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD))({"image": [image], "label": [mask]})
+    transform = make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD, square=True))
+    out = transform({"image": [image], "label": [mask]})
     labels = out["labels"][0]
     assert labels.shape == (64, 64)
     assert torch.equal(labels[:57, :43], torch.from_numpy(np.array(mask)).long())
     assert (labels[57:] == IGNORE_INDEX).all() and (labels[:, 43:] == IGNORE_INDEX).all()
     grey = _denormalise(out["pixel_values"][0])[0]
     assert torch.equal(grey[:57, :43], torch.from_numpy(np.array(image)[..., 0]).float())
+    assert (grey[57:] == 0).all()  # black, as the training crop pads
+
+
+def test_the_collator_pads_a_batch_to_its_own_shape_as_square_padding_would():
+    """Batch padding: each side to the batch's largest, rounded up to 32; black image, 255 labels.
+    Inside that shape the values equal what square padding to the eval size gives."""
+    rng = np.random.default_rng(0)
+    samples = [_class_coded_sample(rng, height=57, width=43), _class_coded_sample(rng, height=40, width=70)]
+    batch = {"image": [s[0] for s in samples], "label": [s[1] for s in samples]}
+    own = make_batch_transform(eval_transforms(128, IMAGENET_MEAN, IMAGENET_STD))(dict(batch))
+    assert [tuple(v.shape[-2:]) for v in own["labels"]] == [(57, 43), (40, 70)]  # no padding per image
+    collated = SegCollator(IMAGENET_MEAN, IMAGENET_STD)([{"pixel_values": p, "labels": label}
+                                                          for p, label in zip(own["pixel_values"], own["labels"])])
+    assert collated["pixel_values"].shape == (2, 3, 64, 96) and collated["labels"].shape == (2, 64, 96)
+    square = make_batch_transform(eval_transforms(128, IMAGENET_MEAN, IMAGENET_STD, square=True))(dict(batch))
+    for index in range(2):
+        assert torch.equal(collated["labels"][index], square["labels"][index][:64, :96])
+        assert torch.allclose(collated["pixel_values"][index], square["pixel_values"][index][:, :64, :96])
+
+
+def test_shape_order_groups_images_by_their_padded_shape():
+    sizes = [(375, 500), (500, 375), (370, 500), (500, 500), (333, 500), (500, 370), (600, 800)]
+    order = shape_order(sizes, eval_size=512)
+    assert sorted(order) == list(range(len(sizes)))
+    # 600x800 is shrunk to 384x512 first: it joins the 375x500 and 370x500 images.
+    assert order == [4, 0, 2, 6, 1, 5, 3]
 
 
 def test_eval_transform_shrinks_a_larger_image_with_a_nearest_neighbour_mask():
     image, mask = _class_coded_sample(np.random.default_rng(0), height=128, width=86)
     out = make_batch_transform(eval_transforms(64, IMAGENET_MEAN, IMAGENET_STD))({"image": [image], "label": [mask]})
     labels = out["labels"][0]
-    assert labels.shape == (64, 64)
-    # 128x86 -> 64x43: the mask keeps only its own values (nearest-neighbour), then 255 padding.
-    assert set(labels[:64, :43].unique().tolist()) <= {0, 7, 15, IGNORE_INDEX}
-    assert (labels[:, 43:] == IGNORE_INDEX).all()
-    assert (labels[:64, :43] == 7).sum() > 0 and (labels[:64, :43] == 15).sum() > 0
+    assert labels.shape == (64, 43)
+    # 128x86 -> 64x43: the mask keeps only its own values (nearest-neighbour).
+    assert set(labels.unique().tolist()) <= {0, 7, 15, IGNORE_INDEX}
+    assert (labels == 7).sum() > 0 and (labels == 15).sum() > 0
 
 
 def test_rgb_mask_is_refused_with_a_clear_message():
@@ -218,3 +246,29 @@ def test_tv_tensor_types_are_what_the_pipeline_expects():
     from hf_segcompare.data.transforms import PAD_FILL
 
     assert PAD_FILL[tv_tensors.Mask] == IGNORE_INDEX and PAD_FILL[tv_tensors.Image] == 0
+
+
+class _SeedOfEachSample(torch.utils.data.Dataset):
+    def __init__(self, seeds):
+        self.seeds = seeds
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return self.seeds.for_sample(f"sample{index}")
+
+
+def test_persistent_workers_see_each_new_augmentation_epoch():
+    """Persistent data-loader workers keep their copy of the dataset between epochs: the epoch the
+    augmentation seeds are drawn for must still reach them."""
+    from hf_segcompare.data import AugmentationSeeds
+
+    seeds = AugmentationSeeds(7)
+    loader = torch.utils.data.DataLoader(_SeedOfEachSample(seeds), batch_size=2, num_workers=2,
+                                         persistent_workers=True)
+    for epoch in range(3):
+        seeds.epoch = epoch
+        in_workers = [seed for batch in loader for seed in batch.tolist()]
+        assert in_workers == [seeds.for_sample(f"sample{index}") for index in range(4)], epoch
+    assert len({seeds.for_sample("sample0") for seeds.epoch in range(3)}) == 3  # the epochs do differ

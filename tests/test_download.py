@@ -35,8 +35,8 @@ class TarServer(LocalServer):
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
                 self.end_headers()
+                server.bytes_sent += len(body)  # before the write: the client may be done before it returns
                 self.wfile.write(body)
-                server.bytes_sent += len(body)
 
             def log_message(self, *args):
                 pass

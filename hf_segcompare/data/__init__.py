@@ -6,9 +6,12 @@ from .download import download_voc
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
     AugmentationSeeds,
+    SegCollator,
     eval_transforms,
+    image_sizes,
     largest_image_side,
     make_batch_transform,
+    shape_order,
     size_to_fit,
     train_transforms,
 )
@@ -17,6 +20,7 @@ from .voc import load_voc, voc_palette
 __all__ = [
     "AugmentationSeeds",
     "IGNORE_INDEX",
+    "SegCollator",
     "DataError",
     "InvalidSamplesError",
     "VOC_CLASSES",
@@ -25,11 +29,13 @@ __all__ = [
     "eval_transforms",
     "generate_synthetic_sbd",
     "generate_synthetic_voc",
+    "image_sizes",
     "LabelSet",
     "VOC_LABELS",
     "largest_image_side",
     "load_voc",
     "make_batch_transform",
+    "shape_order",
     "size_to_fit",
     "train_transforms",
     "voc_palette",

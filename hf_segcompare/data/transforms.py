@@ -6,8 +6,11 @@ padded pixels are ignored by loss and metric, never learned as background.
 
 - train: random scale 0.5-2.0 of the crop size (large-scale jitter, as mmsegmentation's VOC
   recipe), pad to the crop, random crop, horizontal flip, normalise;
-- eval: pad (bottom/right) to a fixed square size, never resize, so the metric is computed at the
-  masks' native resolution and every batch has one shape.
+- eval: never resize (an image larger than the eval size is shrunk to fit), so the metric is
+  computed at the masks' native resolution; `SegCollator` pads each batch (bottom/right) only to
+  its own largest height and width rounded up to 32, and `shape_order` puts images of one padded
+  shape next to each other, so a 500x375 VOC image costs 512x384 pixels rather than 512x512.
+  ``square=True`` pads every image to the eval size instead (the earlier behaviour).
 
 The mean/std are always passed in: they belong to the model's starting weights (the registry and
 `hf_segcompare.models.model_normalization` say which), never to a global default.
@@ -71,7 +74,8 @@ class ShrinkToFit(v2.Transform):
         return F.resize(inpt, size=params["new_size"], antialias=True) if params["resize"] else inpt
 
 
-def _to_float_and_normalize(mean, std) -> list[v2.Transform]:
+def to_float_and_normalize(mean, std) -> list[v2.Transform]:
+    """Pixels to float in [0, 1] (masks to int64), then normalised with the weights' `mean`/`std`."""
     return [
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
         v2.Normalize(mean=mean, std=std),
@@ -85,18 +89,21 @@ def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0)) -> v2.Co
             v2.ScaleJitter(target_size=(crop_size, crop_size), scale_range=scale_range, antialias=True),
             v2.RandomCrop(crop_size, pad_if_needed=True, fill=PAD_FILL),
             v2.RandomHorizontalFlip(),
-            *_to_float_and_normalize(mean, std),
+            *to_float_and_normalize(mean, std),
         ]
     )
 
 
-def eval_transforms(eval_size: int, mean, std) -> v2.Compose:
-    """Pad to `eval_size` x `eval_size` (mask fill 255), normalise with the weights' `mean`/`std`.
+def eval_transforms(eval_size: int, mean, std, square: bool = False) -> v2.Compose:
+    """Shrink to fit `eval_size` (only images larger than it), normalise with the weights' `mean`/`std`.
 
     Images that fit (all of VOC at 512) are never resized, so they are scored at native
-    resolution; a larger image is first shrunk to fit, its mask with nearest-neighbour.
+    resolution; a larger image is shrunk to fit, its mask with nearest-neighbour. The batch is
+    padded by `SegCollator`; with `square`, every image is padded here to `eval_size` x
+    `eval_size` (mask fill 255) instead.
     """
-    return v2.Compose([ShrinkToFit(eval_size), PadToSize(eval_size), *_to_float_and_normalize(mean, std)])
+    padding = [PadToSize(eval_size)] if square else []
+    return v2.Compose([ShrinkToFit(eval_size), *padding, *to_float_and_normalize(mean, std)])
 
 
 def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
@@ -110,21 +117,73 @@ def fitted_size(dataset, limit: int) -> int:
 
 
 def largest_image_side(dataset, image_column: str = "image") -> int:
-    """Largest width or height over a split: from the ``width``/``height`` columns `load_voc`
+    """Largest width or height over a split (see `image_sizes`)."""
+    return max(max(size) for size in image_sizes(dataset, image_column))
+
+
+def image_sizes(dataset, image_column: str = "image") -> list[tuple[int, int]]:
+    """(height, width) of every image of a split: from the ``width``/``height`` columns `load_voc`
     stores, else read from the image headers batch by batch, without decoding pixels."""
     if {"width", "height"} <= set(dataset.column_names):
-        return max(max(dataset["width"]), max(dataset["height"]))
+        return list(zip(dataset["height"], dataset["width"]))
     from datasets import Image as ImageFeature
     from PIL import Image
 
     undecoded = dataset.select_columns([image_column]).cast_column(image_column, ImageFeature(decode=False))
-    largest = 0
+    sizes = []
     for batch in undecoded.iter(batch_size=256):
         for entry in batch[image_column]:
             source = entry["path"] if entry.get("bytes") is None else io.BytesIO(entry["bytes"])
             with Image.open(source) as image:
-                largest = max(largest, *image.size)
-    return largest
+                sizes.append((image.height, image.width))
+    return sizes
+
+
+def padded_shape(height: int, width: int, eval_size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """The (height, width) an image of this size is evaluated at: shrunk to fit `eval_size`, then
+    each side rounded up to `multiple`."""
+    scale = min(1.0, eval_size / max(height, width))
+    return (size_to_fit(max(1, round(height * scale)), multiple), size_to_fit(max(1, round(width * scale)), multiple))
+
+
+def shape_order(sizes: list[tuple[int, int]], eval_size: int) -> list[int]:
+    """Indices that put images of one padded shape next to each other (stable within a shape), so
+    consecutive evaluation batches need little or no padding beyond each image's own."""
+    return sorted(range(len(sizes)), key=lambda index: padded_shape(*sizes[index], eval_size))
+
+
+def pad_batch(images: list[torch.Tensor], fill: torch.Tensor | float = 0.0,
+              multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
+    """Stack ``[C, H, W]`` (or ``[H, W]``) tensors padded bottom/right with `fill` to the batch's
+    largest height and width, each rounded up to `multiple`. `fill` may hold one value per channel."""
+    height = size_to_fit(max(image.shape[-2] for image in images), multiple)
+    width = size_to_fit(max(image.shape[-1] for image in images), multiple)
+    batch = torch.empty((len(images), *images[0].shape[:-2], height, width), dtype=images[0].dtype)
+    batch[...] = torch.as_tensor(fill, dtype=images[0].dtype).reshape(-1, 1, 1) if images[0].dim() == 3 else fill
+    for index, image in enumerate(images):
+        batch[index, ..., : image.shape[-2], : image.shape[-1]] = image
+    return batch
+
+
+class SegCollator:
+    """`Trainer`'s data collator: pad ``pixel_values`` and ``labels`` to the batch's shape.
+
+    Images are padded with black in the weights' normalisation (what `PadToSize` and the training
+    crop pad with before normalising), labels with 255, so padded pixels are never scored. A batch
+    of one shape (every training crop, a square evaluation) is only stacked.
+    """
+
+    def __init__(self, mean, std, ignore_index: int = IGNORE_INDEX, multiple: int = SIZE_MULTIPLE):
+        self.image_fill = (-torch.as_tensor(mean, dtype=torch.float32) / torch.as_tensor(std, dtype=torch.float32))
+        self.ignore_index = ignore_index
+        self.multiple = multiple
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": pad_batch([feature["pixel_values"] for feature in features], self.image_fill,
+                                           self.multiple)}
+        if "labels" in features[0]:
+            batch["labels"] = pad_batch([feature["labels"] for feature in features], self.ignore_index, self.multiple)
+        return batch
 
 
 class AugmentationSeeds:
@@ -135,12 +194,21 @@ class AugmentationSeeds:
     augmentation, so a resumed run would crop that batch differently. Drawing each sample's
     augmentation from a generator seeded by (seed, epoch, id) makes it the same however the run was
     interrupted, however many data-loader workers or processes there are, and leaves the global
-    generator alone. `AugmentationEpoch` (a Trainer callback) keeps `epoch` current.
+    generator alone. `AugmentationEpoch` (a Trainer callback) keeps `epoch` current; it lives in
+    shared memory, so persistent data-loader workers see each new epoch too.
     """
 
     def __init__(self, seed: int):
         self.seed = seed
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.fill_(value)
 
     def for_sample(self, sample_id: str) -> int:
         """The seed of `sample_id`'s augmentation in the current epoch (stable across processes)."""

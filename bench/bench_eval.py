@@ -1,0 +1,245 @@
+"""Evaluation benchmark: hf_segcompare against the transformers example, same weights, same images.
+
+    pip install albumentations          # the example's own dependency (not one of ours)
+    curl -LO https://raw.githubusercontent.com/huggingface/transformers/01080c629600d4ff3121446bb4f4a2e240c2cf41/examples/pytorch/semantic-segmentation/run_semantic_segmentation.py
+    python bench/bench_eval.py --example run_semantic_segmentation.py
+
+The example script is the user's download and is never committed here. Each measurement runs in a
+process of its own (so peak memory is that run's), sides alternating (example, toolkit, example,
+toolkit ...) at 50 and 200 validation images, then the toolkit alone at 500 for its memory. Both
+sides evaluate SegFormer-b0 (random weights, seed 0, saved once) on the same VOC-sized synthetic
+images (333-500 px a side) with the same eval batch, through `Trainer.evaluate()`; samples/s is
+Trainer's ``eval_samples_per_second``, which covers the metric too.
+
+What the bench changes in the example, and why (each change must match the script exactly once):
+- offline: ``hf_hub_download`` of ``id2label.json`` returns the bench's local file, and
+  ``evaluate.load("mean_iou")`` loads hf_segcompare's offline module of the same metric (the Hub's
+  copy cannot be fetched here);
+- transformers/datasets 5: ``load_dataset(..., trust_remote_code=...)`` is refused by datasets 4 and
+  later, so that argument is dropped (the one-line change the example needs);
+- equal definitions: the example scores with ``ignore_index=0`` (its sidewalk data set's
+  "unlabeled"); for VOC the ignored value is 255 and class 0 is background, so the bench passes 255.
+
+What stays different, by design: the example resizes every image and mask to 512 x 512 (the
+image processor's size) and scores there, nearest-neighbour masks included; the toolkit scores at
+each mask's own resolution. Both mIoUs are reported; they differ by that resize.
+
+Writes one JSON (``--output``); ``bench/report.py`` turns it into the README's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import runpy
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+EVAL_BATCH = 8
+# (what the example says, what the bench runs instead): each must occur exactly once.
+EXAMPLE_CHANGES = [
+    ("from transformers.utils import check_min_version, send_example_telemetry",
+     "from transformers.utils import check_min_version"),
+    ('    send_example_telemetry("run_semantic_segmentation", model_args, data_args)\n', ""),
+    ("    dataset = load_dataset(\n        data_args.dataset_name, cache_dir=model_args.cache_dir, "
+     "trust_remote_code=model_args.trust_remote_code\n    )",
+     "    dataset = load_dataset(data_args.dataset_name, cache_dir=model_args.cache_dir)"),
+    ("            ignore_index=0,\n", "            ignore_index=255,\n"),
+]
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def patched_example(example: Path, workdir: Path) -> Path:
+    """The example with `EXAMPLE_CHANGES` applied, written into `workdir` (never into the repository)."""
+    source = example.read_text()
+    for old, new in EXAMPLE_CHANGES:
+        if source.count(old) != 1:
+            raise SystemExit(f"{example}: expected exactly one {old.strip()[:60]!r}; is it the script of transformers "
+                             "commit 01080c62 (examples/pytorch/semantic-segmentation/run_semantic_segmentation.py)?")
+        source = source.replace(old, new)
+    path = workdir / "run_semantic_segmentation_patched.py"
+    path.write_text(source)
+    return path
+
+
+def prepare(workdir: Path, images: int) -> dict:
+    """The validation images, the weights (saved once) and the example's parquet copies of the data."""
+    import torch
+    from transformers import SegformerImageProcessor
+
+    from hf_segcompare.data import generate_synthetic_voc, load_voc
+    from hf_segcompare.inference import SegImageProcessor
+    from hf_segcompare.labels import VOC_LABELS
+    from hf_segcompare.models import create_model, model_normalization
+
+    voc = workdir / "voc"
+    if not (voc / "VOCdevkit").exists():
+        generate_synthetic_voc(voc, num_train=2, num_val=images, min_size=333, max_size=500, seed=0)
+    weights = workdir / "weights"
+    if not (weights / "model.safetensors").exists():
+        torch.manual_seed(0)
+        model = create_model("segformer-b0", id2label=VOC_LABELS.id2label)
+        model.save_pretrained(weights)
+        SegImageProcessor.for_model(model).save_pretrained(weights)
+        # The example's folder: the same weights, with the processor it expects (resize to 512 x 512).
+        example_weights = workdir / "weights-example"
+        example_weights.mkdir(exist_ok=True)
+        for name in ("model.safetensors", "config.json"):
+            (example_weights / name).write_bytes((weights / name).read_bytes())
+        normalization = model_normalization(model)
+        SegformerImageProcessor(size={"height": 512, "width": 512}, image_mean=list(normalization.mean),
+                                image_std=list(normalization.std)).save_pretrained(example_weights)
+    (workdir / "id2label.json").write_text(json.dumps({str(k): v for k, v in VOC_LABELS.id2label.items()}))
+    return {"voc": voc, "weights": weights, "dataset": load_voc(voc, cache_dir=str(workdir / "cache"))}
+
+
+def example_data(workdir: Path, dataset, images: int) -> Path:
+    """A parquet data set (train + the first `images` validation images) the example loads by path."""
+    folder = workdir / f"parquet-{images}"
+    if not (folder / "data").exists():
+        (folder / "data").mkdir(parents=True)
+        for split, rows in (("train", dataset["train"]), ("validation", dataset["validation"].select(range(images)))):
+            rows.select_columns(["image", "label"]).to_parquet(folder / "data" / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
+def run_example(script: Path, workdir: Path, images: int) -> dict:
+    """One evaluation by the example (in this process, so its peak memory is this process's)."""
+    import evaluate
+    import huggingface_hub
+
+    from hf_segcompare.metrics import MEAN_IOU_MODULE  # the module imports hf_segcompare.metrics anyway
+
+    data = workdir / f"parquet-{images}"  # written by the parent process
+    load = evaluate.load
+    evaluate.load = lambda name, *args, **kwargs: load(MEAN_IOU_MODULE) if name == "mean_iou" else load(name, *args,
+                                                                                                          **kwargs)
+    huggingface_hub.hf_hub_download = lambda repo_id, filename, **kwargs: str(workdir / "id2label.json")
+    output = workdir / f"example-out-{images}"
+    sys.argv = [str(script), "--model_name_or_path", str(workdir / "weights-example"), "--dataset_name", str(data),
+                "--output_dir", str(output), "--do_eval", "--per_device_eval_batch_size", str(EVAL_BATCH),
+                "--report_to", "none", "--seed", "0", "--remove_unused_columns", "false"]  # as its README says
+    runpy.run_path(str(script), run_name="__main__")
+    metrics = json.loads((output / "eval_results.json").read_text())
+    return {"samples_per_second": metrics["eval_samples_per_second"], "mean_iou": metrics["eval_mean_iou"],
+            "images": images, "peak_rss_mib": _peak_rss_mib()}
+
+
+def run_toolkit(workdir: Path, images: int) -> dict:
+    """One evaluation-only run of hf_segcompare (``run_seg.py --do_train false``), in this process."""
+    from hf_segcompare.arguments import parse_args
+    from hf_segcompare.training import run
+
+    prepared = prepare(workdir, images)
+    results = run(*parse_args([
+        "--model", "segformer-b0", "--model_name_or_path", str(prepared["weights"]), "--do_train", "false",
+        "--dataset_name", "voc", "--data_dir", str(prepared["voc"]), "--cache_dir", str(workdir / "cache"),
+        "--max_eval_samples", str(images), "--per_device_eval_batch_size", str(EVAL_BATCH),
+        "--output_dir", str(workdir / f"toolkit-out-{images}"), "--seed", "0",
+    ]))
+    final = results.final_eval
+    return {"samples_per_second": final["eval_samples_per_second"], "mean_iou": final["eval_mean_iou"],
+            "images": images, "peak_rss_mib": _peak_rss_mib(), "torch_threads": results.environment["torch_threads"]}
+
+
+def _measure(side: str, images: int, options) -> dict:
+    """One run of `side` in a fresh process."""
+    command = [sys.executable, __file__, "--_run", side, "--_images", str(images), "--workdir", str(options.workdir),
+               "--example", str(options.example)]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if completed.returncode:
+        raise SystemExit(f"{side} at {images} images failed:\n{completed.stderr[-3000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f"{side} {images}: {result['samples_per_second']:.2f} samples/s, peak RSS {result['peak_rss_mib']:.0f} MiB, "
+          f"mIoU {result['mean_iou']:.4f}", file=sys.stderr, flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--example", type=Path, required=True,
+                        help="the transformers example's run_semantic_segmentation.py (commit 01080c62)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="validation images, both sides")
+    parser.add_argument("--memory_sizes", type=int, nargs="+", default=[50, 500], help="toolkit alone, for its RSS")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating example/toolkit pairs per size")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "eval.json")
+    parser.add_argument("--_run", choices=["example", "toolkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--_images", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    options.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    options.workdir.mkdir(parents=True, exist_ok=True)
+
+    if options._run:  # a child process: one measurement, one JSON line
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if options._run == "example":
+            result = run_example(patched_example(options.example, options.workdir), options.workdir, options._images)
+        else:
+            result = run_toolkit(options.workdir, options._images)
+        print(json.dumps(result))
+        return result
+
+    if not options.example.is_file():
+        raise SystemExit(f"--example {options.example}: no such file; download it as the docstring says.")
+    largest = max(options.sizes + options.memory_sizes)
+    import torch
+
+    prepared = prepare(options.workdir, largest)
+    for images in options.sizes:
+        example_data(options.workdir, prepared["dataset"], images)
+    report = {
+        "benchmark": "bench_eval",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "model": "segformer-b0 (random weights, seed 0)",
+        "eval_batch_size": EVAL_BATCH,
+        "images": "synthetic VOC-sized, 333-500 px a side",
+        "example_changes": [new.strip() for _, new in EXAMPLE_CHANGES] + ["offline id2label.json and mean_iou module"],
+        "load_average_before": os.getloadavg(),
+        "sizes": {},
+    }
+    for images in options.sizes:
+        runs = {"example": [], "toolkit": []}
+        for _ in range(options.repeats):
+            for side in ("example", "toolkit"):
+                runs[side].append(_measure(side, images, options))
+        speed = {side: statistics.median(run["samples_per_second"] for run in side_runs)
+                 for side, side_runs in runs.items()}
+        report["sizes"][str(images)] = {
+            side: {
+                "samples_per_second": {"runs": [round(run["samples_per_second"], 3) for run in side_runs],
+                                       "min": round(min(run["samples_per_second"] for run in side_runs), 3),
+                                       "median": round(speed[side], 3)},
+                "peak_rss_mib": round(statistics.median(run["peak_rss_mib"] for run in side_runs), 1),
+                "mean_iou": side_runs[0]["mean_iou"],
+            }
+            for side, side_runs in runs.items()
+        }
+        report["sizes"][str(images)]["toolkit_over_example"] = round(speed["toolkit"] / speed["example"], 3)
+    memory = {str(images): _measure("toolkit", images, options)["peak_rss_mib"] for images in options.memory_sizes}
+    low, high = memory[str(min(options.memory_sizes))], memory[str(max(options.memory_sizes))]
+    report["toolkit_peak_rss_mib"] = {**{key: round(value, 1) for key, value in memory.items()},
+                                      "largest_over_smallest": round(high / low, 3)}
+    report["load_average_after"] = os.getloadavg()
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Training benchmark: `SegTrainer` against a bare PyTorch loop, and the data loader against a step.
+
+    python bench/bench_train.py                                  # the four models, CPU-sized
+    python bench/bench_train.py --crop_size 512 --batch_size 16  # a GPU, at the published recipes' crop and batch
+    python bench/bench_train.py --models segformer-b0 --repeats 5 --output bench/results/train.json
+
+For each model (random weights, the published recipe's optimizer, parameter groups, schedule and
+gradient clipping, on VOC-sized synthetic images):
+
+- **Trainer vs bare loop**: the same model, optimizer, scheduler, data pipeline (transforms,
+  collator, data-loader workers) and batch, once through `SegTrainer.train()` and once through a
+  plain ``for batch in DataLoader: forward, backward, clip, step, zero_grad`` loop. Both are timed
+  from the end of the warm-up steps to the end of the last step (everything in between counted:
+  data, logging, callbacks, the divergence checks), in alternating runs (A B A B ...). Reports
+  samples/s, min and median per side, and the ratio of the medians. Target: >= 0.95.
+- **Data vs step**: images/s of the training data loader alone (the run's default worker count)
+  against the Trainer's steps: the share of a step that preparing its batch would take were it not
+  overlapped. Target: <= 5 %.
+
+Every figure, the device (GPU name), thread count and load average go into one JSON (``--output``),
+from which ``bench/report.py`` writes the README's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from hf_segcompare.arguments import SegTrainingArguments
+from hf_segcompare.data import generate_synthetic_voc, load_voc
+from hf_segcompare.labels import VOC_LABELS
+from hf_segcompare.models import create_model, list_models
+from hf_segcompare.trainer import SegTrainer
+
+
+class StepClock(TrainerCallback):
+    """Wall time from the end of step `warmup` to the end of the last step."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.started, self.ended = warmup, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if state.global_step == self.warmup:
+            self.started = now
+        self.ended = now
+
+
+def _arguments(model: str, workdir: Path, options) -> SegTrainingArguments:
+    return SegTrainingArguments.from_recipe(
+        model, "published", output_dir=str(workdir / "trainer"), max_steps=options.warmup + options.steps,
+        per_device_train_batch_size=options.batch_size, do_eval=False, eval_strategy="no", save_strategy="no",
+        logging_steps=10_000, disable_tqdm=True, report_to="none", seed=0, overwrite_output_dir=True,
+    )
+
+
+def _trainer(model_name: str, train, workdir: Path, options) -> SegTrainer:
+    torch.manual_seed(0)
+    model = create_model(model_name, id2label=VOC_LABELS.id2label)
+    return SegTrainer(model, _arguments(model_name, workdir, options), train, crop_size=options.crop_size)
+
+
+def run_trainer(model_name: str, train, workdir: Path, options) -> float:
+    """Samples/s of `SegTrainer.train()` over the measured steps."""
+    trainer = _trainer(model_name, train, workdir, options)
+    clock = StepClock(options.warmup)
+    trainer.add_callback(clock)
+    trainer.train()
+    return options.steps * options.batch_size / (clock.ended - clock.started)
+
+
+def run_bare_loop(model_name: str, train, workdir: Path, options) -> float:
+    """Samples/s of a plain loop with the Trainer's own model, optimizer, scheduler and batches."""
+    trainer = _trainer(model_name, train, workdir, options)  # for its optimizer, scheduler and dataset only
+    trainer.create_optimizer_and_scheduler(num_training_steps=options.warmup + options.steps)
+    model, optimizer, scheduler = trainer.model.to(trainer.args.device), trainer.optimizer, trainer.lr_scheduler
+    args = trainer.args
+    loader = torch.utils.data.DataLoader(
+        trainer.train_dataset, batch_size=options.batch_size, shuffle=True, drop_last=True,
+        collate_fn=trainer.data_collator, num_workers=args.dataloader_num_workers,
+        pin_memory=args.dataloader_pin_memory and args.device.type == "cuda",
+        persistent_workers=bool(args.dataloader_persistent_workers and args.dataloader_num_workers),
+    )
+    autocast = torch.autocast(args.device.type, dtype=torch.bfloat16 if args.bf16 else torch.float16,
+                              enabled=bool(args.bf16 or args.fp16) and args.device.type == "cuda")
+    scaler = torch.amp.GradScaler(enabled=bool(args.fp16) and args.device.type == "cuda")
+    model.train()
+    step, started = 0, None
+    while step < options.warmup + options.steps:
+        for batch in loader:
+            batch = {key: value.to(args.device, non_blocking=True) for key, value in batch.items()}
+            with autocast:
+                loss = model(**batch).loss
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if args.device.type == "cuda":
+                torch.cuda.synchronize()
+            if step == options.warmup:
+                started = time.perf_counter()
+            if step == options.warmup + options.steps:
+                break
+    return options.steps * options.batch_size / (time.perf_counter() - started)
+
+
+def data_images_per_second(model_name: str, train, workdir: Path, options) -> dict:
+    """Images/s of the training data loader alone, with the run's default worker count."""
+    trainer = _trainer(model_name, train, workdir, options)
+    loader = trainer.get_train_dataloader()
+    batches, started = 0, None
+    while batches < 2 + options.steps:  # as many epochs as it takes
+        for _ in loader:
+            batches += 1
+            if batches == 2:  # worker start-up excluded
+                started = time.perf_counter()
+            if batches == 2 + options.steps:
+                break
+    seconds = time.perf_counter() - started
+    return {"images_per_second": options.steps * options.batch_size / seconds,
+            "workers": trainer.args.dataloader_num_workers}
+
+
+def _summary(values: list[float]) -> dict:
+    return {"runs": [round(value, 3) for value in values], "min": round(min(values), 3),
+            "median": round(statistics.median(values), 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list_models())
+    parser.add_argument("--crop_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8, help="measured steps per run")
+    parser.add_argument("--warmup", type=int, default=2, help="steps before the clock starts")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating Trainer/bare-loop pairs per model")
+    parser.add_argument("--images", type=int, default=48, help="synthetic VOC-sized training images")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--output", default="bench/results/train.json")
+    options = parser.parse_args(argv)
+
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="bench-train-"))
+    data_root = workdir / "voc"
+    if not (data_root / "VOCdevkit").exists():
+        generate_synthetic_voc(data_root, num_train=options.images, num_val=4, min_size=333, max_size=500, seed=0)
+    train = load_voc(data_root, cache_dir=str(workdir / "cache"))["train"]
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    report = {
+        "benchmark": "bench_train",
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "crop_size": options.crop_size,
+        "batch_size": options.batch_size,
+        "measured_steps": options.steps,
+        "warmup_steps": options.warmup,
+        "load_average_before": os.getloadavg(),
+        "models": {},
+    }
+    for name in options.models:
+        trainer_runs, bare_runs = [], []
+        for _ in range(options.repeats):
+            for side, runs in (("trainer", trainer_runs), ("bare", bare_runs)):
+                gc.collect()
+                runs.append((run_trainer if side == "trainer" else run_bare_loop)(name, train, workdir, options))
+                print(f"{name} {side}: {runs[-1]:.2f} samples/s", file=sys.stderr, flush=True)
+        data = data_images_per_second(name, train, workdir, options)
+        trainer_step = options.batch_size / statistics.median(trainer_runs)
+        data_share = options.batch_size / data["images_per_second"] / trainer_step
+        report["models"][name] = {
+            "trainer_samples_per_second": _summary(trainer_runs),
+            "bare_loop_samples_per_second": _summary(bare_runs),
+            "trainer_over_bare_loop": round(statistics.median(trainer_runs) / statistics.median(bare_runs), 3),
+            "data_loader_images_per_second": round(data["images_per_second"], 1),
+            "data_loader_workers": data["workers"],
+            "data_share_of_a_step": round(data_share, 4),
+        }
+    report["load_average_after"] = os.getloadavg()
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
