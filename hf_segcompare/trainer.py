@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from transformers import ProgressCallback, Trainer, TrainingArguments
 
-from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ScheduleCheck
+from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
 from .checkpoints import checkpoints, missing_parts
 from .data.transforms import (
     MAX_CROP_SIZE,
@@ -190,7 +190,7 @@ class SegTrainer(Trainer):
                                                   getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
         if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs:
             kwargs["optimizer_cls_and_kwargs"] = _recipe_optimizer(args, model)
-        callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine()]
+        callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine(), ReturnFreedMemory()]
         callbacks += [AugmentationEpoch(self.augmentation)] if self.augmentation is not None else []
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          callbacks=callbacks + list(kwargs.pop("callbacks", None) or []), **kwargs)

@@ -272,3 +272,10 @@ def test_persistent_workers_see_each_new_augmentation_epoch():
         in_workers = [seed for batch in loader for seed in batch.tolist()]
         assert in_workers == [seeds.for_sample(f"sample{index}") for index in range(4)], epoch
     assert len({seeds.for_sample("sample0") for seeds.epoch in range(3)}) == 3  # the epochs do differ
+
+
+def test_voc_sized_synthetic_images_have_a_longer_side_of_500(tmp_path):
+    voc = generate_synthetic_voc(tmp_path, num_train=6, num_val=2, min_size=333, max_size=500, longer_side=500, seed=1)
+    sizes = [Image.open(path).size for path in sorted((voc / "JPEGImages").glob("*.jpg"))]
+    assert all(max(size) == 500 and 333 <= min(size) <= 500 for size in sizes)
+    assert {size[0] == 500 for size in sizes} == {True, False}  # landscape and portrait both drawn

@@ -7,6 +7,8 @@ identical metrics, with fewer pixels computed.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
@@ -83,3 +85,15 @@ def test_an_eval_size_that_no_model_can_take_is_refused(voc_tree, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with pytest.raises(UsageError, match="--eval_size 100 is not a multiple of 32.*pass 128"):
         SegTrainer(model, args, eval_dataset=validation, eval_size=100)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_evaluation_hands_freed_memory_back_on_linux(tmp_path):
+    """The trainer trims the heap after each evaluation batch (peak RSS: bench/bench_eval.py)."""
+    from hf_segcompare.callbacks import ReturnFreedMemory
+
+    model = PerPixelModel(PixelConfig(id2label=VOC_LABELS.id2label))
+    trainer = SegTrainer(model, TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+    returners = [c for c in trainer.callback_handler.callbacks if isinstance(c, ReturnFreedMemory)]
+    assert len(returners) == 1 and returners[0]._trim is not None
+    returners[0].on_prediction_step(trainer.args, trainer.state, trainer.control)

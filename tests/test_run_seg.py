@@ -31,6 +31,7 @@ def _assert_complete(results: dict, model: str) -> None:
     assert results["dataset"]["train_samples"] == TINY_TREE["num_train"]
     assert results["dataset"]["validation_samples"] == TINY_TREE["num_val"]
     assert results["dataset"]["eval_size"] == 64 and results["dataset"]["crop_size"] == 64
+    assert results["dataset"]["eval_padding"] == "batch" and "mixed_precision" in results["speed"]
     assert len(results["evaluations"]) == 2  # --eval_steps 2 over 4 steps
     final = results["final_eval"]
     assert 0.0 <= final["eval_mean_iou"] <= 1.0 and 0.0 <= final["eval_overall_accuracy"] <= 1.0

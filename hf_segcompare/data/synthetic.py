@@ -39,9 +39,15 @@ def class_colours() -> np.ndarray:
     return colours
 
 
-def _draw_sample(rng: np.random.Generator, min_size: int, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image HxWx3 uint8, mask HxW uint8) pair."""
-    width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
+def _draw_sample(rng: np.random.Generator, min_size: int, max_size: int,
+                 longer_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One (image HxWx3 uint8, mask HxW uint8) pair: each side in [min_size, max_size], or with
+    `longer_side` one side that long (landscape or portrait) and the other in [min_size, max_size]."""
+    if longer_side is None:
+        width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
+    else:
+        shorter, portrait = int(rng.integers(min_size, max_size + 1)), bool(rng.integers(0, 2))
+        width, height = (shorter, longer_side) if portrait else (longer_side, shorter)
     mask_image = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(mask_image)
     for _ in range(int(rng.integers(1, 4))):
@@ -88,8 +94,14 @@ def generate_synthetic_voc(
     min_size: int = 64,
     max_size: int = 96,
     seed: int = 0,
+    longer_side: int | None = None,
 ) -> Path:
     """Write a VOC-format tree under `root` and return its `VOCdevkit/VOC2012` folder.
+
+    Each image side is drawn from [min_size, max_size]; with `longer_side`, one side of every image
+    is that long (landscape or portrait, at random) and the other is drawn from [min_size,
+    max_size]: VOC's images have a longer side of 500, most of them 500x375 or 375x500
+    (``min_size=max_size=375, longer_side=500``).
 
     The same arguments always give byte-identical files (each sample draws from its own seeded
     generator). `num_val` defaults to an odd number so distributed evaluation is exercised with
@@ -102,7 +114,7 @@ def generate_synthetic_voc(
     ids = {"train": [f"synth_{i:06d}" for i in range(num_train)],
            "val": [f"synth_{i:06d}" for i in range(num_train, num_train + num_val)]}
     for index, sample_id in enumerate(ids["train"] + ids["val"]):
-        image, mask = _draw_sample(np.random.default_rng([seed, index]), min_size, max_size)
+        image, mask = _draw_sample(np.random.default_rng([seed, index]), min_size, max_size, longer_side)
         Image.fromarray(image).save(voc_root / "JPEGImages" / f"{sample_id}.jpg", quality=92)
         mask_png = Image.fromarray(mask, mode="L").convert("P")
         mask_png.putpalette(flat_palette)
