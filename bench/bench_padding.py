@@ -1,10 +1,13 @@
 """Evaluation by shape against square padding, for trained models: mIoU and eval samples/s.
 
     python bench/bench_padding.py outputs/unet outputs/deeplabv3plus outputs/vit outputs/segformer-b0
+    python bench/bench_padding.py outputs/* --synthetic_sizes 40 128 --output bench/results/padding-40-128px.json
 
 Each folder is a finished training run; its model is evaluated on its own run's validation data
-twice, one after the other, with ``--eval_padding batch`` (images of one shape together, each batch
-padded to its own size) and ``--eval_padding square`` (every image padded to the eval size). For a
+(or on synthetic validation images of `--synthetic_sizes MIN MAX` px a side, at an eval size
+that fits them) twice, one after the
+other, with ``--eval_padding batch`` (images of one shape together, each batch padded to its own
+size) and ``--eval_padding square`` (every image padded to the eval size). For a
 model whose output at a pixel depends on that pixel alone both give the same figures (a test
 checks it); a deep network sees different zeros near the bottom and right edges, so its mIoU may
 move a little. The results go to one JSON (``--output``) for ``bench/report.py``.
@@ -22,14 +25,18 @@ from pathlib import Path
 import torch
 
 from hf_segcompare.arguments import parse_args
+from hf_segcompare.data import generate_synthetic_voc
 from hf_segcompare.results import RunResults
 from hf_segcompare.training import run
 
 
-def evaluate(folder: Path, padding: str, workdir: Path) -> dict:
-    """One evaluation-only run of the model in `folder`, on the data its training run used."""
+def evaluate(folder: Path, padding: str, workdir: Path, data_dir: Path | None = None) -> dict:
+    """One evaluation-only run of the model in `folder`, on the data its training run used (or on
+    the VOC-format folder `data_dir`)."""
     trained = RunResults.read(folder / "results.json")
     data = trained.args["data"]
+    if data_dir is not None:
+        data = {"dataset_name": "voc", "data_dir": str(data_dir), "cache_dir": data.get("cache_dir")}
     options = ["--model", trained.model, "--model_name_or_path", str(folder), "--do_train", "false",
                "--dataset_name", data["dataset_name"], "--eval_padding", padding,
                "--per_device_eval_batch_size", str(trained.args["training"]["per_device_eval_batch_size"]),
@@ -44,21 +51,31 @@ def evaluate(folder: Path, padding: str, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", help="finished training runs (output folders)")
+    parser.add_argument("--synthetic_sizes", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="evaluate on 61 synthetic validation images with sides of MIN to MAX px instead")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "padding.json")
     options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-padding-"))
+    data_dir = None
+    if options.synthetic_sizes:
+        low, high = options.synthetic_sizes
+        data_dir = workdir / "data"
+        generate_synthetic_voc(data_dir, num_train=2, num_val=61, min_size=low, max_size=high, seed=7)
     first = RunResults.read(options.folders[0] / "results.json")
+    rows = {}
+    for folder in options.folders:
+        rows[RunResults.read(folder / "results.json").model] = {
+            padding: evaluate(folder, padding, workdir, data_dir) for padding in ("batch", "square")}
+    evaluated = RunResults.read(next((workdir / f"{first.model}-batch").glob("eval_*.json")))
     report = {
         "benchmark": "bench_padding",
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
-        "data": f"{first.dataset['name']} validation set, {first.dataset['validation_samples']} images, eval size "
-                f"{first.dataset['eval_size']}",
-        "models": {},
+        "data": (f"synthetic validation images of {options.synthetic_sizes[0]}-{options.synthetic_sizes[1]} px a side "
+                 "(seed 7)" if options.synthetic_sizes else f"the runs' own {evaluated.dataset['name']} validation set")
+                + f", {evaluated.dataset['validation_samples']} images, eval size {evaluated.dataset['eval_size']}",
+        "models": rows,
     }
-    for folder in options.folders:
-        row = {padding: evaluate(folder, padding, workdir) for padding in ("batch", "square")}
-        report["models"][RunResults.read(folder / "results.json").model] = row
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-MAX_WORKERS = 8  # beyond this the data loader's memory grows faster than its throughput
+MAX_WORKERS = 8  # per training process: each worker holds its own prefetched batches
 
 
 def cores_per_process(environ=None) -> int:
@@ -57,7 +57,7 @@ def resolve_device_defaults(args) -> None:
         from .errors import UsageError
 
         raise UsageError(f"--{'bf16' if args.bf16 else 'fp16'} without a CUDA GPU: add --use_cpu to train in it on the "
-                         "CPU (slower there than fp32, and not exact), or leave it unset.")
+                         "CPU (not exact there), or leave it unset.")
     defaults = device_defaults(
         cuda,
         bf16_supported=cuda and torch.cuda.is_bf16_supported(),
@@ -81,7 +81,7 @@ def uses_channels_last(args, model) -> bool:
     name = getattr(model.config, "segcompare_model", None)
     try:
         family = get_entry(name).family if name else None
-    except ValueError:
+    except ValueError:  # a model registered in another process, or none of ours
         family = None
     return args.device.type == "cuda" and family == "cnn"
 
