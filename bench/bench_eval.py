@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import runpy
 import statistics
 import subprocess
@@ -41,6 +40,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -196,7 +197,6 @@ def main(argv: list[str] | None = None) -> dict:
     if not options.example.is_file():
         raise SystemExit(f"--example {options.example}: no such file; download it as the docstring says.")
     largest = max(options.sizes + options.memory_sizes)
-    import torch
 
     prepared = prepare(options.workdir, largest)
     for images in options.sizes:
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "bench_eval",
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "device": device_name(),
         "model": "segformer-b0 (random weights, seed 0)",
         "eval_batch_size": EVAL_BATCH,
         "images": "synthetic, 500x375 and 375x500 (VOC's usual sizes)",
@@ -237,10 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["toolkit_peak_rss_mib"] = {**{key: round(value, 1) for key, value in memory.items()},
                                       "largest_over_smallest": round(high / low, 3)}
     report["load_average_after"] = os.getloadavg()
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report(report, options.output)
 
 
 if __name__ == "__main__":

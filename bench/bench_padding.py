@@ -16,13 +16,11 @@ move a little. The results go to one JSON (``--output``) for ``bench/report.py``
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 
 from hf_segcompare.arguments import parse_args
 from hf_segcompare.data import generate_synthetic_voc
@@ -70,16 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "bench_padding",
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "device": device_name(),
         "data": (f"synthetic validation images of {options.synthetic_sizes[0]}-{options.synthetic_sizes[1]} px a side "
                  "(seed 7)" if options.synthetic_sizes else f"the runs' own {evaluated.dataset['name']} validation set")
                 + f", {evaluated.dataset['validation_samples']} images, eval size {evaluated.dataset['eval_size']}",
         "models": rows,
     }
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report(report, options.output)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 from transformers import TrainerCallback
 
 from hf_segcompare.arguments import SegTrainingArguments
@@ -163,11 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
                                longer_side=500, seed=0)
     train = load_voc(data_root, cache_dir=str(workdir / "cache"))["train"]
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report = {
         "benchmark": "bench_train",
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "device": device_name(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "crop_size": options.crop_size,
@@ -197,10 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
     report["load_average_after"] = os.getloadavg()
     output = Path(options.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report(report, output)
 
 
 if __name__ == "__main__":
