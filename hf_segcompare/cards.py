@@ -345,7 +345,8 @@ def conclusion(runs: list[dict]) -> list[str]:
 
 
 def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
-    """comparison.md plus three figures (mIoU per epoch, vs parameters, vs training time) in `output_dir`."""
+    """comparison.md plus its figures in `output_dir`: mIoU per epoch, and against parameters, training
+    time, FLOPs per image and inference throughput (the last two for runs that measured them)."""
     runs = read_runs(paths)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -365,7 +366,13 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
 
     for name, label, value in (("miou_vs_parameters.png", "parameters", lambda r: r.parameters),
                                ("miou_vs_train_time.png", "training wall time (s)",
-                                lambda r: r.train["wall_time_s"] if r.train else None)):
+                                lambda r: r.train["wall_time_s"] if r.train else None),
+                               ("miou_vs_flops.png", "FLOPs per image",
+                                lambda r: r.inference["flops_per_image"] if r.inference else None),
+                               ("miou_vs_inference_speed.png", "inference images/s",
+                                lambda r: r.inference["throughput_images_per_s"] if r.inference else None)):
+        if not any(value(run) is not None for run in runs):
+            continue
         figure, axis = plt.subplots(figsize=(5, 3.5))
         for run in runs:
             if value(run) is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 3  # 2: labels' ignore index, input normalisation, push record, schema_version; 3: speed
+SCHEMA_VERSION = 3  # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference
 
 
 def _json_safe(value):
@@ -41,7 +41,8 @@ class RunResults:
     `dataset` holds the data's name, path, sizes, ``class_names`` and ``ignore_index``; `train`
     (None for an evaluation-only run) the wall time, samples/s, steps, epochs, mean loss and the
     checkpoint it resumed from; `hub` the repo and commit of its push; `speed` the device switches
-    it ran with (precision, TF32, memory format, compile, data-loader workers).
+    it ran with (precision, TF32, memory format, compile, data-loader workers); `inference` what the
+    trained model costs to run (`hf_segcompare.inference_cost`).
     """
 
     model: str
@@ -62,6 +63,7 @@ class RunResults:
     diverged: dict[str, Any] | None = None
     hub: dict[str, str] | None = None
     speed: dict[str, Any] | None = None
+    inference: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -25,6 +25,7 @@ from .checkpoints import clear_previous_run, resolve_resume
 from .errors import CheckpointError, TrainingDiverged, UsageError
 from .hub import push_folder
 from .inference import SegImageProcessor
+from .inference_cost import measure_inference
 from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
 from .recipes import get_recipe
@@ -322,6 +323,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     results = _collect_results(model_args, data_args, trainer, dataset, data_dir, train_summary, evaluations)
     if trainer.is_world_process_zero():
         if training_args.do_train:
+            # Measured on the main process only, after every collective step of the run.
+            results.inference = None if data_args.eval_size is None else measure_inference(
+                trainer.model, data_args.eval_size, trainer.args.per_device_eval_batch_size,
+                results.environment["device"], autocast=trainer.autocast_smart_context_manager)
             _publish_training(results, trainer, dataset, push_repo, training_args.hub_token,
                               training_args.hub_private_repo)
         else:

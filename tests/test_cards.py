@@ -90,11 +90,15 @@ def test_segment_returns_one_class_per_pixel_at_the_images_size(name):
 def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
     page = write_comparison([runs["segformer-tiny"], runs["unet-tiny"] / "results.json"], tmp_path / "cmp")
     text = page.read_text()
-    for name in ("miou_per_epoch.png", "miou_vs_parameters.png", "miou_vs_train_time.png"):
+    for name in ("miou_per_epoch.png", "miou_vs_parameters.png", "miou_vs_train_time.png", "miou_vs_flops.png",
+                 "miou_vs_inference_speed.png"):
         assert (tmp_path / "cmp" / name).stat().st_size > 1000 and name in text
     results = {m: json.loads((runs[m] / "results.json").read_text()) for m in ("segformer-tiny", "unet-tiny")}
     for model, r in results.items():
         assert f"| {model} | {r['family']} | {r['parameters']:,} |" in text
+        assert f"| {r['inference']['flops_per_image'] / 1e9:.3g} | {r['inference']['latency_ms_batch_1']:.1f} |" in text
+        card = (runs[model] / "README.md").read_text()
+        assert f"| FLOPs per 64×64 image | {r['inference']['flops_per_image'] / 1e9:.3g} G" in card
     lines = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")])
     assert all(line in text for line in lines)
     t, c = results["segformer-tiny"], results["unet-tiny"]

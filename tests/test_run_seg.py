@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
+from hf_segcompare.inference_cost import flops_per_image
 from hf_segcompare.models import count_parameters, create_model, list_models
 from hf_segcompare.training import run
 
@@ -38,6 +39,10 @@ def _assert_complete(results: dict, model: str) -> None:
     assert sum(key.startswith("eval_iou_") for key in final) == 21
     assert results["train_loss"] and all(entry["loss"] > 0 for entry in results["train_loss"])
     assert results["environment"]["torch"] and results["args"]["training"]["hub_token"] == "<HUB_TOKEN>"
+    inference = results["inference"]  # what the trained model costs, measured by the run
+    assert inference["input_size"] == [64, 64] and inference["batch_size"] == 8
+    assert inference["flops_per_image"] == flops_per_image(create_model(model), 64, 64)
+    assert inference["latency_ms_batch_1"] > 0 and inference["throughput_images_per_s"] > 0
 
 
 @pytest.mark.parametrize("model", TINY_MODELS)
