@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as F
 from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .data.transforms import SIZE_MULTIPLE, SegCollator, size_to_fit, to_float_and_normalize
+from .data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
 from .models import SmpSegConfig, ViTSegConfig, model_normalization
 from .models.registry import IMAGENET
 
@@ -58,8 +58,7 @@ class SegImageProcessor(BaseImageProcessor):
 
     def padded_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The (height, width) a batch of images of these (height, width) sizes is padded to."""
-        return (size_to_fit(max(height for height, _ in sizes), self.size_divisor),
-                size_to_fit(max(width for _, width in sizes), self.size_divisor))
+        return batch_shape(sizes, self.size_divisor)
 
     def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         """``pixel_values`` [B, 3, H, W]: each image normalised and padded bottom/right (black, as in

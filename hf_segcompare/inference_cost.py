@@ -25,11 +25,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def flops_per_image(model: torch.nn.Module, height: int, width: int) -> int:
     """FLOPs of one forward pass on one ``height`` x ``width`` image (a multiply-add counts 2)."""
-    parameter = next(model.parameters())
-    pixels = torch.zeros(1, 3, height, width, device=parameter.device, dtype=parameter.dtype)
     with _evaluating(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(pixel_values=pixels)
+        model(pixel_values=_blank_images(model, 1, height, width))
     return int(counter.get_total_flops())
+
+
+def _blank_images(model: torch.nn.Module, count: int, height: int, width: int) -> torch.Tensor:
+    """Zero images on the model's device, in its weights' dtype."""
+    parameter = next(model.parameters())
+    return torch.zeros(count, 3, height, width, device=parameter.device, dtype=parameter.dtype)
 
 
 def _timed_passes(model, pixels: torch.Tensor, warmup: int, repeats: int, autocast) -> list[float]:
@@ -49,11 +53,10 @@ def _timed_passes(model, pixels: torch.Tensor, warmup: int, repeats: int, autoca
 def inference_speed(model: torch.nn.Module, height: int, width: int, batch_size: int, warmup: int = 2,
                     repeats: int = 5, autocast=contextlib.nullcontext) -> dict[str, Any]:
     """Latency at batch 1 and throughput at `batch_size` on the model's device (medians of `repeats`)."""
-    parameter = next(model.parameters())
-    single = torch.zeros(1, 3, height, width, device=parameter.device, dtype=parameter.dtype)
-    batch = torch.zeros(batch_size, 3, height, width, device=parameter.device, dtype=parameter.dtype)
-    latency = statistics.median(_timed_passes(model, single, warmup, repeats, autocast))
-    per_batch = statistics.median(_timed_passes(model, batch, warmup, repeats, autocast))
+    latency = statistics.median(_timed_passes(model, _blank_images(model, 1, height, width), warmup, repeats,
+                                              autocast))
+    per_batch = statistics.median(_timed_passes(model, _blank_images(model, batch_size, height, width), warmup,
+                                                repeats, autocast))
     return {"latency_ms_batch_1": latency * 1000, "throughput_images_per_s": batch_size / per_batch,
             "batch_size": batch_size, "warmup": warmup, "repeats": repeats}
 

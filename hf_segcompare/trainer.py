@@ -173,7 +173,7 @@ class SegTrainer(Trainer):
                 raise UsageError(f"--eval_size {eval_size} is not a multiple of {SIZE_MULTIPLE}, which every model "
                                  f"here needs: pass {size_to_fit(eval_size)}.")
             sizes = image_sizes(eval_dataset)
-            self.eval_size = eval_size or min(MAX_EVAL_SIZE, size_to_fit(max(max(size) for size in sizes)))
+            self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE, sizes)
             self.eval_padding = eval_padding
             if eval_padding == "batch":
                 # The metric is a sum over pixels, so the order is free: group the shapes.

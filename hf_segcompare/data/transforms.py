@@ -67,11 +67,17 @@ class ShrinkToFit(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
-        scale = min(1.0, self.size / max(height, width))
-        return {"new_size": [max(1, round(height * scale)), max(1, round(width * scale))], "resize": scale < 1.0}
+        new_size = shrunk_size(height, width, self.size)
+        return {"new_size": list(new_size), "resize": new_size != (height, width)}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return F.resize(inpt, size=params["new_size"], antialias=True) if params["resize"] else inpt
+
+
+def shrunk_size(height: int, width: int, limit: int) -> tuple[int, int]:
+    """(height, width) scaled (keeping the aspect ratio) so the longer side is at most `limit`."""
+    scale = min(1.0, limit / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def to_float_and_normalize(mean, std) -> list[v2.Transform]:
@@ -111,9 +117,11 @@ def size_to_fit(largest_side: int, multiple: int = SIZE_MULTIPLE) -> int:
     return multiple * math.ceil(largest_side / multiple)
 
 
-def fitted_size(dataset, limit: int) -> int:
-    """The smallest multiple of 32 holding the split's largest image, at most `limit` (crop and pad size)."""
-    return min(limit, size_to_fit(largest_image_side(dataset)))
+def fitted_size(dataset, limit: int, sizes: list[tuple[int, int]] | None = None) -> int:
+    """The smallest multiple of 32 holding the split's largest image, at most `limit` (crop and pad
+    size). `sizes`: the split's `image_sizes`, where they were read already."""
+    sizes = image_sizes(dataset) if sizes is None else sizes
+    return min(limit, size_to_fit(max(max(size) for size in sizes)))
 
 
 def largest_image_side(dataset, image_column: str = "image") -> int:
@@ -142,8 +150,14 @@ def image_sizes(dataset, image_column: str = "image") -> list[tuple[int, int]]:
 def padded_shape(height: int, width: int, eval_size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """The (height, width) an image of this size is evaluated at: shrunk to fit `eval_size`, then
     each side rounded up to `multiple`."""
-    scale = min(1.0, eval_size / max(height, width))
-    return (size_to_fit(max(1, round(height * scale)), multiple), size_to_fit(max(1, round(width * scale)), multiple))
+    return batch_shape([shrunk_size(height, width, eval_size)], multiple)
+
+
+def batch_shape(sizes, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """The (height, width) a batch of images of these (height, width) sizes is padded to: its
+    largest of each, rounded up to `multiple`."""
+    return (size_to_fit(max(height for height, _ in sizes), multiple),
+            size_to_fit(max(width for _, width in sizes), multiple))
 
 
 def shape_order(sizes: list[tuple[int, int]], eval_size: int) -> list[int]:
@@ -156,8 +170,7 @@ def pad_batch(images: list[torch.Tensor], fill: torch.Tensor | float = 0.0,
               multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
     """Stack ``[C, H, W]`` (or ``[H, W]``) tensors padded bottom/right with `fill` to the batch's
     largest height and width, each rounded up to `multiple`. `fill` may hold one value per channel."""
-    height = size_to_fit(max(image.shape[-2] for image in images), multiple)
-    width = size_to_fit(max(image.shape[-1] for image in images), multiple)
+    height, width = batch_shape([tuple(image.shape[-2:]) for image in images], multiple)
     batch = torch.empty((len(images), *images[0].shape[:-2], height, width), dtype=images[0].dtype)
     batch[...] = torch.as_tensor(fill, dtype=images[0].dtype).reshape(-1, 1, 1) if images[0].dim() == 3 else fill
     for index, image in enumerate(images):
