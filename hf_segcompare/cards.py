@@ -315,6 +315,55 @@ def read_runs(paths: list[str | Path]) -> list[RunResults]:
     return runs
 
 
+def start_of(results: RunResults) -> tuple[str, str | None]:
+    """Where a run's weights started: the kind (what runs must share to compare) and the source."""
+    start = results.args.get("model", {})
+    if start.get("model_name_or_path"):
+        return "fine-tuned model", start["model_name_or_path"]
+    if start.get("from_scratch"):
+        return "random weights", None
+    return "pretrained encoder", start.get("pretrained") or "the model's default"
+
+
+def run_setup(results: RunResults) -> dict[str, str]:
+    """What a run's numbers depend on besides the model: start (and its source), recipe, budget,
+    device, data sizes."""
+    train = results.train or {}
+    environment = results.environment
+    batch = (results.recipe or {}).get("global_batch_size")
+    start, source = start_of(results)
+    return {
+        "start": start,  # the kind; two encoders pretrained elsewhere are still a like-for-like start
+        "start_source": source,
+        "recipe": (results.recipe or {}).get("name", "none (options only)"),
+        "budget": (f"{train['epochs']:.1f} epochs, {train['steps']} steps" + (f" at batch {batch}" if batch else "")
+                   if train else "not trained"),
+        "device": f"{environment['device']} × {environment['num_processes']}",
+        "data": f"{results.dataset['train_samples']} train / {results.dataset['validation_samples']} validation images",
+    }
+
+
+# What runs must share to compare architectures, and what the page calls each when they do not.
+SETUP_DIFFERENCES = {"budget": "training budgets", "recipe": "recipes", "start": "starting points",
+                     "device": "devices (training time, memory and inference speed are not comparable)",
+                     "data": "amounts of data"}
+
+
+def differing_settings(runs: list[RunResults]) -> list[str]:
+    """The `run_setup` keys whose values are not the same for every run."""
+    setups = [run_setup(run) for run in runs]
+    return [key for key in SETUP_DIFFERENCES if len({setup[key] for setup in setups}) > 1]
+
+
+def setup_differences(runs: list[RunResults]) -> list[str]:
+    """One sentence per setting the runs do not share: the page shows them as a warning above the
+    table, since the runs' differences are then not the architectures' alone."""
+    setups = [run_setup(run) for run in runs]
+    return [f"different {SETUP_DIFFERENCES[key]}: "
+            + "; ".join(f"{run.model}: {setup[key]}" for run, setup in zip(runs, setups))
+            for key in differing_settings(runs)]
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "n/a"
 
@@ -341,6 +390,10 @@ def conclusion(runs: list[dict]) -> list[str]:
         )
     smallest = min(runs, key=lambda r: r.parameters)
     lines.append(f"Fewest parameters: {smallest.model} ({smallest.parameters:,}), mean IoU {miou(smallest):.4f}.")
+    differing = differing_settings(runs)
+    if differing:
+        lines.append(f"These runs differ in {', '.join(differing)} (see the warning above): the figures compare "
+                     "setups, not architectures alone.")
     return lines
 
 
@@ -374,11 +427,17 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
         if not any(value(run) is not None for run in runs):
             continue
         figure, axis = plt.subplots(figsize=(5, 3.5))
-        for run in runs:
-            if value(run) is not None:
-                axis.scatter(value(run), run.final_eval["eval_mean_iou"], label=run.model)
-                axis.annotate(run.model, (value(run), run.final_eval["eval_mean_iou"]), fontsize=8)
+        measured = [run for run in runs if value(run) is not None]
+        middle = np.median([value(run) for run in measured])
+        for run in measured:
+            point = (value(run), run.final_eval["eval_mean_iou"])
+            axis.scatter(*point)
+            # Labels point inwards (left of the right-hand points), so none runs off the frame.
+            inward = value(run) > middle or (len(measured) == 1)
+            axis.annotate(run.model, point, fontsize=8, textcoords="offset points",
+                          xytext=(-5 if inward else 5, 4), ha="right" if inward else "left")
         axis.set_xscale("log")
+        axis.margins(x=0.3, y=0.15)
         axis.set_xlabel(label)
         axis.set_ylabel("validation mean IoU")
         figure.tight_layout()
@@ -387,9 +446,12 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
 
     from jinja2 import Template
 
+    from .hub import hub_endpoint
+
     page = Template((TEMPLATES / "comparison.md").read_text()).render(
-        runs=runs, conclusion=conclusion(runs), fmt=_fmt, dataset=_dataset_identity(runs[0])[2],
-        synthetic=runs[0].dataset["name"] == "synthetic",
+        runs=runs, setups=[run_setup(run) for run in runs], differences=setup_differences(runs),
+        conclusion=conclusion(runs), fmt=_fmt, dataset=_dataset_identity(runs[0])[2],
+        synthetic=runs[0].dataset["name"] == "synthetic", hub=hub_endpoint(), sources=[str(path) for path in paths],
     )
     path = output_dir / "comparison.md"
     path.write_text(page)

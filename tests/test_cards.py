@@ -95,14 +95,39 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
         assert (tmp_path / "cmp" / name).stat().st_size > 1000 and name in text
     results = {m: json.loads((runs[m] / "results.json").read_text()) for m in ("segformer-tiny", "unet-tiny")}
     for model, r in results.items():
-        assert f"| {model} | {r['family']} | {r['parameters']:,} |" in text
+        assert f"| {model} | {r['family']} | random weights | demo | {r['train']['epochs']:.1f} epochs, 4 steps" in text
+        assert f"| {model} | {r['parameters']:,} |" in text
         assert f"| {r['inference']['flops_per_image'] / 1e9:.3g} | {r['inference']['latency_ms_batch_1']:.1f} |" in text
+        assert f"`{runs[model]}" in text  # the page names the records it was made from
         card = (runs[model] / "README.md").read_text()
         assert f"| FLOPs per 64×64 image | {r['inference']['flops_per_image'] / 1e9:.3g} G" in card
     lines = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")])
     assert all(line in text for line in lines)
     t, c = results["segformer-tiny"], results["unet-tiny"]
     assert f"with {t['parameters'] / c['parameters']:.2f}× the parameters" in lines[1]
+    # Per-class IoU across the models, in class order.
+    per_class = text[text.index("## Per-class IoU"):]
+    assert "| class | segformer-tiny | unet-tiny |" in per_class
+    def four(value):  # an absent class scores NaN, written null, shown n/a
+        return "n/a" if value is None else f"{value:.4f}"
+
+    for name in ("background", "aeroplane", "tvmonitor"):
+        key = f"eval_iou_{name}"
+        assert f"| {name} | {four(t['final_eval'][key])} | {four(c['final_eval'][key])} |" in per_class
+    assert "differ in more than the architecture" not in text  # same recipe, budget, start, device
+
+
+def test_the_page_warns_when_runs_had_different_budgets(runs, tmp_path):
+    longer = tmp_path / "longer"
+    shutil.copytree(runs["unet-tiny"], longer)
+    record = json.loads((longer / "results.json").read_text())
+    record["train"].update(steps=40, epochs=20.0)
+    (longer / "results.json").write_text(json.dumps(record))
+    text = write_comparison([runs["segformer-tiny"], longer], tmp_path / "cmp").read_text()
+    warning = text[text.index("**Warning"):text.index("| model |")]
+    assert "different training budgets" in warning and "unet-tiny: 20.0 epochs, 40 steps" in warning
+    assert "different recipes" not in warning
+    assert "These runs differ in budget" in text
 
 
 def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_path):

@@ -1,0 +1,118 @@
+"""Named experiments: one command trains each model in its own launch, survives an interruption
+between models, and ends with the comparison page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import SegformerModel
+
+from hf_segcompare.errors import UsageError
+from hf_segcompare.experiments import (
+    ExperimentStopped,
+    get_experiment,
+    model_commands,
+    model_state,
+    tiny_variant,
+)
+from hf_segcompare.models import create_model
+
+from .conftest import REPO_ROOT, script_env
+
+RUN_EXPERIMENT = REPO_ROOT / "scripts" / "run_experiment.py"
+LAUNCH = "--num_machines 1 --num_processes 1 --mixed_precision no --dynamo_backend no"
+
+
+def _pretrained_sources(folder) -> list[str]:
+    """Local encoder weights for the two tiny models of article-2 (the Hub cannot be reached here)."""
+    torch.manual_seed(0)
+    encoder = {key: value.contiguous()
+               for key, value in create_model("deeplabv3plus-tiny").smp.encoder.state_dict().items()}
+    save_file(encoder, str(folder / "resnet.safetensors"))
+    SegformerModel(create_model("segformer-tiny").config).save_pretrained(folder / "mit")
+    return [f"deeplabv3plus={folder / 'resnet.safetensors'}", f"segformer-b0={folder / 'mit'}"]
+
+
+def _experiment_command(output_dir, voc_tree, sources) -> list[str]:
+    return [sys.executable, str(RUN_EXPERIMENT), "article-2", "--tiny", "--output_dir", str(output_dir),
+            "--launch", LAUNCH, "--pretrained", *sources, "--",
+            "--dataset_name", "voc", "--data_dir", str(voc_tree), "--crop_size", "64", "--max_steps", "2",
+            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4"]
+
+
+def test_article_2_interrupted_after_its_first_model_resumes_and_writes_the_page(voc_tree, tmp_path):
+    output_dir = tmp_path / "article-2"
+    command = _experiment_command(output_dir, voc_tree, _pretrained_sources(tmp_path))
+    env = script_env(tmp_path)
+
+    # First try: interrupted (the whole process group, as Ctrl-C or a lost job would) once the
+    # second model has been launched.
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    plan_file = output_dir / "experiment.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if plan_file.is_file() and "segformer-tiny" in json.loads(plan_file.read_text()).get("commands", {}):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=60)
+    first = output_dir / "deeplabv3plus-tiny" / "results.json"
+    assert json.loads(first.read_text())["status"] == "complete"
+    assert not (output_dir / "segformer-tiny" / "results.json").exists()
+    assert not (output_dir / "comparison").exists()
+    first_written = first.stat().st_mtime_ns
+
+    # The same command again: the finished model is skipped, the second trains, the page has both.
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:] + completed.stdout[-3000:]
+    assert "deeplabv3plus-tiny: finished" in completed.stdout and "skipped" in completed.stdout
+    assert first.stat().st_mtime_ns == first_written  # not trained again
+    second = json.loads((output_dir / "segformer-tiny" / "results.json").read_text())
+    assert second["status"] == "complete" and second["recipe"]["name"] == "quick-15"
+    assert second["args"]["model"]["pretrained"] == str(tmp_path / "mit")
+    page = (output_dir / "comparison" / "comparison.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| deeplabv3plus-tiny |")
+            or line.startswith("| segformer-tiny |")]
+    assert len(rows) == 4, page  # the set-up table and the results table each hold both models
+    assert "pretrained encoder" in page and "quick-15" in page
+    assert "differ in more than the architecture" not in page  # same recipe, budget, data, device
+
+
+def test_a_folder_holding_another_run_stops_the_experiment(tmp_path):
+    experiment = get_experiment("article-1")
+    commands = model_commands(experiment, tmp_path, ["--max_steps", "2"], tiny=True)
+    folder = tmp_path / "unet-tiny"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({
+        "model": "unet-tiny", "architecture": "x", "family": "cnn", "parameters": 1, "dataset": {},
+        "peak_memory": {}, "environment": {}, "args": {}, "status": "complete"}))
+    with pytest.raises(ExperimentStopped, match="not trained by this experiment"):
+        model_state(tmp_path, "unet-tiny", commands["unet-tiny"])
+    assert model_state(tmp_path, "vit-tiny", commands["vit-tiny"]) == "to run"
+
+
+def test_the_experiment_decides_model_recipe_start_and_folder(tmp_path):
+    article_1 = get_experiment("article-1")
+    commands = model_commands(article_1, tmp_path, ["--dataset_name", "voc"])
+    assert list(commands) == ["unet", "vit"]
+    assert commands["vit"][:5] == ["--model", "vit", "--recipe", "quick-10", "--from_scratch"]
+    assert tiny_variant("segformer-b0") == "segformer-tiny"
+    with pytest.raises(UsageError, match="--recipe"):
+        model_commands(article_1, tmp_path, ["--recipe", "demo"])
+    with pytest.raises(UsageError, match="random weights"):
+        model_commands(article_1, tmp_path, [], pretrained=["unet=/models/r50.pth"])
+    with pytest.raises(UsageError, match="not vit"):
+        model_commands(get_experiment("article-2"), tmp_path, [], pretrained=["vit=/x"])
+    with pytest.raises(UsageError, match="unknown experiment"):
+        get_experiment("article-3")
