@@ -26,8 +26,10 @@ from hf_segcompare.experiments import (
 from hf_segcompare.models import create_model
 
 from .conftest import REPO_ROOT, script_env
+from .hub_server import HubServer
 
 RUN_EXPERIMENT = REPO_ROOT / "scripts" / "run_experiment.py"
+TOKEN = "hf_segcompare_test_token_0123456789"
 LAUNCH = "--num_machines 1 --num_processes 1 --mixed_precision no --dynamo_backend no"
 
 
@@ -71,19 +73,32 @@ def test_article_2_interrupted_after_its_first_model_resumes_and_writes_the_page
     assert json.loads(first.read_text())["status"] == "complete"
     assert not (output_dir / "segformer-tiny" / "results.json").exists()
     assert not (output_dir / "comparison").exists()
-    first_written = first.stat().st_mtime_ns
+    weights = output_dir / "deeplabv3plus-tiny" / "model.safetensors"
+    first_written, first_train = weights.stat().st_mtime_ns, json.loads(first.read_text())["train"]
 
-    # The same command again: the finished model is skipped, the second trains, the page has both.
-    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # The same command again, now publishing: the finished model is skipped (and pushed as it is),
+    # the second trains and pushes, and the page, with both, is pushed linking to their repos.
+    with HubServer() as server:
+        hub_env = {**env, "HF_ENDPOINT": server.endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+                   "HF_TOKEN": TOKEN}
+        completed = subprocess.run(command[:3] + ["--push_to_hub", "--hub_owner", "tester"] + command[3:],
+                                   cwd=tmp_path, env=hub_env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:] + completed.stdout[-3000:]
+    for repo in ("tester/article-2-deeplabv3plus-tiny", "tester/article-2-segformer-tiny"):
+        assert {"model.safetensors", "README.md", "results.json"} <= set(server.repos[repo]["files"])
+        assert f"]({server.endpoint}/{repo})" in (output_dir / "comparison" / "comparison.md").read_text()
+    assert server.repos["tester/article-2-comparison"]["files"]["comparison.md"].decode() == (
+        output_dir / "comparison" / "comparison.md").read_text()
+    assert TOKEN not in completed.stdout + completed.stderr
     assert "deeplabv3plus-tiny: finished" in completed.stdout and "skipped" in completed.stdout
-    assert first.stat().st_mtime_ns == first_written  # not trained again
+    assert weights.stat().st_mtime_ns == first_written  # not trained again
+    assert json.loads(first.read_text())["train"] == first_train
     second = json.loads((output_dir / "segformer-tiny" / "results.json").read_text())
     assert second["status"] == "complete" and second["recipe"]["name"] == "quick-15"
     assert second["args"]["model"]["pretrained"] == str(tmp_path / "mit")
     page = (output_dir / "comparison" / "comparison.md").read_text()
-    rows = [line for line in page.splitlines() if line.startswith("| deeplabv3plus-tiny |")
-            or line.startswith("| segformer-tiny |")]
+    rows = [line for line in page.splitlines() if line.startswith(("| deeplabv3plus-tiny |", "| segformer-tiny |",
+                                                                   "| [deeplabv3plus-tiny]", "| [segformer-tiny]"))]
     assert len(rows) == 4, page  # the set-up table and the results table each hold both models
     assert "pretrained encoder" in page and "quick-15" in page
     assert "differ in more than the architecture" not in page  # same recipe, budget, data, device
