@@ -1,0 +1,187 @@
+"""How a model is evaluated: the test-time resize, whole-image or sliding-window inference, and
+multi-scale + flip test-time augmentation, as published segmentation tables report them.
+
+`EvalProtocol` names one way; `predict_probabilities` applies it to one normalised image and
+returns class probabilities at that image's size. `SegTrainer` uses it whenever the protocol is
+not the plain one (whole image, native resolution, one scale, no flip), which keeps its own
+faster batched path:
+
+- ``resize="native"`` never resizes an image that fits the eval size (a larger one is shrunk to
+  fit in ``whole`` mode); ``resize="short_side"`` resizes the image so its short side is
+  `short_side` with the ratio kept and the long side at most 4× that, as mmsegmentation's VOC test
+  pipeline does (``Resize(scale=(2048, 512), keep_ratio=True)``: a 500×375 image runs at 683×512).
+  Either way the prediction is upsampled to the annotation's own size and scored there.
+- ``mode="slide"`` runs windows of `crop` px every `stride` px and averages the logits where they
+  overlap (mmsegmentation's ``slide_inference``), so a large image is not shrunk.
+- `scales` and `flip`: the image is also run at each scale (and mirrored), each prediction is
+  brought back to the image's size (and un-mirrored), and their softmax probabilities are
+  averaged, as mmsegmentation's ``SegTTAModel`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .data.transforms import SIZE_MULTIPLE, size_to_fit
+from .errors import UsageError
+
+MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """One way of evaluating (see the module docstring).
+
+    Args:
+        resize: ``native`` or ``short_side``.
+        short_side: the short side ``short_side`` resizes to (mmsegmentation's VOC value: 512).
+        mode: ``whole`` or ``slide``.
+        crop, stride: the sliding window and its step, in pixels (``slide`` only; default: the eval
+            size, and two thirds of the window as mmsegmentation's 512/341).
+        scales: the image scales whose predictions are averaged (1.0 alone: single scale).
+        flip: also average the prediction of the mirrored image.
+    """
+
+    resize: str = "native"
+    short_side: int = 512
+    mode: str = "whole"
+    crop: int | None = None
+    stride: int | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+
+    def __post_init__(self):
+        if self.resize not in ("native", "short_side"):
+            raise UsageError(f"eval resize {self.resize!r}: use 'native' or 'short_side'.")
+        if self.mode not in ("whole", "slide"):
+            raise UsageError(f"--eval_mode {self.mode!r}: use 'whole' or 'slide'.")
+        if not self.scales or min(self.scales) <= 0:
+            raise UsageError(f"--eval_scales {list(self.scales)}: give one or more positive scales, e.g. 0.5 1.0 1.5.")
+        if self.mode == "slide":
+            if not self.crop or self.crop % SIZE_MULTIPLE:
+                raise UsageError(f"--eval_crop {self.crop}: the sliding window must be a multiple of {SIZE_MULTIPLE} "
+                                 f"(e.g. {size_to_fit(self.crop or 512)}).")
+            if not self.stride or not 0 < self.stride <= self.crop:
+                raise UsageError(f"--eval_stride {self.stride}: give a step between 1 and the window ({self.crop}), "
+                                 "or windows would leave pixels out.")
+
+    @property
+    def augmented(self) -> bool:
+        """Whether several predictions are averaged (more than one scale, or a flip)."""
+        return tuple(self.scales) != (1.0,) or self.flip
+
+    @property
+    def plain(self) -> bool:
+        """Whole images at native resolution, once: what `SegTrainer`'s batched path computes."""
+        return self.resize == "native" and self.mode == "whole" and not self.augmented
+
+    def single_scale(self) -> "EvalProtocol":
+        """This protocol without its test-time augmentation."""
+        return EvalProtocol(self.resize, self.short_side, self.mode, self.crop, self.stride)
+
+    def name(self) -> str:
+        """``single-scale`` or e.g. ``multi-scale (0.5, 1.0, 1.5) + flip``: how tables label the figure."""
+        if not self.augmented:
+            return "single-scale"
+        scales = "multi-scale (" + ", ".join(f"{scale:g}" for scale in self.scales) + ")" \
+            if len(self.scales) > 1 else f"scale {self.scales[0]:g}"
+        return scales + (" + flip" if self.flip else "")
+
+    def describe(self) -> str:
+        """The protocol in one sentence, for the card."""
+        resize = (f"each image resized to a short side of {self.short_side} px, ratio kept (mmsegmentation's VOC "
+                  "test resize)" if self.resize == "short_side" else "images at native resolution")
+        mode = (f"sliding {self.crop} px windows every {self.stride} px" if self.mode == "slide"
+                else "whole-image inference")
+        return f"{self.name()}, {resize}, {mode}; predictions scored at the annotation's own resolution"
+
+    def record(self) -> dict:
+        """What results.json records about the protocol."""
+        return {"name": self.name(), "resize": self.resize,
+                "short_side": self.short_side if self.resize == "short_side" else None, "mode": self.mode,
+                "crop": self.crop if self.mode == "slide" else None,
+                "stride": self.stride if self.mode == "slide" else None,
+                "scales": list(self.scales), "flip": self.flip}
+
+
+def short_side_size(height: int, width: int, short_side: int,
+                    long_side: int | None = None) -> tuple[int, int]:
+    """(height, width) resized so the short side is `short_side` and the long side at most
+    `long_side` (default 4× the short), ratio kept, rounded as mmsegmentation's ``rescale_size``."""
+    long_side = long_side or MMSEG_LONG_SIDE_RATIO * short_side
+    scale = min(long_side / max(height, width), short_side / min(height, width))
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
+    """The model's logits for `pixels` ``[1, 3, h, w]`` at ``h × w``: padded bottom/right to
+    multiples of 32 (as every evaluation here), run, upsampled, cropped back."""
+    height, width = pixels.shape[-2:]
+    padded_height, padded_width = size_to_fit(height), size_to_fit(width)
+    if (padded_height, padded_width) != (height, width):
+        padded = pad_fill.to(pixels).reshape(1, -1, 1, 1).expand(1, pixels.shape[1], padded_height,
+                                                                 padded_width).clone()
+        padded[..., :height, :width] = pixels
+        pixels = padded
+    logits = model(pixel_values=pixels).logits
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    logits = F.interpolate(logits.float(), size=(padded_height, padded_width), mode="bilinear", align_corners=False)
+    return logits[..., :height, :width]
+
+
+def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill: torch.Tensor) -> torch.Tensor:
+    """Logits averaged over windows of `crop` px every `stride` px (the last window of a row or
+    column ends at the image's edge), as mmsegmentation's ``slide_inference``."""
+    height, width = pixels.shape[-2:]
+    rows = max(height - crop + stride - 1, 0) // stride + 1
+    columns = max(width - crop + stride - 1, 0) // stride + 1
+    total = count = None
+    for row in range(rows):
+        for column in range(columns):
+            bottom, right = min(row * stride + crop, height), min(column * stride + crop, width)
+            top, left = max(bottom - crop, 0), max(right - crop, 0)
+            window = _logits(model, pixels[..., top:bottom, left:right], pad_fill)
+            if total is None:
+                total = window.new_zeros((1, window.shape[1], height, width))
+                count = window.new_zeros((1, 1, height, width))
+            total[..., top:bottom, left:right] += window
+            count[..., top:bottom, left:right] += 1
+    return total / count
+
+
+@torch.no_grad()
+def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
+                          pad_fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Class probabilities ``[1, C, h, w]`` for one normalised image `pixels` ``[1, 3, h, w]`` under
+    `protocol`'s mode, scales and flip (its resize is the caller's: the image comes resized).
+
+    `pad_fill`: the value padding takes (black in the weights' normalisation, one per channel).
+    """
+    height, width = pixels.shape[-2:]
+    pad_fill = torch.as_tensor(pad_fill, dtype=pixels.dtype, device=pixels.device).reshape(-1)
+    total = None
+    for scale in protocol.scales:
+        size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+        scaled = pixels if size == (height, width) else F.interpolate(pixels, size=size, mode="bilinear",
+                                                                      align_corners=False)
+        for mirrored in (False, True) if protocol.flip else (False,):
+            inputs = scaled.flip(-1) if mirrored else scaled
+            if protocol.mode == "slide":
+                logits = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill)
+            else:
+                logits = _logits(model, inputs, pad_fill)
+            probabilities = logits.softmax(dim=1)
+            if mirrored:
+                probabilities = probabilities.flip(-1)
+            if probabilities.shape[-2:] != (height, width):
+                probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear",
+                                              align_corners=False)
+            total = probabilities if total is None else total + probabilities
+    return total / (len(protocol.scales) * (2 if protocol.flip else 1))
+
+
+__all__ = ["EvalProtocol", "predict_probabilities", "short_side_size"]
