@@ -24,6 +24,7 @@ from .data.download import VOC_TRAINVAL_URL
 from .data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
 from .device_settings import resolve_device_defaults
 from .errors import UsageError
+from .evaluation import EvalProtocol
 from .models import get_entry, list_models
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
 from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
@@ -124,7 +125,38 @@ class DataArguments:
                           "height and width rounded up to 32 (fewer pixels computed); square: every image padded to "
                           "--eval_size x --eval_size."},
     )
+    protocol: Literal["mmseg", "native"] | None = field(
+        default=None,
+        metadata={"help": "mmseg: mmsegmentation's VOC pipeline, which the published figures come from: training "
+                          "scale jitter draws the short side from 0.5-2.0 x --crop_size, every test image is resized "
+                          "to a short side of --crop_size (ratio kept) and its prediction scored at the annotation's "
+                          "own size. native: the training jitter fits the long side to 0.5-2.0 crops, test images "
+                          "run at native resolution. Default: mmseg under the published recipe, native otherwise."},
+    )
+    eval_mode: Literal["whole", "slide"] = field(
+        default="whole",
+        metadata={"help": "whole: each test image in one pass; slide: windows of --eval_crop every --eval_stride "
+                          "px, logits averaged where they overlap (a large image is then never shrunk)."},
+    )
+    eval_crop: int | None = field(default=None, metadata={"help": "Sliding window, px (default: --eval_size)."})
+    eval_stride: int | None = field(
+        default=None, metadata={"help": "Sliding window step, px (default: two thirds of the window, 341 for 512)."})
+    eval_scales: list[float] | None = field(
+        default=None,
+        metadata={"help": "Test-time scales, e.g. 0.5 0.75 1.0 1.25 1.5 1.75: after training the model is also "
+                          "evaluated at each (probabilities averaged at the annotation's size), recorded as its own "
+                          "multi-scale result beside the single-scale one."},
+    )
+    eval_flip: bool = field(
+        default=False, metadata={"help": "Also average the prediction of each mirrored test image (with "
+                                         "--eval_scales, or alone), recorded as its own result."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+
+    def eval_protocol(self) -> EvalProtocol:
+        """The evaluation protocol these arguments ask for (`protocol` resolved: see `run`)."""
+        return EvalProtocol(resize="short_side" if self.protocol == "mmseg" else "native", mode=self.eval_mode,
+                            crop=self.eval_crop, stride=self.eval_stride,
+                            scales=tuple(self.eval_scales or (1.0,)), flip=self.eval_flip)
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
 
 

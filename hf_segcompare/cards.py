@@ -21,6 +21,7 @@ from .results import RESULTS_FILE, RunResults
 TEMPLATES = Path(__file__).parent / "templates"
 LEARNING_CURVE = "learning_curve.png"
 SAMPLE_PREDICTIONS = "sample_predictions.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
 SNIPPET = '''from PIL import Image
 from transformers import AutoModelForSemanticSegmentation
 
@@ -96,6 +97,31 @@ def plot_learning_curve(results: dict, path: Path) -> bool:
     return True
 
 
+def plot_confusion_matrix(results: RunResults, path: Path) -> bool:
+    """The final evaluation's confusion matrix, each row normalised to the annotated pixels of its
+    class (so the diagonal is each class's recall), with the class names; False without a matrix."""
+    if not results.confusion_matrix:
+        return False
+    counts = np.asarray(results.confusion_matrix, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    names = results.class_names
+    plt = _pyplot()
+    side = 2.5 + 0.32 * len(names)
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    axis.set_yticks(range(len(names)), names, fontsize=7)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("annotated class")
+    axis.set_title(f"{results.model}: share of each class's pixels", fontsize=9)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
 def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
     """Rows of image | ground truth | prediction (VOC palette) for the first `count` validation images."""
     from .data.voc import mask_to_array, voc_palette
@@ -139,24 +165,57 @@ def read_evaluations(output_dir: Path) -> list[dict]:
     return records
 
 
+def _card_data_class():
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import eval_results_to_model_index
+
+    class SegModelCardData(ModelCardData):
+        """`ModelCardData` whose model-index lists the test-time-augmented results (multi-scale,
+        flip) as a model entry of their own, named so, after the single-scale one: as benchmark
+        tables give each a row, and so that neither is mistaken for the other."""
+
+        def __init__(self, augmented_name: str | None = None, augmented_results=None, **kwargs):
+            super().__init__(**kwargs)
+            self.augmented_name, self.augmented_results = augmented_name, augmented_results
+
+        def _to_dict(self, data_dict):
+            name, augmented = data_dict.pop("augmented_name", None), data_dict.pop("augmented_results", None)
+            super()._to_dict(data_dict)
+            if augmented and "model-index" in data_dict:
+                data_dict["model-index"] += eval_results_to_model_index(name, augmented)
+
+    return SegModelCardData
+
+
+def _eval_results(scores: dict, dataset_type: str, dataset_name: str, metric_args: dict) -> list:
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
+                   dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
+                   metric_value=scores[f"eval_{key}"], metric_args=metric_args)
+        for key, label in (("mean_iou", "Mean IoU"), ("mean_accuracy", "Mean accuracy"),
+                           ("overall_accuracy", "Overall accuracy"))
+        if scores.get(f"eval_{key}") is not None
+    ]
+
+
 def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples: bool,
-                     evaluations: list[dict] | None = None):
+                     evaluations: list[dict] | None = None, has_confusion: bool = False):
     """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard
+
+    from .evaluation import protocol_from_record
 
     final = results.final_eval or {}
     dataset_type, dataset_name, dataset_line = _dataset_identity(results)
     metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
-    eval_results = [
-        EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
-                   dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
-                   metric_value=final[f"eval_{key}"], metric_args=metric_args)
-        for key, label in (("mean_iou", "Mean IoU"), ("mean_accuracy", "Mean accuracy"),
-                           ("overall_accuracy", "Overall accuracy"))
-        if final.get(f"eval_{key}") is not None
-    ]
+    eval_results = _eval_results(final, dataset_type, dataset_name, metric_args)
+    augmented = results.augmented_eval
     start = results.args["model"]
-    card_data = ModelCardData(
+    card_data = _card_data_class()(
+        augmented_name=f"{results.model} on {dataset_name}, {augmented['protocol']['name']}" if augmented else None,
+        augmented_results=_eval_results(augmented, dataset_type, dataset_name, metric_args) if augmented else None,
         model_name=f"{results.model} on {dataset_name}",
         pipeline_tag="image-segmentation",
         library_name="transformers",
@@ -190,7 +249,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         if name in environment
     ]
     class_names = results.class_names
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
         title=f"{results.model}: {results.architecture}",
@@ -223,9 +282,16 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         versions=versions,
         has_curve=has_curve,
         has_samples=has_samples,
+        has_confusion=has_confusion,
+        augmented=augmented,
+        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(),
         evaluations=evaluations or [],
         fmt=_fmt,
     )
+    # from_template parses the rendered card back with the plain ModelCardData, whose model-index
+    # reader folds every model entry into one: keep ours, so the augmented entry stays its own.
+    card.data = card_data
+    return card
 
 
 def _hub_dataset_id(name: str) -> str | None:
@@ -273,8 +339,9 @@ def write_model_card(results: dict, output_dir: str | Path, model=None, validati
         has_samples = plot_sample_predictions(model, validation, output_dir / SAMPLE_PREDICTIONS)
     else:  # re-rendered without the model (after an evaluation-only run): keep the run's own figure
         has_samples = (output_dir / SAMPLE_PREDICTIONS).is_file()
+    has_confusion = plot_confusion_matrix(results, output_dir / CONFUSION_MATRIX)
     card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples,
-                            read_evaluations(output_dir))
+                            read_evaluations(output_dir), has_confusion=has_confusion)
     write_eval_results(results, output_dir)
     path = output_dir / "README.md"
     card.save(path)
@@ -327,7 +394,7 @@ def start_of(results: RunResults) -> tuple[str, str | None]:
 
 def run_setup(results: RunResults) -> dict[str, str]:
     """What a run's numbers depend on besides the model: start (and its source), recipe, budget,
-    device, data sizes."""
+    device, data sizes, evaluation protocol."""
     train = results.train or {}
     environment = results.environment
     batch = (results.recipe or {}).get("global_batch_size")
@@ -340,13 +407,21 @@ def run_setup(results: RunResults) -> dict[str, str]:
                    if train else "not trained"),
         "device": f"{environment['device']} × {environment['num_processes']}",
         "data": f"{results.dataset['train_samples']} train / {results.dataset['validation_samples']} validation images",
+        "evaluation": _evaluation_words(results.dataset.get("evaluation")),
     }
+
+
+def _evaluation_words(record: dict | None) -> str:
+    """The single-scale evaluation protocol of a run, in a few words (older records: native, whole)."""
+    record = record or {"resize": "native", "mode": "whole"}
+    resize = f"short side {record['short_side']}" if record["resize"] == "short_side" else "native resolution"
+    return f"{resize}, {'sliding window' if record['mode'] == 'slide' else 'whole image'}"
 
 
 # What runs must share to compare architectures, and what the page calls each when they do not.
 SETUP_DIFFERENCES = {"budget": "training budgets", "recipe": "recipes", "start": "starting points",
                      "device": "devices (training time, memory and inference speed are not comparable)",
-                     "data": "amounts of data"}
+                     "data": "amounts of data", "evaluation": "evaluation protocols"}
 
 
 def differing_settings(runs: list[RunResults]) -> list[str]:

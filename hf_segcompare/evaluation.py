@@ -20,10 +20,13 @@ faster batched path:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from .data.transforms import SIZE_MULTIPLE, size_to_fit
 from .errors import UsageError
@@ -37,7 +40,8 @@ class EvalProtocol:
 
     Args:
         resize: ``native`` or ``short_side``.
-        short_side: the short side ``short_side`` resizes to (mmsegmentation's VOC value: 512).
+        short_side: the short side ``short_side`` resizes to (default: the training crop, as
+            mmsegmentation's 512 for its 512 crops).
         mode: ``whole`` or ``slide``.
         crop, stride: the sliding window and its step, in pixels (``slide`` only; default: the eval
             size, and two thirds of the window as mmsegmentation's 512/341).
@@ -46,7 +50,7 @@ class EvalProtocol:
     """
 
     resize: str = "native"
-    short_side: int = 512
+    short_side: int | None = None
     mode: str = "whole"
     crop: int | None = None
     stride: int | None = None
@@ -60,13 +64,20 @@ class EvalProtocol:
             raise UsageError(f"--eval_mode {self.mode!r}: use 'whole' or 'slide'.")
         if not self.scales or min(self.scales) <= 0:
             raise UsageError(f"--eval_scales {list(self.scales)}: give one or more positive scales, e.g. 0.5 1.0 1.5.")
-        if self.mode == "slide":
-            if not self.crop or self.crop % SIZE_MULTIPLE:
-                raise UsageError(f"--eval_crop {self.crop}: the sliding window must be a multiple of {SIZE_MULTIPLE} "
-                                 f"(e.g. {size_to_fit(self.crop or 512)}).")
-            if not self.stride or not 0 < self.stride <= self.crop:
-                raise UsageError(f"--eval_stride {self.stride}: give a step between 1 and the window ({self.crop}), "
-                                 "or windows would leave pixels out.")
+        if self.crop is not None and (self.crop <= 0 or self.crop % SIZE_MULTIPLE):
+            raise UsageError(f"--eval_crop {self.crop}: the sliding window must be a positive multiple of "
+                             f"{SIZE_MULTIPLE} (e.g. {size_to_fit(max(self.crop, 1))}).")
+        if self.stride is not None and not 0 < self.stride <= (self.crop or self.stride):
+            raise UsageError(f"--eval_stride {self.stride}: give a step between 1 and the window ({self.crop}), "
+                             "or windows would leave pixels out.")
+
+    def with_defaults(self, eval_size: int, short_side: int | None) -> "EvalProtocol":
+        """This protocol with what it left open filled in: the short side (the training crop, as
+        mmsegmentation's 512 for its 512 crops), the window (`eval_size`) and its step (two thirds
+        of the window: mmsegmentation's 341 for 512)."""
+        crop = self.crop or eval_size
+        return replace(self, short_side=self.short_side or short_side, crop=crop,
+                       stride=self.stride or max(1, crop * 2 // 3))
 
     @property
     def augmented(self) -> bool:
@@ -80,7 +91,7 @@ class EvalProtocol:
 
     def single_scale(self) -> "EvalProtocol":
         """This protocol without its test-time augmentation."""
-        return EvalProtocol(self.resize, self.short_side, self.mode, self.crop, self.stride)
+        return replace(self, scales=(1.0,), flip=False)
 
     def name(self) -> str:
         """``single-scale`` or e.g. ``multi-scale (0.5, 1.0, 1.5) + flip``: how tables label the figure."""
@@ -107,6 +118,16 @@ class EvalProtocol:
                 "scales": list(self.scales), "flip": self.flip}
 
 
+def protocol_from_record(record: dict | None) -> EvalProtocol:
+    """The `EvalProtocol` a results.json ``evaluation`` record describes (records written before
+    protocols existed: the plain one, which every run used then)."""
+    if not record:
+        return EvalProtocol()
+    return EvalProtocol(resize=record["resize"], short_side=record.get("short_side"), mode=record["mode"],
+                        crop=record.get("crop"), stride=record.get("stride"),
+                        scales=tuple(record.get("scales") or (1.0,)), flip=bool(record.get("flip")))
+
+
 def short_side_size(height: int, width: int, short_side: int,
                     long_side: int | None = None) -> tuple[int, int]:
     """(height, width) resized so the short side is `short_side` and the long side at most
@@ -114,6 +135,45 @@ def short_side_size(height: int, width: int, short_side: int,
     long_side = long_side or MMSEG_LONG_SIDE_RATIO * short_side
     scale = min(long_side / max(height, width), short_side / min(height, width))
     return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
+    """A `Dataset.with_transform` function for `protocol`: {image, label} -> pixel_values (the image
+    as the protocol runs it, normalised), labels (the annotation untouched), and both sizes, so
+    the prediction can be brought back to the annotation's own resolution.
+
+    The image: resized to the protocol's short side (``short_side``); else as it is, except that
+    whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
+    """
+    from PIL import Image
+
+    from .data.transforms import shrunk_size, to_float_and_normalize
+    from .data.voc import mask_to_array
+
+    normalize = v2.Compose(to_float_and_normalize(mean, std))
+
+    def transform(batch: dict) -> dict:
+        output = {"pixel_values": [], "labels": [], "image_size": [], "label_size": []}
+        for image, mask in zip(batch["image"], batch["label"]):
+            image = image.convert("RGB")
+            height, width = image.height, image.width
+            if protocol.resize == "short_side":
+                size = short_side_size(height, width, protocol.short_side)
+            elif protocol.mode == "whole":
+                size = shrunk_size(height, width, eval_size)
+            else:
+                size = (height, width)
+            if size != (height, width):
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
+            pixels = normalize(tv_tensors.Image(TF.pil_to_tensor(image))).as_subclass(torch.Tensor)
+            labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
+            output["pixel_values"].append(pixels)
+            output["labels"].append(labels)
+            output["image_size"].append(list(size))
+            output["label_size"].append(list(labels.shape))
+        return output
+
+    return transform
 
 
 def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
@@ -184,4 +244,4 @@ def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
     return total / (len(protocol.scales) * (2 if protocol.flip else 1))
 
 
-__all__ = ["EvalProtocol", "predict_probabilities", "short_side_size"]
+__all__ = ["EvalProtocol", "predict_probabilities", "protocol_from_record", "protocol_transform", "short_side_size"]

@@ -275,6 +275,8 @@ class SegmentationMetrics:
         self.num_labels = len(self.class_names)
         self.ignore_index = ignore_index
         self._total: torch.Tensor | None = None
+        # The summed [C, C] matrix of the last complete evaluation (rows: annotation, columns: prediction).
+        self.last_confusion: np.ndarray | None = None
 
     def preprocess_logits(self, logits, labels: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``."""
@@ -294,6 +296,7 @@ class SegmentationMetrics:
         if not compute_result:
             return {}
         total, self._total = self._total.numpy(), None
+        self.last_confusion = total[: self.num_labels, : self.num_labels]  # without the "outside" bin
         scores = scores_from_confusion(total)
         metrics = {key: scores[key] for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
         for name, value in zip(self.class_names, scores["per_category_iou"]):

@@ -168,6 +168,12 @@ def default_recipe_name(dataset_name: str) -> str:
     return "demo" if dataset_name == "synthetic" else "published"
 
 
+def default_protocol(recipe_name: str | None) -> str:
+    """``mmseg`` (mmsegmentation's VOC data pipeline) for the published recipe, whose figures come
+    from it; ``native`` for the others (`DataArguments.protocol`)."""
+    return "mmseg" if recipe_name == "published" else "native"
+
+
 def get_recipe(name: str, model: str) -> Recipe:
     """The recipe `name` of the registered `model` (a ``-tiny`` variant gets its parent's).
 
@@ -179,4 +185,5 @@ def get_recipe(name: str, model: str) -> Recipe:
     return get_entry(model).recipe(name)
 
 
-__all__ = ["DEMO", "PUBLISHED", "RECIPE_NAMES", "Recipe", "default_recipe_name", "get_recipe", "recipe_set"]
+__all__ = ["DEMO", "PUBLISHED", "RECIPE_NAMES", "Recipe", "default_protocol", "default_recipe_name", "get_recipe",
+           "recipe_set"]

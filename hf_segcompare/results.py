@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 3  # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference
+# 2: ignore index, normalisation, push record, schema_version; 3: speed, inference; 4: evaluation
+# protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix
+SCHEMA_VERSION = 4
 
 
 def _json_safe(value):
@@ -42,7 +44,10 @@ class RunResults:
     (None for an evaluation-only run) the wall time, samples/s, steps, epochs, mean loss and the
     checkpoint it resumed from; `hub` the repo and commit of its push; `speed` the device switches
     it ran with (precision, TF32, memory format, compile, data-loader workers); `inference` what the
-    trained model costs to run (`hf_segcompare.inference_cost`).
+    trained model costs to run (`hf_segcompare.inference_cost`); `augmented_eval` the final weights'
+    scores under test-time augmentation (``protocol`` says which), beside the single-scale
+    `final_eval`; `confusion_matrix` the final evaluation's pixel counts, rows the annotation's
+    class and columns the prediction's.
     """
 
     model: str
@@ -64,6 +69,8 @@ class RunResults:
     hub: dict[str, str] | None = None
     speed: dict[str, Any] | None = None
     inference: dict[str, Any] | None = None
+    augmented_eval: dict[str, Any] | None = None
+    confusion_matrix: list[list[int]] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -54,6 +54,7 @@ from .data.transforms import (
 )
 from .device_settings import speed_record, uses_channels_last
 from .errors import CheckpointError, TrainingDiverged, UsageError
+from .evaluation import EvalProtocol, predict_probabilities, protocol_transform
 from .labels import IGNORE_INDEX
 from .metrics import SegmentationMetrics
 from .models import model_normalization
@@ -131,6 +132,11 @@ class SegTrainer(Trainer):
             else the smallest multiple of 32 holding the split's largest image, at most 512.
         eval_padding: ``"batch"`` evaluates images of one padded shape together, each batch padded
             to its own shape (`SegCollator`); ``"square"`` pads every image to `eval_size`.
+        eval_protocol: how every evaluation runs (`hf_segcompare.evaluation.EvalProtocol`; default:
+            whole images at native resolution). A protocol resizing to a short side is
+            mmsegmentation's VOC pipeline, training included: the training scale jitter then draws
+            the short side from 0.5-2.0 × the crop size. Its scales and flip are not used by the
+            evaluations during training but by `evaluate_augmented`, after it.
         **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
             and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
             after the toolkit's.
@@ -142,7 +148,7 @@ class SegTrainer(Trainer):
 
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
                  crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
-                 **kwargs):
+                 eval_protocol: EvalProtocol | None = None, **kwargs):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -157,6 +163,9 @@ class SegTrainer(Trainer):
             model = model.to(memory_format=torch.channels_last)
         self.augmentation = None
         self.crop_size = self.eval_size = self.eval_padding = None
+        self.eval_protocol = self.augmented_protocol = None
+        self._raw_eval_dataset = self._active_protocol = None
+        eval_protocol = eval_protocol or EvalProtocol()
         if train_dataset is not None and _is_raw(train_dataset):
             if "id" not in train_dataset.column_names:
                 raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
@@ -164,8 +173,10 @@ class SegTrainer(Trainer):
                                  "[str(i) for i in range(len(dataset))]).")
             self.crop_size = crop_size or _recipe_crop_size(args, model) or fitted_size(train_dataset, MAX_CROP_SIZE)
             self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
+            short_side = (eval_protocol.short_side or self.crop_size) if eval_protocol.resize == "short_side" else None
             train_dataset = train_dataset.with_transform(make_batch_transform(
-                train_transforms(self.crop_size, normalization.mean, normalization.std), self.augmentation))
+                train_transforms(self.crop_size, normalization.mean, normalization.std, short_side=short_side),
+                self.augmentation))
         if eval_dataset is not None and _is_raw(eval_dataset):
             if eval_padding not in ("batch", "square"):
                 raise UsageError(f"eval_padding={eval_padding!r}: use 'batch' or 'square'.")
@@ -175,15 +186,27 @@ class SegTrainer(Trainer):
             sizes = image_sizes(eval_dataset)
             self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE, sizes)
             self.eval_padding = eval_padding
+            protocol = eval_protocol.with_defaults(
+                self.eval_size, self.crop_size or _recipe_crop_size(args, model) or self.eval_size)
+            self.eval_protocol = protocol.single_scale()
+            self.augmented_protocol = protocol if protocol.augmented else None
             if eval_padding == "batch":
                 # The metric is a sum over pixels, so the order is free: group the shapes.
                 eval_dataset = eval_dataset.select(shape_order(sizes, self.eval_size))
-            square = eval_padding == "square"
-            eval_dataset = eval_dataset.with_transform(make_batch_transform(
-                eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square)))
+            self._raw_eval_dataset, self._normalization = eval_dataset, normalization
+            # Padding is black in the weights' normalisation, as the collator pads.
+            self._image_fill = -torch.tensor(normalization.mean) / torch.tensor(normalization.std)
+            if self.eval_protocol.plain:  # batched, at native resolution
+                square = eval_padding == "square"
+                eval_dataset = eval_dataset.with_transform(make_batch_transform(
+                    eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square)))
+            else:
+                eval_dataset = self._protocol_dataset(self.eval_protocol)
+        self.segmentation_metrics = None
         if "compute_metrics" not in kwargs:
             metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)],
                                           getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
+            self.segmentation_metrics = metrics
             kwargs.update(compute_metrics=metrics.compute, preprocess_logits_for_metrics=metrics.preprocess_logits)
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = SegCollator(normalization.mean, normalization.std,
@@ -198,6 +221,46 @@ class SegTrainer(Trainer):
         # skip its own loss averaging over accumulation steps; no model here uses that count.
         self.model_accepts_loss_kwargs = False
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
+        # The last evaluation's [C, C] pixel counts per metric prefix ("eval", "eval_tta").
+        self.confusion_matrices: dict[str, object] = {}
+
+    # ---- evaluation protocols
+    def _protocol_dataset(self, protocol: EvalProtocol):
+        """The validation images as `protocol` runs them (see `protocol_transform`)."""
+        return self._raw_eval_dataset.with_transform(
+            protocol_transform(protocol, self.eval_size, self._normalization.mean, self._normalization.std))
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if "image_size" not in inputs:  # the plain protocol: Trainer's batched forward
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        # Another protocol: each image on its own (its own size, windows, scales), the prediction
+        # brought back to its annotation's size; no loss (the protocol's outputs are probabilities).
+        protocol = self._active_protocol or self.eval_protocol
+        image_sizes, label_sizes = inputs.pop("image_size").tolist(), inputs.pop("label_size").tolist()
+        pixels, labels = inputs["pixel_values"], inputs["labels"]
+        model.eval()
+        probabilities = torch.zeros((len(pixels), model.config.num_labels, *labels.shape[-2:]), device=pixels.device)
+        with self.autocast_smart_context_manager():
+            for index, ((height, width), (label_height, label_width)) in enumerate(zip(image_sizes, label_sizes)):
+                image = pixels[index: index + 1, :, :height, :width]
+                predicted = predict_probabilities(model, image, protocol, self._image_fill)
+                if (height, width) != (label_height, label_width):
+                    predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
+                                                                mode="bilinear", align_corners=False)
+                probabilities[index, :, :label_height, :label_width] = predicted[0]
+        return None, probabilities, labels
+
+    def evaluate_augmented(self) -> dict[str, float] | None:
+        """Evaluate once under the protocol's test-time augmentation (scales, flip); the metrics
+        are prefixed ``eval_tta_``. None when the protocol has none."""
+        if self.augmented_protocol is None:
+            return None
+        self._active_protocol = self.augmented_protocol
+        try:
+            return self.evaluate(eval_dataset=self._protocol_dataset(self.augmented_protocol),
+                                 metric_key_prefix="eval_tta")
+        finally:
+            self._active_protocol = None
 
     def speed_settings(self) -> dict:
         """The device switches this trainer runs with (precision, TF32, memory format, compile,
@@ -281,7 +344,11 @@ class SegTrainer(Trainer):
                 self.is_fsdp_enabled or self.is_deepspeed_enabled):
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer.data, src=0)
-        return super().evaluate(*args, **kwargs)
+        scores = super().evaluate(*args, **kwargs)
+        if self.segmentation_metrics is not None:
+            prefix = kwargs.get("metric_key_prefix", args[2] if len(args) > 2 else "eval")
+            self.confusion_matrices[prefix] = self.segmentation_metrics.last_confusion
+        return scores
 
     # ---- checkpoints: finite, and whole or not at all
     def _save_checkpoint(self, model, trial):

@@ -28,7 +28,7 @@ from .inference import SegImageProcessor
 from .inference_cost import measure_inference
 from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
-from .recipes import get_recipe
+from .recipes import default_protocol, get_recipe
 from .results import RESULTS_FILE, RunResults, record_name
 from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
@@ -112,9 +112,11 @@ def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str 
     return None if resume_from else this_call
 
 
-def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None) -> tuple[dict[str, Any] | None, list[dict]]:
+def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None
+                        ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None]:
     """Train (resuming from `resume_from` if set) and save if asked, then make sure the last step was
-    evaluated; return the train summary and every evaluation (those before a resume included)."""
+    evaluated; return the train summary, every evaluation (those before a resume included) and the
+    test-time-augmented evaluation of the final weights (None unless the protocol asks for one)."""
     args = trainer.args
     train_summary = None
     if args.do_train:
@@ -141,12 +143,24 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None) -> tuple[d
         trainer.check_weights_finite("the final evaluation")
         final = trainer.evaluate()
         evaluations.append({**final, "epoch": trainer.state.epoch, "step": trainer.state.global_step})
-    return train_summary, evaluations
+    augmented = None
+    if args.do_eval and trainer.augmented_protocol is not None:
+        scores = trainer.evaluate_augmented()
+        augmented = {"protocol": trainer.augmented_protocol.record(),
+                     # the eval_ names of final_eval, so the card reads both alike
+                     **{"eval_" + key.removeprefix("eval_tta_"): value for key, value in scores.items()
+                        if key.startswith("eval_tta_")},
+                     "step": trainer.state.global_step}
+    return train_summary, evaluations, augmented
+
+
+def _as_lists(matrix) -> list[list[int]] | None:
+    return None if matrix is None else [[int(count) for count in row] for row in matrix]
 
 
 def _collect_results(model_args: ModelArguments, data_args: DataArguments, trainer: SegTrainer, dataset,
                      data_dir: str, train_summary: dict[str, Any] | None, evaluations: list[dict],
-                     status: str = "complete") -> RunResults:
+                     status: str = "complete", augmented: dict[str, Any] | None = None) -> RunResults:
     """The run's `RunResults` (see there for `status`)."""
     # Every rank measured its own peak; the run's figure is the largest.
     peak = trainer.resource_meter.peak_memory()
@@ -172,6 +186,8 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
             "crop_size": data_args.crop_size,
             "eval_size": data_args.eval_size,
             "eval_padding": data_args.eval_padding,
+            "protocol": data_args.protocol,
+            "evaluation": trainer.eval_protocol.record() if trainer.eval_protocol else None,
         },
         train=train_summary,
         recipe=_recipe_record(model_args.model, data_args, trainer),
@@ -179,6 +195,8 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
         peak_memory=peak,
         evaluations=evaluations,
         final_eval=evaluations[-1] if evaluations and status == "complete" else None,
+        augmented_eval=augmented if status == "complete" else None,
+        confusion_matrix=_as_lists(trainer.confusion_matrices.get("eval")) if status == "complete" else None,
         train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
                     for e in trainer.state.log_history if "loss" in e],
         environment=_environment(trainer),
@@ -282,6 +300,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         PushError: trained and saved, but the push failed; the message says how to retry.
     """
     check_args(model_args)
+    # The published recipe's figures come from mmsegmentation's data pipeline: it follows it.
+    data_args = dataclasses.replace(data_args, protocol=data_args.protocol
+                                    or default_protocol(getattr(training_args, "recipe", None)))
+    eval_protocol = data_args.eval_protocol()  # a bad --eval_crop/--eval_stride/--eval_scales stops here
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(training_args)
     check_start(model_args)  # before the data: a missing model should not wait for it
@@ -299,7 +321,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     trainer = SegTrainer(model, with_fields(training_args, hub_token=None, push_to_hub=False),
                          dataset["train"] if training_args.do_train else None, dataset["validation"],
                          crop_size=data_args.crop_size, eval_size=data_args.eval_size,
-                         eval_padding=data_args.eval_padding)
+                         eval_padding=data_args.eval_padding, eval_protocol=eval_protocol)
     # Resolved, so run_args.json and the record hold the sizes and start the run used, and replaying
     # the file repeats this run on changed data too.
     data_args = dataclasses.replace(data_args, crop_size=trainer.crop_size or data_args.crop_size,
@@ -311,7 +333,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         write_run_args(training_args.output_dir, model_args, data_args, training_args)
 
     try:
-        train_summary, evaluations = _train_and_evaluate(trainer, resume_from)
+        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from)
     except TrainingDiverged as error:
         results = _collect_results(model_args, data_args, trainer, dataset, data_dir, None,
                                    [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry],
@@ -320,7 +342,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         if trainer.is_world_process_zero():
             results.write(Path(training_args.output_dir) / RESULTS_FILE)
         raise
-    results = _collect_results(model_args, data_args, trainer, dataset, data_dir, train_summary, evaluations)
+    results = _collect_results(model_args, data_args, trainer, dataset, data_dir, train_summary, evaluations,
+                               augmented=augmented)
     if trainer.is_world_process_zero():
         if training_args.do_train:
             # Measured on the main process only, after every collective step of the run.

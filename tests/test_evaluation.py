@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,7 +114,95 @@ def test_protocol_names_and_refusals():
     assert not EvalProtocol(resize="short_side").plain and not EvalProtocol(resize="short_side").augmented
     with pytest.raises(UsageError, match="--eval_crop 500"):
         EvalProtocol(mode="slide", crop=500, stride=300)
+    assert EvalProtocol(mode="slide").with_defaults(512, None).stride == 341  # mmsegmentation's
     with pytest.raises(UsageError, match="--eval_stride 600"):
         EvalProtocol(mode="slide", crop=512, stride=600)
     with pytest.raises(UsageError, match="--eval_scales"):
         EvalProtocol(scales=(0.0,))
+
+
+# ----------------------------------------------------------------------------- through the trainer
+
+
+def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny"):
+    from hf_segcompare.arguments import SegTrainingArguments
+    from hf_segcompare.data import load_voc
+    from hf_segcompare.trainer import SegTrainer
+
+    torch.manual_seed(0)
+    dataset = load_voc(voc_tree, cache_dir=tmp_path / "arrow")
+    args = SegTrainingArguments.from_recipe(model, "demo", output_dir=str(tmp_path / "out"),
+                                            per_device_eval_batch_size=3, use_cpu=True)
+    return SegTrainer(create_model(model).eval(), args, None, dataset["validation"], eval_size=64,
+                      eval_protocol=protocol)
+
+
+def test_the_per_image_path_scores_what_the_batched_path_scores(voc_tree, tmp_path):
+    """Sliding windows as large as the eval size go through the per-image protocol path; on images
+    that fit they must give the batched path's confusion matrix exactly."""
+    plain = _trainer(voc_tree, tmp_path, None)
+    plain_scores = plain.evaluate()
+    slide = _trainer(voc_tree, tmp_path, EvalProtocol(mode="slide", crop=64, stride=32))
+    slide_scores = slide.evaluate()
+    assert slide.eval_protocol.mode == "slide" and not slide.eval_protocol.plain
+    assert (slide.confusion_matrices["eval"] == plain.confusion_matrices["eval"]).all()
+    assert slide_scores["eval_mean_iou"] == plain_scores["eval_mean_iou"]
+
+
+def test_the_short_side_protocol_runs_resized_images_and_scores_native_annotations(voc_tree, tmp_path):
+    trainer = _trainer(voc_tree, tmp_path, EvalProtocol(resize="short_side", short_side=96))
+    sample = trainer.eval_dataset[0]
+    raw = trainer._raw_eval_dataset[0]
+    height, width = raw["image"].height, raw["image"].width
+    assert tuple(sample["label_size"]) == (height, width) == tuple(sample["labels"].shape)
+    assert tuple(sample["image_size"]) == short_side_size(height, width, 96) == tuple(sample["pixel_values"].shape[1:])
+    scores = trainer.evaluate()
+    # Every annotated pixel was scored once, at its own resolution.
+    annotated = sum(int((np.asarray(sample["label"]) != 255).sum()) for sample in trainer._raw_eval_dataset)
+    assert trainer.confusion_matrices["eval"].sum() == annotated and 0 <= scores["eval_mean_iou"] <= 1
+
+
+def test_the_mmseg_training_jitter_draws_the_short_side():
+    from torchvision import tv_tensors
+
+    from hf_segcompare.data.transforms import train_transforms
+
+    pipeline = train_transforms(64, (0, 0, 0), (1, 1, 1), short_side=64)
+    rescale = pipeline.transforms[0]
+    shorts = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        image = rescale(tv_tensors.Image(torch.zeros(3, 50, 100, dtype=torch.uint8)))
+        assert abs(image.shape[2] / image.shape[1] - 2) < 0.05  # ratio kept
+        shorts.add(image.shape[1])
+    assert min(shorts) >= 32 and max(shorts) <= 128 and max(shorts) - min(shorts) > 48  # 0.5-2.0 x 64
+
+
+def test_a_multi_scale_flip_run_writes_two_model_index_entries(voc_tree, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from .conftest import run_seg_in_process
+
+    output = tmp_path / "run"
+    status, stderr, _ = run_seg_in_process(
+        ["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+         str(voc_tree), "--output_dir", str(output), "--max_steps", "2", "--save_strategy", "no",
+         "--eval_scales", "0.5", "1.0", "1.5", "--eval_flip"], capsys)
+    assert status == 0, stderr[-2000:]
+    results = json.loads((output / "results.json").read_text())
+    augmented = results["augmented_eval"]
+    assert augmented["protocol"]["scales"] == [0.5, 1.0, 1.5] and augmented["protocol"]["flip"] is True
+    assert results["dataset"]["evaluation"]["name"] == "single-scale" and results["dataset"]["protocol"] == "native"
+    card = (output / "README.md").read_text()
+    model_index = yaml.safe_load(card.split("---")[1])["model-index"]
+    assert [entry["name"] for entry in model_index] == [
+        "segformer-tiny on Pascal VOC 2012", "segformer-tiny on Pascal VOC 2012, multi-scale (0.5, 1, 1.5) + flip"]
+    values = [{m["type"]: m["value"] for m in entry["results"][0]["metrics"]}["mean_iou"] for entry in model_index]
+    assert values == [results["final_eval"]["eval_mean_iou"], augmented["eval_mean_iou"]]
+    assert f"| mean IoU, multi-scale (0.5, 1, 1.5) + flip | {augmented['eval_mean_iou']:.4f} |" in card
+    # The single-scale confusion matrix, as counted, and its figure.
+    matrix = results["confusion_matrix"]
+    assert len(matrix) == 21 and all(len(row) == 21 for row in matrix)
+    assert (output / "confusion_matrix.png").stat().st_size > 1000 and "](confusion_matrix.png)" in card

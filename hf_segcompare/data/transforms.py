@@ -88,11 +88,23 @@ def to_float_and_normalize(mean, std) -> list[v2.Transform]:
     ]
 
 
-def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0)) -> v2.Compose:
-    """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise with the weights' `mean`/`std`."""
+def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0), short_side: int | None = None) -> v2.Compose:
+    """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise with the weights' `mean`/`std`.
+
+    The random scale: by default the image is fitted into `crop_size` × `crop_size` times a factor
+    drawn from `scale_range` (its long side then spans 0.5-2.0 crops); with `short_side`, its short
+    side is drawn from `scale_range` × `short_side` instead, as mmsegmentation's VOC pipeline does
+    (``RandomResize(scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True)``; its 4:1 cap on
+    the long side only matters for images longer than that).
+    """
+    if short_side:
+        rescale = v2.RandomResize(round(short_side * scale_range[0]), round(short_side * scale_range[1]) + 1,
+                                  antialias=True)
+    else:
+        rescale = v2.ScaleJitter(target_size=(crop_size, crop_size), scale_range=scale_range, antialias=True)
     return v2.Compose(
         [
-            v2.ScaleJitter(target_size=(crop_size, crop_size), scale_range=scale_range, antialias=True),
+            rescale,
             v2.RandomCrop(crop_size, pad_if_needed=True, fill=PAD_FILL),
             v2.RandomHorizontalFlip(),
             *to_float_and_normalize(mean, std),
@@ -196,6 +208,8 @@ class SegCollator:
                                            self.multiple)}
         if "labels" in features[0]:
             batch["labels"] = pad_batch([feature["labels"] for feature in features], self.ignore_index, self.multiple)
+        for key in features[0].keys() - batch.keys():  # e.g. each image's size, for an evaluation protocol
+            batch[key] = torch.as_tensor([feature[key] for feature in features])
         return batch
 
 
