@@ -472,9 +472,56 @@ def conclusion(runs: list[dict]) -> list[str]:
     return lines
 
 
-def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
+def plot_miou_against(runs: list[RunResults], value, label: str):
+    """A log-x scatter of each run's mean IoU against `value(run)` (runs where it is None left out),
+    each point labelled with its model, every label inside the frame; returns the figure."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    measured = [run for run in runs if value(run) is not None]
+    middle = np.median([value(run) for run in measured])
+    for run in measured:
+        point = (value(run), run.final_eval["eval_mean_iou"])
+        axis.scatter(*point, label=run.model)
+        # Labels point inwards (left of the right-hand points), which keeps short ones in the frame.
+        inward = value(run) > middle or len(measured) == 1
+        axis.annotate(run.model, point, fontsize=8, textcoords="offset points",
+                      xytext=(-5 if inward else 5, 4), ha="right" if inward else "left")
+    axis.set_xscale("log")
+    axis.margins(x=0.3, y=0.15)
+    axis.set_xlabel(label)
+    axis.set_ylabel("validation mean IoU")
+    figure.tight_layout()
+    if not _labels_inside(figure, axis):
+        for text in list(axis.texts):  # a label too long for its side: name the points in a legend
+            text.remove()
+        import textwrap
+
+        handles, names = axis.get_legend_handles_labels()
+        axis.legend(handles, ["\n".join(textwrap.wrap(name, 24)) for name in names], fontsize=7, loc="best")
+        figure.tight_layout()
+    return figure
+
+
+def _labels_inside(figure, axis) -> bool:
+    """Whether every annotation of `axis` lies inside its frame, each moved to the other side of
+    its point first if it sticks out on one."""
+    figure.canvas.draw()
+    frame = axis.get_window_extent()
+    for text in axis.texts:
+        box = text.get_window_extent()
+        if box.x0 < frame.x0 or box.x1 > frame.x1:
+            left = box.x0 < frame.x0
+            text.set_horizontalalignment("left" if left else "right")
+            text.set_position((5 if left else -5, 4))
+    figure.canvas.draw()
+    return all(frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+               for box in (text.get_window_extent() for text in axis.texts))
+
+
+def write_comparison(paths: list[str | Path], output_dir: str | Path, question: str | None = None) -> Path:
     """comparison.md plus its figures in `output_dir`: mIoU per epoch, and against parameters, training
-    time, FLOPs per image and inference throughput (the last two for runs that measured them)."""
+    time, FLOPs per image and inference throughput (the last two for runs that measured them).
+    `question`: what the runs were trained to answer (an experiment's), said under the title."""
     runs = read_runs(paths)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -501,21 +548,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
                                 lambda r: r.inference["throughput_images_per_s"] if r.inference else None)):
         if not any(value(run) is not None for run in runs):
             continue
-        figure, axis = plt.subplots(figsize=(5, 3.5))
-        measured = [run for run in runs if value(run) is not None]
-        middle = np.median([value(run) for run in measured])
-        for run in measured:
-            point = (value(run), run.final_eval["eval_mean_iou"])
-            axis.scatter(*point)
-            # Labels point inwards (left of the right-hand points), so none runs off the frame.
-            inward = value(run) > middle or (len(measured) == 1)
-            axis.annotate(run.model, point, fontsize=8, textcoords="offset points",
-                          xytext=(-5 if inward else 5, 4), ha="right" if inward else "left")
-        axis.set_xscale("log")
-        axis.margins(x=0.3, y=0.15)
-        axis.set_xlabel(label)
-        axis.set_ylabel("validation mean IoU")
-        figure.tight_layout()
+        figure = plot_miou_against(runs, value, label)
         figure.savefig(output_dir / name, dpi=100)
         plt.close(figure)
 
@@ -527,6 +560,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path) -> Path:
         runs=runs, setups=[run_setup(run) for run in runs], differences=setup_differences(runs),
         conclusion=conclusion(runs), fmt=_fmt, dataset=_dataset_identity(runs[0])[2],
         synthetic=runs[0].dataset["name"] == "synthetic", hub=hub_endpoint(), sources=[str(path) for path in paths],
+        question=question,
     )
     path = output_dir / "comparison.md"
     path.write_text(page)

@@ -64,6 +64,8 @@ class EvalProtocol:
             raise UsageError(f"--eval_mode {self.mode!r}: use 'whole' or 'slide'.")
         if not self.scales or min(self.scales) <= 0:
             raise UsageError(f"--eval_scales {list(self.scales)}: give one or more positive scales, e.g. 0.5 1.0 1.5.")
+        if self.mode == "whole" and (self.crop is not None or self.stride is not None):
+            raise UsageError("--eval_crop and --eval_stride set the sliding window: pass --eval_mode slide with them.")
         if self.crop is not None and (self.crop <= 0 or self.crop % SIZE_MULTIPLE):
             raise UsageError(f"--eval_crop {self.crop}: the sliding window must be a positive multiple of "
                              f"{SIZE_MULTIPLE} (e.g. {size_to_fit(max(self.crop, 1))}).")
@@ -75,6 +77,8 @@ class EvalProtocol:
         """This protocol with what it left open filled in: the short side (the training crop, as
         mmsegmentation's 512 for its 512 crops), the window (`eval_size`) and its step (two thirds
         of the window: mmsegmentation's 341 for 512)."""
+        if self.mode != "slide":
+            return replace(self, short_side=self.short_side or short_side)
         crop = self.crop or eval_size
         return replace(self, short_side=self.short_side or short_side, crop=crop,
                        stride=self.stride or max(1, crop * 2 // 3))

@@ -221,7 +221,8 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
         for model, folder in zip(commands, folders):
             if not RunResults.read(folder / RESULTS_FILE).hub:
                 push_folder(folder, f"{hub_owner}/{experiment.name}-{model}", token=hub_token)
-    page = write_comparison(folders, output_dir / PAGE_FOLDER)
+    page = write_comparison(folders, output_dir / PAGE_FOLDER,
+                            question=f"Experiment `{experiment.name}`: {experiment.question}")
     if hub_owner:
         url = push_folder(page.parent, f"{hub_owner}/{experiment.name}-comparison", token=hub_token,
                           commit_message=f"Comparison page of the {experiment.name} experiment (hf_segcompare)")

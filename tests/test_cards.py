@@ -117,6 +117,34 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
     assert "differ in more than the architecture" not in text  # same recipe, budget, start, device
 
 
+def test_the_scatter_labels_stay_inside_the_frame(runs):
+    from hf_segcompare.cards import plot_miou_against
+
+    records = [RunResults.read(runs[model] / "results.json") for model in TINY_MODELS]
+    for record, name in zip(records, ("a-long-model-name-number-one", "another-rather-long-model-name", "x", "y")):
+        record.model = name
+    too_long = RunResults.read(runs["unet-tiny"] / "results.json")
+    too_long.model = "a-model-name-longer-than-either-half-of-the-plot-" * 2  # only a legend holds it
+    for value in (lambda r: r.parameters, lambda r: r.inference["flops_per_image"]):
+        for chosen in (records, records[:1], records[:2], [records[0], too_long]):
+            figure = plot_miou_against(chosen, value, "x")
+            figure.canvas.draw()
+            axis = figure.axes[0]
+            frame = axis.get_window_extent()
+            # Each point is named: beside it, or in the legend when a name cannot fit beside it.
+            legend = axis.get_legend()
+            names = [text.get_text().replace("\n", "") for text in (legend.get_texts() if legend else axis.texts)]
+            assert sorted(names) == sorted(record.model for record in chosen)
+            if legend:
+                box = legend.get_window_extent()
+                assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            for text in axis.texts:
+                box = text.get_window_extent()
+                assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, \
+                    text.get_text()
+            figure.clf()
+
+
 def test_the_page_warns_when_runs_had_different_budgets(runs, tmp_path):
     longer = tmp_path / "longer"
     shutil.copytree(runs["unet-tiny"], longer)

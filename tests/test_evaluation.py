@@ -117,6 +117,8 @@ def test_protocol_names_and_refusals():
     assert EvalProtocol(mode="slide").with_defaults(512, None).stride == 341  # mmsegmentation's
     with pytest.raises(UsageError, match="--eval_stride 600"):
         EvalProtocol(mode="slide", crop=512, stride=600)
+    with pytest.raises(UsageError, match="--eval_mode slide"):
+        EvalProtocol(crop=512)
     with pytest.raises(UsageError, match="--eval_scales"):
         EvalProtocol(scales=(0.0,))
 
