@@ -152,16 +152,21 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
 
 
 def read_evaluations(output_dir: Path) -> list[dict]:
-    """The evaluation-only records (``eval_*.json``) written beside a trained model, one line each."""
+    """The evaluation-only records (``eval_*.json``) written beside a trained model: one line each,
+    and one more for a test-time-augmented evaluation."""
     records = []
     for path in sorted(Path(output_dir).glob("eval_*.json")):
         record = RunResults.read(path)
-        final = record.final_eval or {}
-        records.append({
-            "file": path.name, "dataset": record.dataset["name"],
-            "samples": record.dataset["validation_samples"], "processes": record.environment["num_processes"],
-            **{key: final.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
-        })
+        protocol = _evaluation_words(record.dataset.get("evaluation"))
+        for scores, name in ((record.final_eval or {}, "single-scale"),
+                             (record.augmented_eval, (record.augmented_eval or {}).get("protocol", {}).get("name"))):
+            if scores is None:
+                continue
+            records.append({
+                "file": path.name, "dataset": record.dataset["name"], "protocol": f"{name}, {protocol}",
+                "samples": record.dataset["validation_samples"], "processes": record.environment["num_processes"],
+                **{key: scores.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
+            })
     return records
 
 

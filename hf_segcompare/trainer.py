@@ -187,7 +187,7 @@ class SegTrainer(Trainer):
             self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE, sizes)
             self.eval_padding = eval_padding
             protocol = eval_protocol.with_defaults(
-                self.eval_size, self.crop_size or _recipe_crop_size(args, model) or self.eval_size)
+                self.eval_size, self.crop_size or crop_size or _recipe_crop_size(args, model) or self.eval_size)
             self.eval_protocol = protocol.single_scale()
             self.augmented_protocol = protocol if protocol.augmented else None
             if eval_padding == "batch":

@@ -285,6 +285,23 @@ def _publish_evaluation(results: RunResults, output_dir: Path, hub_model_id: str
     return path
 
 
+def _resolve_protocol(model_args: ModelArguments, data_args: DataArguments,
+                      training_args: TrainingArguments) -> DataArguments:
+    """`data_args` with the data protocol decided: the one given; for an evaluation of a saved
+    model, the one its training record names (with its crop, the short side it was tested at), so
+    the new figure is comparable with the card's; else the recipe's (mmsegmentation's pipeline
+    under the published recipe, whose cited figures come from it)."""
+    if data_args.protocol:
+        return data_args
+    record = Path(model_args.model_name_or_path or "") / RESULTS_FILE
+    if not training_args.do_train and model_args.model_name_or_path and record.is_file():
+        trained = RunResults.read(record).dataset
+        if trained.get("protocol"):
+            return dataclasses.replace(data_args, protocol=trained["protocol"],
+                                       crop_size=data_args.crop_size or trained.get("crop_size"))
+    return dataclasses.replace(data_args, protocol=default_protocol(getattr(training_args, "recipe", None)))
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> RunResults:
     """Train and/or evaluate one model as the arguments say; return (and save) its `RunResults`.
 
@@ -300,9 +317,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         PushError: trained and saved, but the push failed; the message says how to retry.
     """
     check_args(model_args)
-    # The published recipe's figures come from mmsegmentation's data pipeline: it follows it.
-    data_args = dataclasses.replace(data_args, protocol=data_args.protocol
-                                    or default_protocol(getattr(training_args, "recipe", None)))
+    data_args = _resolve_protocol(model_args, data_args, training_args)
     eval_protocol = data_args.eval_protocol()  # a bad --eval_crop/--eval_stride/--eval_scales stops here
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(training_args)

@@ -208,3 +208,31 @@ def test_a_multi_scale_flip_run_writes_two_model_index_entries(voc_tree, tmp_pat
     matrix = results["confusion_matrix"]
     assert len(matrix) == 21 and all(len(row) == 21 for row in matrix)
     assert (output / "confusion_matrix.png").stat().st_size > 1000 and "](confusion_matrix.png)" in card
+
+
+def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwise(voc_tree, tmp_path, capsys):
+    import json
+
+    from hf_segcompare.arguments import parse_args
+    from hf_segcompare.training import _resolve_protocol
+
+    from .conftest import run_seg_in_process
+
+    output = tmp_path / "published"
+    status, stderr, _ = run_seg_in_process(
+        ["--model", "deeplabv3plus-tiny", "--from_scratch", "--recipe", "published", "--dataset_name", "voc",
+         "--data_dir", str(voc_tree), "--output_dir", str(output), "--max_steps", "1", "--crop_size", "64",
+         "--per_device_train_batch_size", "4", "--save_strategy", "no"], capsys)
+    assert status == 0, stderr[-2000:]
+    results = json.loads((output / "results.json").read_text())
+    assert results["dataset"]["protocol"] == "mmseg"
+    assert results["dataset"]["evaluation"]["resize"] == "short_side" and results["dataset"]["evaluation"][
+        "short_side"] == 64
+    card = (output / "README.md").read_text()
+    assert "random resize of the short side to 0.5–2.0 × 64 px" in card
+    assert "each image resized to a short side of 64 px, ratio kept (mmsegmentation's VOC test resize)" in card
+    # Asked for, the native protocol; under another recipe, native by default.
+    for argv, expected in ((["--recipe", "published", "--protocol", "native"], "native"),
+                           (["--recipe", "quick-10"], "native"), (["--recipe", "published"], "mmseg")):
+        model_args, data_args, training_args = parse_args(["--model", "unet", "--dataset_name", "voc", *argv])
+        assert _resolve_protocol(model_args, data_args, training_args).protocol == expected

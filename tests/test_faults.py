@@ -169,7 +169,7 @@ def test_evaluating_a_trained_folder_keeps_its_training_record_and_card(voc_tree
     curve_before = (trained / "learning_curve.png").read_bytes()
     run(*parse_args(["--model", "segformer-tiny", "--model_name_or_path", str(trained), "--do_train", "false",
                      "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(trained),
-                     "--cache_dir", str(tmp_path / "c")]))
+                     "--cache_dir", str(tmp_path / "c"), "--eval_scales", "0.5", "1.0", "--eval_flip"]))
     assert (trained / "results.json").read_bytes() == record_before
     assert (trained / "learning_curve.png").read_bytes() == curve_before
     evaluation = json.loads((trained / "eval_voc_validation.json").read_text())
@@ -177,6 +177,11 @@ def test_evaluating_a_trained_folder_keeps_its_training_record_and_card(voc_tree
     card = (trained / "README.md").read_text()
     assert "## Training data and procedure" in card and "- Optimizer `" in card and "learning_curve.png" in card
     assert "`eval_voc_validation.json`" in card and "### Evaluations after training" in card
+    # One line for its single-scale figure, one for its test-time-augmented one.
+    for name, scores in (("single-scale", evaluation["final_eval"]),
+                         ("multi-scale (0.5, 1) + flip", evaluation["augmented_eval"])):
+        assert (f"| `eval_voc_validation.json` | `voc` | {name}, native resolution, whole image | 7 | 1 | "
+                f"{scores['eval_mean_iou']:.4f} |") in card
     # The training record's own figure is still what the card reports first.
     final = json.loads(record_before)["final_eval"]["eval_mean_iou"]
     assert f"| mean IoU | {final:.4f} |" in card
