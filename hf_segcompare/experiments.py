@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoints import checkpoints
 from .errors import SegCompareError, UsageError
 from .models import get_entry, list_models
 from .results import RESULTS_FILE, RunResults
@@ -156,14 +157,19 @@ def model_state(output_dir: Path, model: str, command: list[str]) -> str:
     """
     folder = output_dir / model
     results_file = folder / RESULTS_FILE
+    recorded = _read_plan(output_dir).get("commands", {}).get(model)
     if not results_file.is_file():
+        if recorded is not None and recorded != command and checkpoints(folder):
+            raise ExperimentStopped(
+                f"{folder} holds an interrupted run of {' '.join(recorded)}; resuming it under {' '.join(command)} "
+                "would mix two settings in one model. Run the experiment with the options it started with, or "
+                "remove the folder to train it afresh.")
         return "to run"
     results = RunResults.read(results_file)
     if results.status != "complete":
         raise ExperimentStopped(
             f"{folder} holds a run that {results.status} ({(results.diverged or {}).get('message', '')}). Nothing of "
             f"it is on the page. Remove {folder} (or change the options) and run the experiment again.")
-    recorded = _read_plan(output_dir).get("commands", {}).get(model)
     if recorded != command:
         difference = ("it was not trained by this experiment" if recorded is None
                       else f"it was trained with {' '.join(recorded)}")
@@ -173,19 +179,20 @@ def model_state(output_dir: Path, model: str, command: list[str]) -> str:
     return "finished"
 
 
-def launch_command(launch_args: list[str], run_seg_command: list[str]) -> list[str]:
+def launch_command(launch_args: list[str], run_seg_command: list[str], run_seg: Path = RUN_SEG) -> list[str]:
     """``accelerate launch LAUNCH_ARGS scripts/run_seg.py ...`` with this interpreter's accelerate."""
-    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args, str(RUN_SEG), *run_seg_command]
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args, str(run_seg), *run_seg_command]
 
 
 def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dict[str, list[str]],
                    launch_args: list[str] | None = None, hub_owner: str | None = None,
-                   hub_token: str | None = None, log=print) -> Path:
+                   hub_token: str | None = None, run_seg: Path = RUN_SEG, log=print) -> Path:
     """Train each model of `commands` (from `model_commands`) that is not finished, then write the
     comparison page (and push it, with `hub_owner`); return the page's path.
 
     With `hub_owner`, each model is pushed to ``<owner>/<experiment>-<model>`` (by its run, or here
     when it finished before without a push) and the page to ``<owner>/<experiment>-comparison``.
+    `run_seg`: the training script each launch runs (default: the checkout's scripts/run_seg.py).
 
     Raises:
         ExperimentStopped: a model failed, or a folder holds a run this plan did not produce.
@@ -210,7 +217,7 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
             import os
 
             env = {**os.environ, "HF_TOKEN": hub_token}
-        status = subprocess.run(launch_command(launch_args or [], full), env=env).returncode
+        status = subprocess.run(launch_command(launch_args or [], full, run_seg), env=env).returncode
         if status != 0:
             raise ExperimentStopped(
                 f"{model} stopped with exit status {status} (its error is above); nothing was compared or pushed. "

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         output_dir = Path(args.output_dir or Path("outputs") / experiment.name)
         commands = model_commands(experiment, output_dir, run_seg_args, tiny=args.tiny, pretrained=args.pretrained)
         page = run_experiment(experiment, output_dir, commands, launch_args=shlex.split(args.launch),
-                              hub_owner=args.hub_owner, hub_token=args.hub_token)
+                              hub_owner=args.hub_owner, hub_token=args.hub_token,
+                              run_seg=Path(__file__).with_name("run_seg.py"))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

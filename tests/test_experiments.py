@@ -115,6 +115,12 @@ def test_a_folder_holding_another_run_stops_the_experiment(tmp_path):
     with pytest.raises(ExperimentStopped, match="not trained by this experiment"):
         model_state(tmp_path, "unet-tiny", commands["unet-tiny"])
     assert model_state(tmp_path, "vit-tiny", commands["vit-tiny"]) == "to run"
+    # An interrupted run (a checkpoint, no record) started with other options is not resumed under these.
+    (tmp_path / "experiment.json").write_text(json.dumps({"commands": {"vit-tiny": commands["vit-tiny"] + ["-x"]}}))
+    (tmp_path / "vit-tiny" / "checkpoint-4").mkdir(parents=True)
+    with pytest.raises(ExperimentStopped, match="would mix two settings"):
+        model_state(tmp_path, "vit-tiny", commands["vit-tiny"])
+    assert model_state(tmp_path, "vit-tiny", commands["vit-tiny"] + ["-x"]) == "to run"
 
 
 def test_the_experiment_decides_model_recipe_start_and_folder(tmp_path):
