@@ -101,6 +101,8 @@ class EvalProtocol:
         """``single-scale`` or e.g. ``multi-scale (0.5, 1.0, 1.5) + flip``: how tables label the figure."""
         if not self.augmented:
             return "single-scale"
+        if tuple(self.scales) == (1.0,):
+            return "flip"
         scales = "multi-scale (" + ", ".join(f"{scale:g}" for scale in self.scales) + ")" \
             if len(self.scales) > 1 else f"scale {self.scales[0]:g}"
         return scales + (" + flip" if self.flip else "")

@@ -111,6 +111,7 @@ def test_the_short_side_resize_is_mmsegmentations():
 def test_protocol_names_and_refusals():
     assert EvalProtocol().plain and EvalProtocol().name() == "single-scale"
     assert EvalProtocol(scales=(0.5, 1.0, 1.5), flip=True).name() == "multi-scale (0.5, 1, 1.5) + flip"
+    assert EvalProtocol(flip=True).name() == "flip" and EvalProtocol(scales=(0.75,)).name() == "scale 0.75"
     assert not EvalProtocol(resize="short_side").plain and not EvalProtocol(resize="short_side").augmented
     with pytest.raises(UsageError, match="--eval_crop 500"):
         EvalProtocol(mode="slide", crop=500, stride=300)

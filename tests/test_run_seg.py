@@ -84,7 +84,8 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
     """7 validation images, eval batch 3: each process sees 4 (3 + a partial 1), one of the 8 a duplicate to drop.
 
     The two-process evaluation runs as the README shows it, into the trained folder itself: it adds
-    its own record and leaves the training record alone."""
+    its own record and leaves the training record alone. The flip evaluation takes the per-image
+    protocol path, which must split over processes as exactly as the batched one."""
     training_record = (trained_checkpoint / "results.json").read_bytes()
     curve = (trained_checkpoint / "learning_curve.png").read_bytes()
     finals = {}
@@ -92,7 +93,7 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
         output_dir = tmp_path / "eval1" if processes == 1 else trained_checkpoint
         completed = launch(
             ["--model", "segformer-tiny", "--model_name_or_path", str(trained_checkpoint), "--do_train", "false",
-             *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "3"],
+             *_voc_args(voc_tree, output_dir), "--per_device_eval_batch_size", "3", "--eval_flip"],
             tmp_path, num_processes=processes,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
@@ -100,19 +101,25 @@ def test_two_processes_evaluate_exactly_like_one(trained_checkpoint, voc_tree, t
         assert f"results: {output_dir / 'eval_voc_validation.json'}" in completed.stdout
         assert results["environment"]["num_processes"] == processes
         assert results["train"] is None
-        finals[processes] = {k: v for k, v in results["final_eval"].items()
+        finals[processes] = {f"{prefix}{k}": v for prefix, scores in (("", results["final_eval"]),
+                                                                      ("flip ", results["augmented_eval"]))
+                             for k, v in scores.items()
                              if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second",
                                                                      "eval_steps_per_second")}
     assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
     assert (trained_checkpoint / "results.json").read_bytes() == training_record
     assert (trained_checkpoint / "learning_curve.png").read_bytes() == curve
     card = (trained_checkpoint / "README.md").read_text()
-    assert "- Optimizer `" in card and "`eval_voc_validation.json` | `voc` | 7 | 2 |" in card
+    assert "- Optimizer `" in card
+    assert "`eval_voc_validation.json` | `voc` | single-scale, native resolution, whole image | 7 | 2 |" in card
+    assert "`eval_voc_validation.json` | `voc` | flip, native resolution, whole image | 7 | 2 |" in card
     assert not (tmp_path / "eval1" / "results.json").exists()
     present = [k for k, v in finals[1].items() if k.startswith("eval_iou_") and v is not None]
     assert len(present) >= 3, "the checkpoint should predict several classes"
     for key in ("eval_mean_iou", "eval_mean_accuracy", "eval_overall_accuracy", *present):
         assert finals[2][key] == finals[1][key], key
+        assert finals[2][f"flip {key}"] == finals[1][f"flip {key}"], key
+    assert results["augmented_eval"]["protocol"]["name"] == "flip"
 
 
 def test_unknown_model_exits_2_listing_the_valid_names(tmp_path, capsys):
