@@ -20,6 +20,7 @@ record is what "exactly the command planned" is checked against.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -214,15 +215,18 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
             f"{' '.join(launch_args or [])} scripts/run_seg.py {' '.join(full)}".replace("  ", " "))
         env = None
         if hub_token:  # through the environment: never on a command line that ps or a log shows
-            import os
-
             env = {**os.environ, "HF_TOKEN": hub_token}
         status = subprocess.run(launch_command(launch_args or [], full, run_seg), env=env).returncode
         if status != 0:
+            # run_seg.py's own advice names its options; the experiment takes a start as MODEL=SOURCE.
+            hint = ""
+            if experiment.pretrained and "--pretrained" not in command:
+                hint = (" If it could not load its pretrained weights, give them to the experiment: --pretrained "
+                        f"{get_entry(model).parent or model}=SOURCE.")
             raise ExperimentStopped(
-                f"{model} stopped with exit status {status} (its error is above); nothing was compared or pushed. "
-                f"Fix the cause and run the same command again: finished models are skipped, {model} resumes "
-                "from its last checkpoint.")
+                f"{model} stopped with exit status {status} (its error is above); nothing was compared or "
+                f"pushed.{hint} Fix the cause and run the same command again: finished models are skipped, {model} "
+                "resumes from its last checkpoint.")
     folders = [output_dir / model for model in commands]
     if hub_owner:  # a model finished by an earlier command without the push
         for model, folder in zip(commands, folders):

@@ -137,3 +137,17 @@ def test_the_experiment_decides_model_recipe_start_and_folder(tmp_path):
         model_commands(get_experiment("article-2"), tmp_path, [], pretrained=["vit=/x"])
     with pytest.raises(UsageError, match="unknown experiment"):
         get_experiment("article-3")
+
+
+def test_a_model_that_cannot_start_stops_the_experiment_with_what_to_pass(voc_tree, tmp_path):
+    """The tiny variants have no default pretrained weights: the first model fails, nothing more runs."""
+    output_dir = tmp_path / "article-2"
+    completed = subprocess.run(
+        [sys.executable, str(RUN_EXPERIMENT), "article-2", "--tiny", "--output_dir", str(output_dir),
+         "--launch", LAUNCH, "--", "--dataset_name", "voc", "--data_dir", str(voc_tree)],
+        cwd=tmp_path, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1
+    last = completed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: deeplabv3plus-tiny stopped") and "--pretrained deeplabv3plus=SOURCE" in last
+    assert "segformer-tiny" not in json.loads((output_dir / "experiment.json").read_text())["commands"]
+    assert not (output_dir / "comparison").exists()
