@@ -1,4 +1,4 @@
-"""Put several runs side by side: a comparison page with a table, three figures and a computed conclusion.
+r"""Put several runs side by side: a comparison page with its tables, figures and computed conclusions.
 
     python scripts/compare.py outputs/unet outputs/deeplabv3plus outputs/vit outputs/segformer-b0 \
         --output_dir model_cards/comparison

@@ -1,4 +1,4 @@
-"""Run a named experiment: each of its models in its own `accelerate launch`, then the comparison page.
+r"""Run a named experiment: each of its models in its own `accelerate launch`, then the comparison page.
 
     # the article's first experiment: U-Net vs ViT from random weights, 10 epochs each (quick-10)
     python scripts/run_experiment.py article-1 -- --dataset_name voc --data_dir /data/VOCdevkit

@@ -1,4 +1,4 @@
-"""Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded VOC-format data).
+r"""Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded VOC-format data).
 
     # fine-tune from the model's pretrained encoder (nvidia/mit-b0 here; needs the Hub or --pretrained PATH)
     accelerate launch scripts/run_seg.py --model segformer-b0 --pretrained /models/mit-b0
