@@ -151,8 +151,6 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     The image: resized to the protocol's short side (``short_side``); else as it is, except that
     whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
     """
-    from PIL import Image
-
     from .data.transforms import shrunk_size, to_float_and_normalize
     from .data.voc import mask_to_array
 
@@ -169,9 +167,10 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
                 size = shrunk_size(height, width, eval_size)
             else:
                 size = (height, width)
-            if size != (height, width):
-                image = image.resize((size[1], size[0]), Image.BILINEAR)
-            pixels = normalize(tv_tensors.Image(TF.pil_to_tensor(image))).as_subclass(torch.Tensor)
+            pixels = TF.pil_to_tensor(image)
+            if size != (height, width):  # the same resize as SegImageProcessor's, so predict() agrees
+                pixels = TF.resize(pixels, list(size), antialias=True)
+            pixels = normalize(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
             labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
             output["pixel_values"].append(pixels)
             output["labels"].append(labels)

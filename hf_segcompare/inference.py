@@ -27,6 +27,7 @@ from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
+from .evaluation import short_side_size
 from .models import SmpSegConfig, ViTSegConfig, model_normalization
 from .models.registry import IMAGENET
 
@@ -39,22 +40,32 @@ class SegImageProcessor(BaseImageProcessor):
         image_mean, image_std: the normalisation of the model's weights (RGB, 0-1 pixel values).
         size_divisor: each padded side is the smallest multiple of this that holds the batch's
             largest image on that side (32 suits every architecture here).
+        short_side: for a model evaluated under mmsegmentation's protocol (`--protocol mmseg`):
+            each image is first resized to this short side, ratio kept, and the class
+            probabilities are brought back to the image's own size, as that evaluation did; None
+            (the native protocol): never resized.
     """
 
     model_input_names = ["pixel_values"]
 
     def __init__(self, image_mean: Sequence[float] = IMAGENET.mean, image_std: Sequence[float] = IMAGENET.std,
-                 size_divisor: int = SIZE_MULTIPLE, **kwargs):
+                 size_divisor: int = SIZE_MULTIPLE, short_side: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.image_mean = [float(value) for value in image_mean]
         self.image_std = [float(value) for value in image_std]
         self.size_divisor = size_divisor
+        self.short_side = short_side
 
     @classmethod
-    def for_model(cls, model) -> "SegImageProcessor":
-        """The processor of `model`: its weights' normalisation (`model_normalization`)."""
+    def for_model(cls, model, short_side: int | None = None) -> "SegImageProcessor":
+        """The processor of `model`: its weights' normalisation (`model_normalization`), and the
+        short side its evaluation resized images to, if it did."""
         normalization = model_normalization(model)
-        return cls(image_mean=normalization.mean, image_std=normalization.std)
+        return cls(image_mean=normalization.mean, image_std=normalization.std, short_side=short_side)
+
+    def run_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image of this size is run at: its own, or resized to `short_side`."""
+        return short_side_size(height, width, self.short_side) if self.short_side else (height, width)
 
     def padded_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The (height, width) a batch of images of these (height, width) sizes is padded to."""
@@ -67,6 +78,8 @@ class SegImageProcessor(BaseImageProcessor):
         tensors = [
             image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image.convert("RGB")) for image in images
         ]
+        if self.short_side:  # as the evaluation resized them (bilinear, antialiased like PIL's)
+            tensors = [F.resize(tensor, list(self.run_size(*tensor.shape[-2:])), antialias=True) for tensor in tensors]
         normalize = v2.Compose(to_float_and_normalize(self.image_mean, self.image_std))
         pad = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
         features = [{"pixel_values": normalize(tv_tensors.Image(tensor)).as_subclass(torch.Tensor)}
@@ -84,9 +97,19 @@ class SegImageProcessor(BaseImageProcessor):
         logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
         if target_sizes is None:
             return list(logits.argmax(dim=1))
-        logits = torch.nn.functional.interpolate(logits, size=self.padded_size(target_sizes), mode="bilinear",
+        run_sizes = [self.run_size(*size) for size in target_sizes]
+        logits = torch.nn.functional.interpolate(logits, size=self.padded_size(run_sizes), mode="bilinear",
                                                  align_corners=False)
-        return [logits[index].argmax(dim=0)[:height, :width] for index, (height, width) in enumerate(target_sizes)]
+        if not self.short_side:
+            return [logits[index].argmax(dim=0)[:height, :width] for index, (height, width) in enumerate(target_sizes)]
+        # Resized on the way in: the probabilities go back to the image's size, as evaluation scored them.
+        labels = []
+        for index, ((run_height, run_width), size) in enumerate(zip(run_sizes, target_sizes)):
+            probabilities = logits[index: index + 1, :, :run_height, :run_width].float().softmax(dim=1)
+            probabilities = torch.nn.functional.interpolate(probabilities, size=tuple(size), mode="bilinear",
+                                                            align_corners=False)
+            labels.append(probabilities[0].argmax(dim=0))
+        return labels
 
 
 # The pipeline finds the class by the name in preprocessor_config.json among registered processors;

@@ -263,7 +263,9 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
     """The record, image processor and card of a finished training run; then the push, if asked
     (`push_folder` adds the commit to the local record; `results` gets it too)."""
     output_dir = Path(trainer.args.output_dir)
-    SegImageProcessor.for_model(trainer.model).save_pretrained(output_dir)
+    protocol = trainer.eval_protocol
+    SegImageProcessor.for_model(trainer.model, short_side=protocol.short_side if protocol and
+                                protocol.resize == "short_side" else None).save_pretrained(output_dir)
     results.write(output_dir / RESULTS_FILE)
     # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
     write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],

@@ -232,8 +232,38 @@ def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwis
     card = (output / "README.md").read_text()
     assert "random resize of the short side to 0.5–2.0 × 64 px" in card
     assert "each image resized to a short side of 64 px, ratio kept (mmsegmentation's VOC test resize)" in card
+    # The saved processor resizes as this evaluation did, so predict() and the pipeline agree with it.
+    assert json.loads((output / "preprocessor_config.json").read_text())["short_side"] == 64
     # Asked for, the native protocol; under another recipe, native by default.
     for argv, expected in ((["--recipe", "published", "--protocol", "native"], "native"),
                            (["--recipe", "quick-10"], "native"), (["--recipe", "published"], "mmseg")):
         model_args, data_args, training_args = parse_args(["--model", "unet", "--dataset_name", "voc", *argv])
         assert _resolve_protocol(model_args, data_args, training_args).protocol == expected
+
+
+def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_tree, tmp_path):
+    """A model evaluated under mmsegmentation's protocol: segment() and the pipeline resize as the
+    evaluation did and answer at the image's own size, pixel for pixel the evaluation's argmax."""
+    from transformers import pipeline
+
+    from hf_segcompare.inference import SegImageProcessor, segment
+
+    trainer = _trainer(voc_tree, tmp_path, EvalProtocol(resize="short_side", short_side=96))
+    model = trainer.model.eval()
+    processor = SegImageProcessor.for_model(model, short_side=96)
+    for index in range(3):
+        sample = trainer.eval_dataset[index]
+        height, width = sample["image_size"]
+        with torch.no_grad():
+            expected = predict_probabilities(model, sample["pixel_values"][None], trainer.eval_protocol,
+                                             trainer._image_fill)
+        expected = F.interpolate(expected, size=tuple(sample["label_size"]), mode="bilinear",
+                                 align_corners=False)[0].argmax(0)
+        image = trainer._raw_eval_dataset[index]["image"]
+        assert torch.equal(torch.from_numpy(segment(model, image, processor)).long(), expected)
+    # Saved and loaded back, as the pipeline finds it beside the model.
+    model.save_pretrained(tmp_path / "saved")
+    processor.save_pretrained(tmp_path / "saved")
+    assert SegImageProcessor.from_pretrained(tmp_path / "saved").short_side == 96
+    masks = pipeline("image-segmentation", model=str(tmp_path / "saved"))(image)
+    assert all(mask["mask"].size == image.size for mask in masks)
