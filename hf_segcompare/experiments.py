@@ -114,9 +114,10 @@ def model_commands(experiment: Experiment, output_dir: Path, run_seg_args: list[
 
     Raises:
         UsageError: `run_seg_args` set what the experiment decides (model, recipe, start, output
-            folder), or `pretrained` sources for an experiment that starts from random weights.
+            folder, push), or `pretrained` sources for an experiment that starts from random weights.
     """
-    decided = {"--model", "--recipe", "--from_scratch", "--pretrained", "--model_name_or_path", "--output_dir"}
+    decided = {"--model", "--recipe", "--from_scratch", "--pretrained", "--model_name_or_path", "--output_dir",
+               "--push_to_hub", "--hub_model_id"}
     clashes = sorted({argument.split("=", 1)[0] for argument in run_seg_args} & decided)
     if clashes:
         raise UsageError(f"{', '.join(clashes)}: the experiment sets these for each model (see "
@@ -228,10 +229,11 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
                 f"pushed.{hint} Fix the cause and run the same command again: finished models are skipped, {model} "
                 "resumes from its last checkpoint.")
     folders = [output_dir / model for model in commands]
-    if hub_owner:  # a model finished by an earlier command without the push
+    if hub_owner:  # a model finished by an earlier command without this push
         for model, folder in zip(commands, folders):
-            if not RunResults.read(folder / RESULTS_FILE).hub:
-                push_folder(folder, f"{hub_owner}/{experiment.name}-{model}", token=hub_token)
+            repo = f"{hub_owner}/{experiment.name}-{model}"
+            if (RunResults.read(folder / RESULTS_FILE).hub or {}).get("repo_id") != repo:
+                push_folder(folder, repo, token=hub_token)
     page = write_comparison(folders, output_dir / PAGE_FOLDER,
                             question=f"Experiment `{experiment.name}`: {experiment.question}")
     if hub_owner:

@@ -15,8 +15,8 @@ r"""Run a named experiment: each of its models in its own `accelerate launch`, t
 Each model trains into OUTPUT_DIR/<model> (default outputs/<experiment>), the page goes to
 OUTPUT_DIR/comparison. Run the same command again after an interruption: finished models are
 skipped, an interrupted one resumes from its last checkpoint. Options after `--` go to every
-run_seg.py (see run_seg.py --help); the experiment sets --model, --recipe, the start and
---output_dir itself.
+run_seg.py (see run_seg.py --help); the experiment sets --model, --recipe, the start,
+--output_dir and the push itself.
 """
 
 import argparse
