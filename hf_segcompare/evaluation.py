@@ -10,7 +10,8 @@ faster batched path:
   fit in ``whole`` mode); ``resize="short_side"`` resizes the image so its short side is
   `short_side` with the ratio kept and the long side at most 4× that, as mmsegmentation's VOC test
   pipeline does (``Resize(scale=(2048, 512), keep_ratio=True)``: a 500×375 image runs at 683×512).
-  Either way the prediction is upsampled to the annotation's own size and scored there.
+  On this per-image path the prediction is always upsampled to the annotation's own size and
+  scored there (the batched path shrinks a too-large image's annotation with it instead).
 - ``mode="slide"`` runs windows of `crop` px every `stride` px and averages the logits where they
   overlap (mmsegmentation's ``slide_inference``), so a large image is not shrunk.
 - `scales` and `flip`: the image is also run at each scale (and mirrored), each prediction is
