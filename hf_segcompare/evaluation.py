@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .data.transforms import SIZE_MULTIPLE, size_to_fit
+from .data.transforms import SIZE_MULTIPLE, pad_batch, size_to_fit
 from .errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
@@ -186,16 +186,11 @@ def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor
     """The model's logits for `pixels` ``[1, 3, h, w]`` at ``h × w``: padded bottom/right to
     multiples of 32 (as every evaluation here), run, upsampled, cropped back."""
     height, width = pixels.shape[-2:]
-    padded_height, padded_width = size_to_fit(height), size_to_fit(width)
-    if (padded_height, padded_width) != (height, width):
-        padded = pad_fill.to(pixels).reshape(1, -1, 1, 1).expand(1, pixels.shape[1], padded_height,
-                                                                 padded_width).clone()
-        padded[..., :height, :width] = pixels
-        pixels = padded
+    pixels = pad_batch([pixels[0]], pad_fill)
     logits = model(pixel_values=pixels).logits
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
-    logits = F.interpolate(logits.float(), size=(padded_height, padded_width), mode="bilinear", align_corners=False)
+    logits = F.interpolate(logits.float(), size=pixels.shape[-2:], mode="bilinear", align_corners=False)
     return logits[..., :height, :width]
 
 
@@ -228,7 +223,6 @@ def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
     `pad_fill`: the value padding takes (black in the weights' normalisation, one per channel).
     """
     height, width = pixels.shape[-2:]
-    pad_fill = torch.as_tensor(pad_fill, dtype=pixels.dtype, device=pixels.device).reshape(-1)
     total = None
     for scale in protocol.scales:
         size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))

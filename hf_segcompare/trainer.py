@@ -44,6 +44,7 @@ from .data.transforms import (
     SIZE_MULTIPLE,
     AugmentationSeeds,
     SegCollator,
+    black_fill,
     eval_transforms,
     fitted_size,
     image_sizes,
@@ -194,8 +195,7 @@ class SegTrainer(Trainer):
                 # The metric is a sum over pixels, so the order is free: group the shapes.
                 eval_dataset = eval_dataset.select(shape_order(sizes, self.eval_size))
             self._raw_eval_dataset, self._normalization = eval_dataset, normalization
-            # Padding is black in the weights' normalisation, as the collator pads.
-            self._image_fill = -torch.tensor(normalization.mean) / torch.tensor(normalization.std)
+            self._image_fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
             if self.eval_protocol.plain:  # batched, at native resolution
                 square = eval_padding == "square"
                 eval_dataset = eval_dataset.with_transform(make_batch_transform(

@@ -183,11 +183,18 @@ def pad_batch(images: list[torch.Tensor], fill: torch.Tensor | float = 0.0,
     """Stack ``[C, H, W]`` (or ``[H, W]``) tensors padded bottom/right with `fill` to the batch's
     largest height and width, each rounded up to `multiple`. `fill` may hold one value per channel."""
     height, width = batch_shape([tuple(image.shape[-2:]) for image in images], multiple)
-    batch = torch.empty((len(images), *images[0].shape[:-2], height, width), dtype=images[0].dtype)
-    batch[...] = torch.as_tensor(fill, dtype=images[0].dtype).reshape(-1, 1, 1) if images[0].dim() == 3 else fill
+    like = {"dtype": images[0].dtype, "device": images[0].device}
+    batch = torch.empty((len(images), *images[0].shape[:-2], height, width), **like)
+    batch[...] = torch.as_tensor(fill, **like).reshape(-1, 1, 1) if images[0].dim() == 3 else fill
     for index, image in enumerate(images):
         batch[index, ..., : image.shape[-2], : image.shape[-1]] = image
     return batch
+
+
+def black_fill(mean, std) -> torch.Tensor:
+    """Black (pixel value 0) after normalising with `mean`/`std`, one value per channel: what
+    images are padded with once normalised, as `PadToSize` and the training crop pad before."""
+    return -torch.as_tensor(mean, dtype=torch.float32) / torch.as_tensor(std, dtype=torch.float32)
 
 
 class SegCollator:
@@ -199,7 +206,7 @@ class SegCollator:
     """
 
     def __init__(self, mean, std, ignore_index: int = IGNORE_INDEX, multiple: int = SIZE_MULTIPLE):
-        self.image_fill = (-torch.as_tensor(mean, dtype=torch.float32) / torch.as_tensor(std, dtype=torch.float32))
+        self.image_fill = black_fill(mean, std)
         self.ignore_index = ignore_index
         self.multiple = multiple
 
