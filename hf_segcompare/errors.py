@@ -12,6 +12,10 @@ The command line maps the first kind to exit status 2 and the second to 1 (``scr
 
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
+T = TypeVar("T")
+
 MAX_ERRORS_SHOWN = 10
 
 
@@ -66,5 +70,17 @@ class PushError(SegCompareError, RuntimeError):
     """The push failed; the message says what happened and the command that retries it."""
 
 
-__all__ = ["CheckpointError", "DataError", "InvalidSamplesError", "PretrainedUnavailable", "PushError",
+def choose(choices: Mapping[str, T], name: str, kind: str) -> T:
+    """``choices[name]``; an unknown `name` is a `UsageError` naming the `kind` and the known names.
+
+    Raises:
+        UsageError: ``unknown {kind} 'x'; choose one of: a, b``.
+    """
+    try:
+        return choices[name]
+    except KeyError:
+        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(choices)}") from None
+
+
+__all__ = ["choose", "CheckpointError", "DataError", "InvalidSamplesError", "PretrainedUnavailable", "PushError",
            "SegCompareError", "TrainingDiverged", "UsageError"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import checkpoints
-from .errors import SegCompareError, UsageError
+from .errors import SegCompareError, UsageError, choose
 from .models import get_entry, list_models
 from .results import RESULTS_FILE, RunResults
 
@@ -70,10 +70,7 @@ def get_experiment(name: str) -> Experiment:
     Raises:
         UsageError: an unknown name; the message lists the known ones.
     """
-    try:
-        return EXPERIMENTS[name]
-    except KeyError:
-        raise UsageError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}") from None
+    return choose(EXPERIMENTS, name, "experiment")
 
 
 def tiny_variant(model: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..errors import PretrainedUnavailable, UsageError
+from ..errors import PretrainedUnavailable, UsageError, choose
 from ..labels import IGNORE_INDEX, VOC_LABELS, label_config
 
 
@@ -137,12 +137,7 @@ def get_entry(name: str) -> ModelEntry:
     Raises:
         UsageError: an unknown name; the message lists the registered ones.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown model {name!r}; choose one of: {', '.join(list_models(include_test_variants=True))}"
-        ) from None
+    return choose(_REGISTRY, name, "model")  # every registered name, the test variants included
 
 
 def _labels(num_labels: int | None, id2label: Mapping[int, str] | None) -> dict[int, str]:
