@@ -27,23 +27,26 @@ def _speed(summary: dict) -> str:
     return f"{summary['median']:.2f} (min {summary['min']:.2f})"
 
 
+def _markdown(intro: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """An introductory line, then a markdown table of `columns` and `rows` (cells already formatted)."""
+    return [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def eval_table(report: dict) -> str:
-    lines = [
+    rows = []
+    for images, sides in report["sizes"].items():
+        example, toolkit = sides["example"], sides["toolkit"]
+        rows.append([images, _speed(example["samples_per_second"]), _speed(toolkit["samples_per_second"]),
+                     f"**{sides['toolkit_over_example']:.2f}×**", f"{example['peak_rss_mib'] / 1024:.2f} GiB",
+                     f"{toolkit['peak_rss_mib'] / 1024:.2f} GiB", f"{example['mean_iou']:.4f}",
+                     f"{toolkit['mean_iou']:.4f}"])
+    lines = _markdown(
         f"Measured{_date(report)} on {report['device']}: {report['model']}, {report['images']}, eval batch "
         f"{report['eval_batch_size']}; load average {report['load_average_before'][0]:.2f} before, "
         f"{report['load_average_after'][0]:.2f} after.",
-        "",
-        "| validation images | example samples/s | toolkit samples/s | toolkit / example | example peak RSS | "
-        "toolkit peak RSS | example mIoU (at 512×512) | toolkit mIoU (native size) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for images, sides in report["sizes"].items():
-        example, toolkit = sides["example"], sides["toolkit"]
-        lines.append(
-            f"| {images} | {_speed(example['samples_per_second'])} | {_speed(toolkit['samples_per_second'])} | "
-            f"**{sides['toolkit_over_example']:.2f}×** | {example['peak_rss_mib'] / 1024:.2f} GiB | "
-            f"{toolkit['peak_rss_mib'] / 1024:.2f} GiB | {example['mean_iou']:.4f} | {toolkit['mean_iou']:.4f} |"
-        )
+        ["validation images", "example samples/s", "toolkit samples/s", "toolkit / example", "example peak RSS",
+         "toolkit peak RSS", "example mIoU (at 512×512)", "toolkit mIoU (native size)"], rows)
     memory = report["toolkit_peak_rss_mib"]
     sizes = sorted(int(key) for key in memory if key.isdigit())
     lines += ["", f"Toolkit peak RSS at {sizes[0]} and {sizes[-1]} images: {memory[str(sizes[0])] / 1024:.2f} and "
@@ -52,39 +55,28 @@ def eval_table(report: dict) -> str:
 
 
 def train_table(report: dict) -> str:
-    lines = [
+    rows = [[name, _speed(row["trainer_samples_per_second"]), _speed(row["bare_loop_samples_per_second"]),
+             f"**{row['trainer_over_bare_loop']:.3f}×**",
+             f"{row['data_loader_images_per_second']:.0f} ({row['data_loader_workers']})",
+             f"{row['data_share_of_a_step']:.1%}"] for name, row in report["models"].items()]
+    return "\n".join(_markdown(
         f"Measured{_date(report)} on {report['device']} ({report['torch_threads']} threads): random weights, "
         f"the published recipe's optimizer, parameter groups, schedule and clipping, crop {report['crop_size']}, "
         f"batch {report['batch_size']}, {report['measured_steps']} steps timed after {report['warmup_steps']}; "
         f"load average {report['load_average_before'][0]:.2f} before, {report['load_average_after'][0]:.2f} after.",
-        "",
-        "| model | Trainer samples/s | bare loop samples/s | Trainer / bare loop | data loader images/s (workers) "
-        "| preparing a batch, share of a step |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, row in report["models"].items():
-        lines.append(
-            f"| {name} | {_speed(row['trainer_samples_per_second'])} | {_speed(row['bare_loop_samples_per_second'])} "
-            f"| **{row['trainer_over_bare_loop']:.3f}×** | {row['data_loader_images_per_second']:.0f} "
-            f"({row['data_loader_workers']}) | {row['data_share_of_a_step']:.1%} |"
-        )
-    return "\n".join(lines)
+        ["model", "Trainer samples/s", "bare loop samples/s", "Trainer / bare loop",
+         "data loader images/s (workers)", "preparing a batch, share of a step"], rows))
 
 
 def padding_table(report: dict) -> str:
-    lines = [
+    rows = [[name, f"{row['batch']['mean_iou']:.4f}", f"{row['square']['mean_iou']:.4f}",
+             f"{row['batch']['mean_iou'] - row['square']['mean_iou']:+.4f}",
+             f"{row['batch']['samples_per_second']:.1f}", f"{row['square']['samples_per_second']:.1f}"]
+            for name, row in report["models"].items()]
+    return "\n".join(_markdown(
         f"Measured{_date(report)} on {report['device']}: {report['data']}.",
-        "",
-        "| model | mIoU, batch padding | mIoU, square padding | difference | eval samples/s, batch | square |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, row in report["models"].items():
-        lines.append(
-            f"| {name} | {row['batch']['mean_iou']:.4f} | {row['square']['mean_iou']:.4f} | "
-            f"{row['batch']['mean_iou'] - row['square']['mean_iou']:+.4f} | "
-            f"{row['batch']['samples_per_second']:.1f} | {row['square']['samples_per_second']:.1f} |"
-        )
-    return "\n".join(lines)
+        ["model", "mIoU, batch padding", "mIoU, square padding", "difference", "eval samples/s, batch", "square"],
+        rows))
 
 
 TABLES = {"eval": eval_table, "train": train_table, "padding": padding_table}
