@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .evaluation import protocol_from_record
 from .labels import VOC_CLASSES
 from .results import RESULTS_FILE, RunResults
 
@@ -157,7 +158,7 @@ def read_evaluations(output_dir: Path) -> list[dict]:
     records = []
     for path in sorted(Path(output_dir).glob("eval_*.json")):
         record = RunResults.read(path)
-        protocol = _evaluation_words(record.dataset.get("evaluation"))
+        protocol = protocol_from_record(record.dataset.get("evaluation")).brief()
         for scores, name in ((record.final_eval or {}, "single-scale"),
                              (record.augmented_eval, (record.augmented_eval or {}).get("protocol", {}).get("name"))):
             if scores is None:
@@ -209,8 +210,6 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
                      evaluations: list[dict] | None = None, has_confusion: bool = False):
     """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
     from huggingface_hub import ModelCard
-
-    from .evaluation import protocol_from_record
 
     final = results.final_eval or {}
     dataset_type, dataset_name, dataset_line = _dataset_identity(results)
@@ -412,15 +411,8 @@ def run_setup(results: RunResults) -> dict[str, str]:
                    if train else "not trained"),
         "device": f"{environment['device']} × {environment['num_processes']}",
         "data": f"{results.dataset['train_samples']} train / {results.dataset['validation_samples']} validation images",
-        "evaluation": _evaluation_words(results.dataset.get("evaluation")),
+        "evaluation": protocol_from_record(results.dataset.get("evaluation")).brief(),
     }
-
-
-def _evaluation_words(record: dict | None) -> str:
-    """The single-scale evaluation protocol of a run, in a few words (older records: native, whole)."""
-    record = record or {"resize": "native", "mode": "whole"}
-    resize = f"short side {record['short_side']}" if record["resize"] == "short_side" else "native resolution"
-    return f"{resize}, {'sliding window' if record['mode'] == 'slide' else 'whole image'}"
 
 
 # What runs must share to compare architectures, and what the page calls each when they do not.

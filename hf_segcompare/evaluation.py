@@ -108,6 +108,11 @@ class EvalProtocol:
             if len(self.scales) > 1 else f"scale {self.scales[0]:g}"
         return scales + (" + flip" if self.flip else "")
 
+    def brief(self) -> str:
+        """The single-scale part in a few words, for tables: e.g. ``short side 512, whole image``."""
+        resize = f"short side {self.short_side}" if self.resize == "short_side" else "native resolution"
+        return f"{resize}, {'sliding window' if self.mode == 'slide' else 'whole image'}"
+
     def describe(self) -> str:
         """The protocol in one sentence, for the card."""
         resize = (f"each image resized to a short side of {self.short_side} px, ratio kept (mmsegmentation's VOC "
