@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+from huggingface_hub import ModelCardData
+from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from .errors import UsageError
 from .evaluation import protocol_from_record
@@ -171,26 +173,20 @@ def read_evaluations(output_dir: Path) -> list[dict]:
     return records
 
 
-def _card_data_class():
-    from huggingface_hub import ModelCardData
-    from huggingface_hub.repocard_data import eval_results_to_model_index
+class SegModelCardData(ModelCardData):
+    """`ModelCardData` whose model-index lists the test-time-augmented results (multi-scale, flip)
+    as a model entry of their own, named so, after the single-scale one: as benchmark tables give
+    each a row, and so that neither is mistaken for the other."""
 
-    class SegModelCardData(ModelCardData):
-        """`ModelCardData` whose model-index lists the test-time-augmented results (multi-scale,
-        flip) as a model entry of their own, named so, after the single-scale one: as benchmark
-        tables give each a row, and so that neither is mistaken for the other."""
+    def __init__(self, augmented_name: str | None = None, augmented_results=None, **kwargs):
+        super().__init__(**kwargs)
+        self.augmented_name, self.augmented_results = augmented_name, augmented_results
 
-        def __init__(self, augmented_name: str | None = None, augmented_results=None, **kwargs):
-            super().__init__(**kwargs)
-            self.augmented_name, self.augmented_results = augmented_name, augmented_results
-
-        def _to_dict(self, data_dict):
-            name, augmented = data_dict.pop("augmented_name", None), data_dict.pop("augmented_results", None)
-            super()._to_dict(data_dict)
-            if augmented and "model-index" in data_dict:
-                data_dict["model-index"] += eval_results_to_model_index(name, augmented)
-
-    return SegModelCardData
+    def _to_dict(self, data_dict):
+        name, augmented = data_dict.pop("augmented_name", None), data_dict.pop("augmented_results", None)
+        super()._to_dict(data_dict)
+        if augmented and "model-index" in data_dict:
+            data_dict["model-index"] += eval_results_to_model_index(name, augmented)
 
 
 def _eval_results(scores: dict, dataset_type: str, dataset_name: str, metric_args: dict) -> list:
@@ -217,7 +213,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     eval_results = _eval_results(final, dataset_type, dataset_name, metric_args)
     augmented = results.augmented_eval
     start = results.args["model"]
-    card_data = _card_data_class()(
+    card_data = SegModelCardData(
         augmented_name=f"{results.model} on {dataset_name}, {augmented['protocol']['name']}" if augmented else None,
         augmented_results=_eval_results(augmented, dataset_type, dataset_name, metric_args) if augmented else None,
         model_name=f"{results.model} on {dataset_name}",
