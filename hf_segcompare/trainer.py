@@ -194,14 +194,13 @@ class SegTrainer(Trainer):
             if eval_padding == "batch":
                 # The metric is a sum over pixels, so the order is free: group the shapes.
                 eval_dataset = eval_dataset.select(shape_order(sizes, self.eval_size))
-            self._raw_eval_dataset, self._normalization = eval_dataset, normalization
-            self._image_fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
+            self._raw_eval_dataset = eval_dataset
             if self.eval_protocol.plain:  # batched, at native resolution
                 square = eval_padding == "square"
                 eval_dataset = eval_dataset.with_transform(make_batch_transform(
                     eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square)))
             else:
-                eval_dataset = self._protocol_dataset(self.eval_protocol)
+                eval_dataset = self._protocol_dataset(self.eval_protocol, normalization)
         self.segmentation_metrics = None
         if "compute_metrics" not in kwargs:
             metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)],
@@ -225,10 +224,10 @@ class SegTrainer(Trainer):
         self.confusion_matrices: dict[str, object] = {}
 
     # ---- evaluation protocols
-    def _protocol_dataset(self, protocol: EvalProtocol):
+    def _protocol_dataset(self, protocol: EvalProtocol, normalization):
         """The validation images as `protocol` runs them (see `protocol_transform`)."""
         return self._raw_eval_dataset.with_transform(
-            protocol_transform(protocol, self.eval_size, self._normalization.mean, self._normalization.std))
+            protocol_transform(protocol, self.eval_size, normalization.mean, normalization.std))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         if "image_size" not in inputs:  # the plain protocol: Trainer's batched forward
@@ -238,12 +237,14 @@ class SegTrainer(Trainer):
         protocol = self._active_protocol or self.eval_protocol
         image_sizes, label_sizes = inputs.pop("image_size").tolist(), inputs.pop("label_size").tolist()
         pixels, labels = inputs["pixel_values"], inputs["labels"]
+        normalization = model_normalization(model)
+        fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
         model.eval()
         probabilities = torch.zeros((len(pixels), model.config.num_labels, *labels.shape[-2:]), device=pixels.device)
         with self.autocast_smart_context_manager():
             for index, ((height, width), (label_height, label_width)) in enumerate(zip(image_sizes, label_sizes)):
                 image = pixels[index: index + 1, :, :height, :width]
-                predicted = predict_probabilities(model, image, protocol, self._image_fill)
+                predicted = predict_probabilities(model, image, protocol, fill)
                 if (height, width) != (label_height, label_width):
                     predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
                                                                 mode="bilinear", align_corners=False)
@@ -257,7 +258,8 @@ class SegTrainer(Trainer):
             return None
         self._active_protocol = self.augmented_protocol
         try:
-            return self.evaluate(eval_dataset=self._protocol_dataset(self.augmented_protocol),
+            return self.evaluate(eval_dataset=self._protocol_dataset(self.augmented_protocol,
+                                                                     model_normalization(self.model)),
                                  metric_key_prefix="eval_tta")
         finally:
             self._active_protocol = None

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hf_segcompare.data.transforms import black_fill
 from hf_segcompare.errors import UsageError
 from hf_segcompare.evaluation import EvalProtocol, predict_probabilities, short_side_size
 from hf_segcompare.models import create_model
+from hf_segcompare.models.registry import IMAGENET
 
 WHOLE = EvalProtocol()
 
@@ -256,7 +258,7 @@ def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_
         height, width = sample["image_size"]
         with torch.no_grad():
             expected = predict_probabilities(model, sample["pixel_values"][None], trainer.eval_protocol,
-                                             trainer._image_fill)
+                                             black_fill(IMAGENET.mean, IMAGENET.std))
         expected = F.interpolate(expected, size=tuple(sample["label_size"]), mode="bilinear",
                                  align_corners=False)[0].argmax(0)
         image = trainer._raw_eval_dataset[index]["image"]
