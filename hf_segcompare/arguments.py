@@ -71,15 +71,46 @@ class DataArguments:
         default="synthetic",
         metadata={
             "help": "'synthetic': the embedded VOC-format data (generated once into --cache_dir); "
-            "'voc': Pascal VOC 2012 from --data_dir (or downloaded); anything else: a Hub dataset id, a local "
-            "parquet file or folder, or an imagefolder, with an image and a mask column."
+            "'voc': Pascal VOC 2012 from --data_dir (or downloaded); anything else: your own data, as a Hub "
+            "dataset id, a local parquet file or folder, or an imagefolder, with an image and a mask column "
+            "(see --labels for its classes)."
         },
     )
-    image_column_name: str = field(
-        default="image", metadata={"help": "Image column of a Hub/parquet/imagefolder dataset."}
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Image column of a Hub/parquet/imagefolder dataset (default: 'image' or 'pixel_values', "
+                          "whichever it has)."},
     )
-    label_column_name: str = field(
-        default="label", metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset."}
+    label_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Mask column of a Hub/parquet/imagefolder dataset (default: 'label' or 'annotation', "
+                          "whichever it has)."},
+    )
+    labels: str | None = field(
+        default=None,
+        metadata={"help": "The classes the masks hold: a JSON file {\"0\": \"road\", \"1\": \"sidewalk\", ...} or one "
+                          "name a line. Default: the dataset's id2label.json, else its label feature's class names, "
+                          "else a known release's own classes (VOC's 21 for voc and synthetic)."},
+    )
+    ignore_index: str = field(
+        default="255",
+        metadata={"help": "The mask value of void pixels, ignored by loss and metric (0-255), or 'none' when every "
+                          "mask value is a class."},
+    )
+    reduce_labels: bool = field(
+        default=False,
+        metadata={"help": "Masks whose 0 means 'other', not a class (ADE20K's convention): 0 becomes the ignore "
+                          "index and every other value moves down one."},
+    )
+    label_map: str | None = field(
+        default=None,
+        metadata={"help": "A JSON file {\"7\": 0, \"8\": 1, ...} (or one 'raw id' pair a line) mapping raw mask "
+                          "values to class ids, e.g. Cityscapes' labelIds to train ids; unmapped values are ignored."},
+    )
+    train_val_split: float | None = field(
+        default=None,
+        metadata={"help": "For a dataset without a validation split: the share of its train split held out as "
+                          "validation (e.g. 0.15; seeded, so every run is scored on the same images)."},
     )
     data_dir: str | None = field(
         default=None,
@@ -109,8 +140,8 @@ class DataArguments:
     )
     crop_size: int | None = field(
         default=None,
-        metadata={"help": "Training crop size (default: the recipe's, 512 for the published ones; the demo recipe "
-                          "takes the smallest multiple of 32 holding the largest training image, at most "
+        metadata={"help": "Training crop size (default: the recipe's, 512 for the published ones; the demo and fitted "
+                          "recipes take the smallest multiple of 32 holding the largest training image, at most "
                           f"{MAX_CROP_SIZE})."},
     )
     eval_size: int | None = field(
@@ -133,10 +164,16 @@ class DataArguments:
                           "own size. native: the training jitter fits the long side to 0.5-2.0 crops, test images "
                           "run at native resolution. Default: mmseg under the published recipe, native otherwise."},
     )
-    eval_mode: Literal["whole", "slide"] = field(
-        default="whole",
+    short_side: int | None = field(
+        default=None,
+        metadata={"help": "With --protocol mmseg: the short side every test image is resized to and the training "
+                          "scale jitter centres on (default: the recipe's, 1024 on Cityscapes; else --crop_size)."},
+    )
+    eval_mode: Literal["whole", "slide"] | None = field(
+        default=None,
         metadata={"help": "whole: each test image in one pass; slide: windows of --eval_crop every --eval_stride "
-                          "px, logits averaged where they overlap (a large image is then never shrunk)."},
+                          "px, logits averaged where they overlap (a large image is then never shrunk). Default: "
+                          "the recipe's (slide for SegFormer and SETR on Cityscapes, as published), else whole."},
     )
     eval_crop: int | None = field(default=None, metadata={"help": "Sliding window, px (default: --eval_size)."})
     eval_stride: int | None = field(
@@ -154,8 +191,9 @@ class DataArguments:
 
     def eval_protocol(self) -> EvalProtocol:
         """The evaluation protocol these arguments ask for (`protocol` resolved: see `run`)."""
-        return EvalProtocol(resize="short_side" if self.protocol == "mmseg" else "native", mode=self.eval_mode,
-                            crop=self.eval_crop, stride=self.eval_stride,
+        return EvalProtocol(resize="short_side" if self.protocol == "mmseg" else "native",
+                            short_side=self.short_side if self.protocol == "mmseg" else None,
+                            mode=self.eval_mode or "whole", crop=self.eval_crop, stride=self.eval_stride,
                             scales=tuple(self.eval_scales or (1.0,)), flip=self.eval_flip)
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
 
@@ -206,8 +244,10 @@ class SegTrainingArguments(TrainingArguments):
     recipe: str | None = field(
         default=None,
         metadata={"help": "Where the training defaults come from: 'published' (each model's published schedule; the "
-                          "default on real data), 'quick-10' / 'quick-15' (the same over 10 / 15 epochs), or 'demo' "
-                          "(the embedded synthetic data on a CPU; the default with --dataset_name synthetic).",
+                          "default on Pascal VOC), 'quick-10' / 'quick-15' (the same over 10 / 15 epochs), 'fitted' "
+                          "(the published schedule fitted to data without a published recipe; the default on your "
+                          "own data), or 'demo' (the embedded synthetic data on a CPU; the default with "
+                          "--dataset_name synthetic).",
                   "choices": list(RECIPE_NAMES)},
     )
     lr_multipliers: str = field(
@@ -244,8 +284,10 @@ class SegTrainingArguments(TrainingArguments):
         return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
 
     @classmethod
-    def from_recipe(cls, model: str, recipe: str = "published", **overrides) -> "SegTrainingArguments":
-        """The arguments of a `model` run under `recipe`, with `overrides` on top.
+    def from_recipe(cls, model: str, recipe: str = "published", dataset: str | None = None,
+                    **overrides) -> "SegTrainingArguments":
+        """The arguments of a `model` run under `recipe` (for `dataset`, a release with a published
+        schedule of its own such as ``ade20k``; default: VOC's), with `overrides` on top.
 
         The recipe's batch is global: the per-device batch is split over the processes this
         program runs in (``WORLD_SIZE``) and ``gradient_accumulation_steps``. ``num_train_epochs``
@@ -262,7 +304,7 @@ class SegTrainingArguments(TrainingArguments):
         unknown = sorted(set(overrides) - _TRAINING_FIELDS)
         if unknown:
             raise UsageError(f"SegTrainingArguments has no field {unknown}.")
-        values = recipe_defaults(model, recipe, overrides.get("gradient_accumulation_steps", 1))
+        values = recipe_defaults(model, recipe, overrides.get("gradient_accumulation_steps", 1), dataset=dataset)
         values.update(_explicit_choices(set(overrides), overrides))
         return cls(**{**values, **overrides})
 
@@ -342,14 +384,16 @@ def _world_size() -> int:
 
 
 def recipe_defaults(model: str, recipe_name: str, gradient_accumulation_steps: int = 1,
-                    world_size: int | None = None) -> dict[str, Any]:
-    """The training defaults `recipe_name` gives `model`: the recipe's values, the per-device batch
-    that gives the recipe's global batch on this many processes, and the output folder.
+                    world_size: int | None = None, dataset: str | None = None) -> dict[str, Any]:
+    """The training defaults `recipe_name` gives `model` on `dataset`: the recipe's values, the
+    per-device batch that gives the recipe's global batch on this many processes, and the output
+    folder. (The recipe's data values, such as its crop, are `DataArguments`': see
+    `hf_segcompare.training`.)
 
     Raises:
         UsageError: the recipe's batch does not split evenly over the processes.
     """
-    recipe = get_recipe(recipe_name, model)
+    recipe = get_recipe(recipe_name, model, dataset)
     world_size = world_size or _world_size()
     devices = world_size * gradient_accumulation_steps
     if recipe.batch_size % devices:
@@ -409,7 +453,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     # listing the valid names).
     probe, _ = parser.parse_known_args(argv)
     recipe_name = probe.recipe or default_recipe_name(probe.dataset_name)
-    parser.set_defaults(**recipe_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps))
+    parser.set_defaults(**recipe_defaults(probe.model, recipe_name, probe.gradient_accumulation_steps,
+                                          dataset=probe.dataset_name))
     parser.set_defaults(**file_values)  # the file wins over the recipe, the command line over both
     parser.set_defaults(**_explicit_choices(_given_options(argv), probe))
     *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)

@@ -18,13 +18,16 @@ from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from .errors import UsageError
 from .evaluation import protocol_from_record
-from .labels import VOC_CLASSES
+from .labels import VOC_CLASSES, LabelSet
 from .results import RESULTS_FILE, RunResults
 
 TEMPLATES = Path(__file__).parent / "templates"
 LEARNING_CURVE = "learning_curve.png"
 SAMPLE_PREDICTIONS = "sample_predictions.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
+# Above this many classes a full confusion matrix is unreadable: the figure shows the most confused pairs.
+MATRIX_CLASSES_SHOWN = 40
+CONFUSED_PAIRS_SHOWN = 30
 SNIPPET = '''from PIL import Image
 from transformers import AutoModelForSemanticSegmentation
 
@@ -69,9 +72,37 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
-def _dataset_identity(results: dict) -> tuple[str, str, str]:
+def _dataset_identity(results: RunResults) -> tuple[str, str, str]:
+    """(model-index dataset type, dataset name, the card's words for it). A Hub dataset is named by its
+    id (the type the Hub links to); a local one by its folder's name, never by the path on this machine."""
     name = results.dataset["name"]
-    return DATASET_DESCRIPTIONS.get(name, (name, name, f"`{name}`"))
+    if name in DATASET_DESCRIPTIONS:
+        return DATASET_DESCRIPTIONS[name]
+    hub_id = _hub_dataset_id(name)
+    if hub_id:
+        return hub_id, hub_id, f"the Hub dataset `{hub_id}`"
+    local = Path(name).name or name
+    return local, local, f"`{local}` (a local dataset)"
+
+
+def _public(text: str) -> str:
+    """`text` with the local folders of this machine reduced to the file's name: a card is published."""
+    return " ".join(Path(word).name if "/" in word and Path(word).is_absolute() else word for word in text.split(" "))
+
+
+def label_set_of(results: RunResults) -> LabelSet:
+    """The label set a run was trained and scored on."""
+    return LabelSet(tuple(results.class_names), results.ignore_index)
+
+
+def _labels_line(results: RunResults) -> str:
+    """The data's classes, where their names came from and how raw mask values were read, for the card."""
+    dataset = results.dataset
+    labels = label_set_of(results)
+    line = f"{labels.describe(shown=8)}"
+    if dataset.get("label_source"):
+        line += f"; names from {_public(dataset['label_source'])}"
+    return line + (f"; {dataset['mask_decoding']}" if dataset.get("mask_decoding") else "")
 
 
 def plot_learning_curve(results: dict, path: Path) -> bool:
@@ -102,13 +133,17 @@ def plot_learning_curve(results: dict, path: Path) -> bool:
 
 def plot_confusion_matrix(results: RunResults, path: Path) -> bool:
     """The final evaluation's confusion matrix, each row normalised to the annotated pixels of its
-    class (so the diagonal is each class's recall), with the class names; False without a matrix."""
+    class (so the diagonal is each class's recall), with the class names; False without a matrix.
+    Above `MATRIX_CLASSES_SHOWN` classes a grid of names is unreadable: the figure shows the most
+    confused pairs instead (`plot_confused_pairs`)."""
     if not results.confusion_matrix:
         return False
     counts = np.asarray(results.confusion_matrix, dtype=np.float64)
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     names = results.class_names
+    if len(names) > MATRIX_CLASSES_SHOWN:
+        return plot_confused_pairs(results.model, shares, names, path)
     plt = _pyplot()
     side = 2.5 + 0.32 * len(names)
     figure, axis = plt.subplots(figsize=(side + 1, side))
@@ -125,9 +160,44 @@ def plot_confusion_matrix(results: RunResults, path: Path) -> bool:
     return True
 
 
+def confused_pairs(shares: np.ndarray, names: list[str], count: int = CONFUSED_PAIRS_SHOWN) -> list[tuple[str, float]]:
+    """The `count` largest off-diagonal shares of a row-normalised confusion matrix, as
+    ("annotated → predicted", share) from the largest down (pairs that never occur left out)."""
+    off_diagonal = shares.copy()
+    np.fill_diagonal(off_diagonal, 0.0)
+    order = np.argsort(off_diagonal, axis=None)[::-1][:count]
+    pairs = []
+    for flat in order:
+        row, column = divmod(int(flat), off_diagonal.shape[1])
+        if off_diagonal[row, column] <= 0:
+            break
+        pairs.append((f"{names[row]} → {names[column]}", float(off_diagonal[row, column])))
+    return pairs
+
+
+def plot_confused_pairs(model: str, shares: np.ndarray, names: list[str], path: Path) -> bool:
+    """A bar per confused pair (annotated class → predicted class: the share of the annotated
+    class's pixels predicted as the other), the largest `CONFUSED_PAIRS_SHOWN`."""
+    pairs = confused_pairs(shares, names)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 1.2 + 0.25 * max(len(pairs), 1)))
+    if pairs:
+        labels, values = zip(*reversed(pairs))
+        axis.barh(range(len(pairs)), values, color="C0")
+        axis.set_yticks(range(len(pairs)), labels, fontsize=7)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("share of the annotated class's pixels predicted as the other class")
+    axis.set_title(f"{model}: the {len(pairs)} most confused class pairs of {len(names)}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
 def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
-    """Rows of image | ground truth | prediction (VOC palette) for the first `count` validation images."""
-    from .data.voc import mask_to_array, voc_palette
+    """Rows of image | ground truth | prediction (in the VOC palette, which colours any label set) for
+    the first `count` validation images."""
+    from .data.masks import mask_to_array, voc_palette
     from .inference import segment
 
     if validation is None or len(validation) == 0:
@@ -210,6 +280,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     final = results.final_eval or {}
     dataset_type, dataset_name, dataset_line = _dataset_identity(results)
     metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
+    hub_dataset = _hub_dataset_id(results.dataset["name"])
     eval_results = _eval_results(final, dataset_type, dataset_name, metric_args)
     augmented = results.augmented_eval
     start = results.args["model"]
@@ -222,7 +293,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         license="apache-2.0",
         tags=["image-segmentation", "semantic-segmentation", "hf_segcompare", results.model, results.family]
         + (["synthetic-data"] if results.dataset["name"] == "synthetic" else []),
-        datasets=[results.dataset["name"]] if results.dataset["name"] not in DATASET_DESCRIPTIONS else None,
+        datasets=[hub_dataset] if hub_dataset else None,
         base_model=start.get("model_name_or_path")
         if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists()
         else None,
@@ -256,9 +327,10 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         description=(
             f"{results.architecture} ({results.family.upper() if results.family == 'cnn' else results.family}, "
             f"{results.parameters:,} parameters) for semantic segmentation of the "
-            f"{len(class_names)} {'Pascal VOC ' if tuple(class_names) == VOC_CLASSES else ''}classes, "
-            "trained with the Hugging Face `Trainer` by hf_segcompare."
+            f"{len(class_names)} {'Pascal VOC ' if tuple(class_names) == VOC_CLASSES else ''}classes of "
+            f"{dataset_line} ({_class_list(class_names)}), trained with the Hugging Face `Trainer` by hf_segcompare."
         ),
+        labels_line=_labels_line(results),
         synthetic=results.dataset["name"] == "synthetic",
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
@@ -283,6 +355,7 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
         has_curve=has_curve,
         has_samples=has_samples,
         has_confusion=has_confusion,
+        matrix_classes_shown=MATRIX_CLASSES_SHOWN,
         augmented=augmented,
         protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(),
         evaluations=evaluations or [],
@@ -292,6 +365,10 @@ def build_model_card(results: dict, model_ref: str, has_curve: bool, has_samples
     # reader folds every model entry into one: keep ours, so the augmented entry stays its own.
     card.data = card_data
     return card
+
+
+def _class_list(names: list[str], shown: int = 12) -> str:
+    return ", ".join(names) if len(names) <= shown else ", ".join(names[: shown - 1]) + f", ... {names[-1]}"
 
 
 def _hub_dataset_id(name: str) -> str | None:
@@ -373,12 +450,16 @@ def read_runs(paths: list[str | Path]) -> list[RunResults]:
         raise UsageError("no runs given")
     first = runs[0]
     for run in runs[1:]:
-        for key in ("name", "class_names", "ignore_index"):
-            if run.dataset[key] != first.dataset[key]:
-                raise UsageError(
-                    f"{sources[id(run)]} was evaluated on dataset {key} {run.dataset[key]!r:.80}, but "
-                    f"{sources[id(first)]} on {first.dataset[key]!r:.80}: only runs on the same data compare."
-                )
+        if label_set_of(run) != label_set_of(first):
+            raise UsageError(
+                f"{sources[id(run)]} was trained on {label_set_of(run).describe()}, but {sources[id(first)]} on "
+                f"{label_set_of(first).describe()}: only runs on one label set compare."
+            )
+        if run.dataset["name"] != first.dataset["name"]:
+            raise UsageError(
+                f"{sources[id(run)]} was evaluated on dataset {run.dataset['name']!r:.80}, but "
+                f"{sources[id(first)]} on {first.dataset['name']!r:.80}: only runs on the same data compare."
+            )
     return runs
 
 

@@ -157,8 +157,8 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     The image: resized to the protocol's short side (``short_side``); else as it is, except that
     whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
     """
+    from .data.masks import mask_to_array
     from .data.transforms import shrunk_size, to_float_and_normalize
-    from .data.voc import mask_to_array
 
     normalize = v2.Compose(to_float_and_normalize(mean, std))
 

@@ -11,8 +11,13 @@ from transformers import TrainingArguments
 from .arguments import DataArguments, ModelArguments
 from .checkpoints import WEIGHT_FILES
 from .data import ensure_synthetic_voc, load_voc
+from .data.ade20k import WHERE_TO_GET as ADE20K_WHERE
+from .data.ade20k import load_ade20k
+from .data.cityscapes import WHERE_TO_GET as CITYSCAPES_WHERE
+from .data.cityscapes import load_cityscapes
 from .data.download import download_voc
 from .data.image_mask import load_image_mask_dataset
+from .data.label_source import LabelOptions
 from .data.synthetic import DEFAULT_CACHE_DIR
 from .errors import PretrainedUnavailable, UsageError
 from .hub import hub_offline_mode, require_hub
@@ -20,34 +25,62 @@ from .labels import LabelSet
 from .models import create_model, get_entry
 from .models.pretrained import check_pretrained_source
 
+# The releases read in place by name (--dataset_name); any other name is a Hub id or a local dataset.
+RELEASE_LOADERS = {"ade20k": (load_ade20k, ADE20K_WHERE), "cityscapes": (load_cityscapes, CITYSCAPES_WHERE)}
+RELEASES = ("synthetic", "voc", *RELEASE_LOADERS)
+
 SAVED_MODEL_WAYS_OUT = (
     "Pass a local folder written by save_pretrained (e.g. an earlier run's output_dir), or --from_scratch."
 )
 
 
+def label_options(data_args: DataArguments) -> LabelOptions:
+    """What the command line says about the data's labels (files read and checked here).
+
+    Raises:
+        DataError: a labels or label-map file that cannot be used, or a bad --ignore_index.
+    """
+    return LabelOptions.from_files(data_args.labels, data_args.ignore_index, data_args.label_map,
+                                   data_args.reduce_labels)
+
+
 def load_data(data_args: DataArguments, training_args: TrainingArguments):
     """The `DatasetDict(train, validation)` that `data_args` names, and the path it came from.
 
-    The dict's ``labels`` attribute is the `LabelSet` its masks were validated against.
+    The dict's ``labels`` attribute is the `LabelSet` its masks were validated against (read from
+    the data: see `hf_segcompare.data.label_source`), ``label_info`` where it came from.
     """
     cache_dir = Path(data_args.cache_dir) if data_args.cache_dir else DEFAULT_CACHE_DIR
+    options = label_options(data_args)
+    name = data_args.dataset_name
+    if data_args.train_val_split is not None and name in RELEASES:
+        raise UsageError(f"--train_val_split: --dataset_name {name} has its own validation split.")
+    if name in ("ade20k", "cityscapes") and not data_args.data_dir:
+        raise UsageError(f"--dataset_name {name} needs --data_dir: {RELEASE_LOADERS[name][1]}.")
+    if data_args.sbd_dir and name != "voc":
+        raise UsageError("--sbd_dir adds SBD's masks to Pascal VOC: it needs --dataset_name voc.")
     # Rank 0 generates, validates and caches; the other ranks then read its cache.
-    with training_args.main_process_first(desc="loading VOC"):
-        if data_args.dataset_name not in ("synthetic", "voc"):
+    with training_args.main_process_first(desc="loading the data"):
+        arrow = cache_dir / "arrow"
+        if name not in RELEASES:
             dataset = load_image_mask_dataset(
-                data_args.dataset_name, data_args.image_column_name, data_args.label_column_name,
-                cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid,
+                name, data_args.image_column_name, data_args.label_column_name, cache_dir=arrow,
+                drop_invalid=data_args.drop_invalid, label_options=options, train_val_split=data_args.train_val_split,
             )
-            data_dir = data_args.dataset_name
+            data_dir = name
+        elif name in RELEASE_LOADERS:
+            data_dir = data_args.data_dir
+            dataset = RELEASE_LOADERS[name][0](data_dir, cache_dir=arrow, drop_invalid=data_args.drop_invalid,
+                                               label_options=options)
         else:
-            if data_args.dataset_name == "synthetic":
-                data_dir = ensure_synthetic_voc(cache_dir)
+            if name == "synthetic":
+                data_dir, origin = ensure_synthetic_voc(cache_dir), "the embedded synthetic data (Pascal VOC's classes)"
             elif data_args.data_dir:
-                data_dir = data_args.data_dir
+                data_dir, origin = data_args.data_dir, "Pascal VOC 2012"
             else:  # the user asked for VOC and named no copy: fetch the official tar
-                data_dir = download_voc(cache_dir / "voc", url=data_args.voc_url)
-            dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list,
-                               cache_dir=cache_dir / "arrow", drop_invalid=data_args.drop_invalid)
+                data_dir, origin = download_voc(cache_dir / "voc", url=data_args.voc_url), "Pascal VOC 2012"
+            dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list, cache_dir=arrow,
+                               drop_invalid=data_args.drop_invalid, label_options=options, name=origin)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
@@ -66,7 +99,7 @@ def load_model(model_args: ModelArguments, labels: LabelSet):
         pretrained = None if model_args.from_scratch else (model_args.pretrained or True)
         with command_line_wording():
             return create_model(model_args.model, id2label=labels.id2label, pretrained=pretrained,
-                                ignore_index=labels.ignore_index, **overrides)
+                                ignore_index=labels.void, **overrides)
     model = _load_saved_model(model_args.model_name_or_path)
     saved_as = getattr(model.config, "segcompare_model", model_args.model)
     if saved_as != model_args.model:
@@ -74,10 +107,13 @@ def load_model(model_args: ModelArguments, labels: LabelSet):
             f"{model_args.model_name_or_path} holds a {saved_as} model but --model is {model_args.model}: "
             f"pass --model {saved_as}."
         )
-    if model.config.id2label != labels.id2label:
+    saved_labels = LabelSet(tuple(model.config.id2label[index] for index in range(model.config.num_labels)),
+                            labels.ignore_index)
+    if saved_labels.names != labels.names:
         raise UsageError(
-            f"{model_args.model_name_or_path} predicts {model.config.num_labels} classes "
-            f"({list(model.config.id2label.values())[:3]}...), the data has {labels.num_labels}: they must match."
+            f"{model_args.model_name_or_path} predicts {saved_labels.describe_classes()}, but the data's label set is "
+            f"{labels.describe_classes()}: a model is scored only on the classes it was trained for. Evaluate it on "
+            "data with its classes (--labels, --label_map), or train a model for these."
         )
     return model
 

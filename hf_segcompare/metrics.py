@@ -8,7 +8,8 @@ difference in 1.):
    evaluate's PR #810 proposes what is done here).
 2. ``reduce_labels`` then turns reference 0 into 255 and lowers every other value by one (255
    stays 255): for data sets whose 0 means "background, not a class" (e.g. ADE20K).
-3. Pixels whose reference equals ``ignore_index`` are dropped, prediction included.
+3. Pixels whose reference equals ``ignore_index`` are dropped, prediction included (``None``: none
+   are, as evaluate's ``ignore_index=None``).
 4. Areas are totalled over the whole set, not averaged per image: intersection (prediction ==
    reference), predicted area, label area. Values outside ``[0, num_labels)`` count in neither
    histogram: a prediction of 30 still counts in its reference's label area, a reference of 30
@@ -82,10 +83,10 @@ def _bin(values, num_labels: int):
 
 
 def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
-                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                       ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     """Per-sample confusion matrices ``[B, C+1, C+1]`` (int64), counted where the inputs are.
 
-    Pixels whose reference is `ignore_index` or Trainer's -100 padding are not counted. On a GPU
+    Pixels whose reference is `ignore_index` (None: no value) or Trainer's -100 padding are not counted. On a GPU
     the counting stays on the device (one `torch.bincount`); on the CPU, maps whose values fit in a
     byte (VOC's) take numpy's byte-pair count, about three times faster than torch's there.
     """
@@ -100,7 +101,7 @@ def confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_
 
 
 def torch_confusion_matrices(predictions: torch.Tensor, references: torch.Tensor, num_labels: int,
-                             ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                             ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     """`confusion_matrices` by one `torch.bincount` on the inputs' device, for any integer values."""
     batch_size, size = predictions.shape[0], num_labels + 1
     if references.dtype not in (torch.int32, torch.int64):
@@ -116,19 +117,21 @@ def torch_confusion_matrices(predictions: torch.Tensor, references: torch.Tensor
     codes = (
         offsets + _bin(references, num_labels).to(torch.int32) * size + _bin(predictions, num_labels).to(torch.int32)
     )
-    ignored = (references == ignore_index) | (references == TRAINER_PAD_INDEX)
+    ignored = references == TRAINER_PAD_INDEX
+    if ignore_index is not None:
+        ignored |= references == ignore_index
     codes = codes.masked_fill_(ignored, cells)
     counts = torch.bincount(codes.reshape(-1), minlength=cells + 1)[:cells]
     return counts.reshape(batch_size, size, size)
 
 
 def _byte_pair_confusion(prediction: np.ndarray, reference: np.ndarray, num_labels: int,
-                         ignore_index: int) -> np.ndarray:
+                         ignore_index: int | None) -> np.ndarray:
     """One ``[C+1, C+1]`` matrix of two maps with values in [0, 255]: count the 256 x 256 value
     pairs, then fold the values into their class bins (the ignored reference value dropped)."""
     codes = (reference.astype(np.uint16) << 8) | prediction.astype(np.uint16)
     pairs = np.bincount(codes.ravel(), minlength=256 * 256).reshape(256, 256)
-    if 0 <= ignore_index <= 255:  # -100 (Trainer's padding) cannot occur in values of a byte
+    if ignore_index is not None and 0 <= ignore_index <= 255:  # -100 (Trainer's padding) cannot occur in a byte
         pairs[ignore_index] = 0
     size = num_labels + 1
     bins = _bin(np.arange(256), num_labels)
@@ -209,14 +212,14 @@ class JointHistogram:
         counts = [self.dense[codes], np.array(list(self.sparse.values()), dtype=np.int64)]
         return np.concatenate(references), np.concatenate(predictions), np.concatenate(counts)
 
-    def confusion(self, num_labels: int, ignore_index: int, label_map: dict | None = None,
+    def confusion(self, num_labels: int, ignore_index: int | None, label_map: dict | None = None,
                   reduce_labels: bool = False) -> np.ndarray:
         """The ``[C+1, C+1]`` confusion matrix these pairs give under evaluate's arguments."""
         size = num_labels + 1
         confusion = np.zeros((size, size), dtype=np.int64)
         raw_references, predictions, counts = self._pairs()
         references = remap_references(raw_references, label_map, reduce_labels)
-        keep = references != ignore_index
+        keep = np.ones(len(references), dtype=bool) if ignore_index is None else references != ignore_index
         np.add.at(confusion, (_bin(references[keep], num_labels), _bin(predictions[keep], num_labels)), counts[keep])
         return confusion
 
@@ -231,7 +234,7 @@ def mean_iou(
     predictions: Iterable,
     references: Iterable,
     num_labels: int,
-    ignore_index: int,
+    ignore_index: int | None,
     nan_to_num: float | None = None,
     label_map: dict[int, int] | None = None,
     reduce_labels: bool = False,
@@ -242,7 +245,7 @@ def mean_iou(
         predictions, references: sequences of integer maps (numpy arrays, lists, or tensors),
             pairwise of equal shape; or two stacked arrays ``[N, H, W]``.
         num_labels: number of classes C.
-        ignore_index: reference value left out of every count (255 for VOC).
+        ignore_index: reference value left out of every count (255 for VOC; None: none).
         nan_to_num: replace NaN with this value in the result.
         label_map: {old reference value: new}, applied to the original values.
         reduce_labels: reference 0 -> 255, others minus one.
@@ -270,7 +273,7 @@ class SegmentationMetrics:
     also accepts the whole stacked set at once (``batch_eval_metrics=False``).
     """
 
-    def __init__(self, class_names: Sequence[str], ignore_index: int = IGNORE_INDEX):
+    def __init__(self, class_names: Sequence[str], ignore_index: int | None = IGNORE_INDEX):
         self.class_names = list(class_names)
         self.num_labels = len(self.class_names)
         self.ignore_index = ignore_index

@@ -19,8 +19,10 @@ from typing import Any
 
 RESULTS_FILE = "results.json"
 # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference; 4: evaluation
-# protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix
-SCHEMA_VERSION = 4
+# protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix; 5: the label set's
+# source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
+# columns; ignore_index may be null
+SCHEMA_VERSION = 5
 
 
 def _json_safe(value):
@@ -78,7 +80,8 @@ class RunResults:
         return list(self.dataset["class_names"])
 
     @property
-    def ignore_index(self) -> int:
+    def ignore_index(self) -> int | None:
+        """The mask value loss and metric skipped (None: none was)."""
         return self.dataset.get("ignore_index", 255)  # records before schema 2 were all VOC's
 
     @property

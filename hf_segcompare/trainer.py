@@ -158,6 +158,8 @@ class SegTrainer(Trainer):
         if changes:
             args = with_fields(args, **changes)
         normalization = model_normalization(model)
+        # Padding takes the value loss and metric skip: the label set's void (its ignore index).
+        void = getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX)
         # The CNNs' convolutions run faster on a GPU in NHWC; the inputs follow the weights' format.
         self.channels_last = uses_channels_last(args, model)
         if self.channels_last:
@@ -176,7 +178,8 @@ class SegTrainer(Trainer):
             self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
             short_side = (eval_protocol.short_side or self.crop_size) if eval_protocol.resize == "short_side" else None
             train_dataset = train_dataset.with_transform(make_batch_transform(
-                train_transforms(self.crop_size, normalization.mean, normalization.std, short_side=short_side),
+                train_transforms(self.crop_size, normalization.mean, normalization.std, short_side=short_side,
+                                 mask_fill=void),
                 self.augmentation))
         if eval_dataset is not None and _is_raw(eval_dataset):
             if eval_padding not in ("batch", "square"):
@@ -198,18 +201,17 @@ class SegTrainer(Trainer):
             if self.eval_protocol.plain:  # batched, at native resolution
                 square = eval_padding == "square"
                 eval_dataset = eval_dataset.with_transform(make_batch_transform(
-                    eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square)))
+                    eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square,
+                                    mask_fill=void)))
             else:
                 eval_dataset = self._protocol_dataset(self.eval_protocol, normalization)
         self.segmentation_metrics = None
         if "compute_metrics" not in kwargs:
-            metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)],
-                                          getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
+            metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)], void)
             self.segmentation_metrics = metrics
             kwargs.update(compute_metrics=metrics.compute, preprocess_logits_for_metrics=metrics.preprocess_logits)
         if kwargs.get("data_collator") is None:
-            kwargs["data_collator"] = SegCollator(normalization.mean, normalization.std,
-                                                  getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX))
+            kwargs["data_collator"] = SegCollator(normalization.mean, normalization.std, void)
         if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs:
             kwargs["optimizer_cls_and_kwargs"] = _recipe_optimizer(args, model)
         callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine(), ReturnFreedMemory()]

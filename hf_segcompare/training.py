@@ -28,7 +28,7 @@ from .inference import SegImageProcessor
 from .inference_cost import measure_inference
 from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
-from .recipes import default_protocol, get_recipe
+from .recipes import default_protocol, get_recipe, recipe_reason
 from .results import RESULTS_FILE, RunResults, record_name
 from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
@@ -79,8 +79,8 @@ def _recipe_record(model_name: str, data_args: DataArguments, trainer: SegTraine
     args = trainer.args
     if not getattr(args, "recipe", None):
         return None
-    recipe = get_recipe(args.recipe, model_name)
-    defaults = {**recipe.training_defaults(), "crop_size": recipe.crop_size}
+    recipe = get_recipe(args.recipe, model_name, data_args.dataset_name)
+    defaults = {**recipe.training_defaults(), **recipe.data_defaults(), "short_side": recipe.short_side}
     current = {key: getattr(args, key, getattr(data_args, key, None)) for key in defaults}
     overridden = {key: current[key] for key, value in defaults.items()
                   if key != "recipe" and value is not None and current[key] != value}
@@ -167,7 +167,7 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
     peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
     peak["per_process"] = trainer.accelerator.num_processes > 1
     entry = get_entry(model_args.model)
-    labels = dataset.labels
+    labels = dataset.label_info
     normalization = model_normalization(trainer.model)
     return RunResults(
         status=status,
@@ -181,8 +181,9 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
             "dropped_invalid": getattr(dataset, "dropped", []),
             "train_samples": len(dataset["train"]),
             "validation_samples": len(dataset["validation"]),
-            "class_names": list(labels.names),
-            "ignore_index": labels.ignore_index,
+            **labels.record(),  # class_names, ignore_index, where the names came from, label map / reduction
+            "validation_split": getattr(dataset, "split_info", None),
+            "columns": getattr(dataset, "columns", None),
             "crop_size": data_args.crop_size,
             "eval_size": data_args.eval_size,
             "eval_padding": data_args.eval_padding,
@@ -288,20 +289,50 @@ def _publish_evaluation(results: RunResults, output_dir: Path, hub_model_id: str
 
 
 def _resolve_protocol(model_args: ModelArguments, data_args: DataArguments,
-                      training_args: TrainingArguments) -> DataArguments:
-    """`data_args` with the data protocol decided: the one given; for an evaluation of a saved
-    model, the one its training record names (with its crop, the short side it was tested at), so
-    the new figure is comparable with the card's; else the recipe's (mmsegmentation's pipeline
-    under the published recipe, whose cited figures come from it)."""
+                      training_args: TrainingArguments) -> tuple[DataArguments, str]:
+    """`data_args` with the data protocol and the recipe's data values decided, and why the protocol.
+
+    The protocol: the one given; for an evaluation of a saved model, the one its training record
+    names (with its crop and the short side it was tested at), so the new figure is comparable
+    with the card's; else the recipe's (mmsegmentation's pipeline under the published recipe,
+    whose cited figures come from it). The crop, short side and sliding window: given, else the
+    recipe's for this data (e.g. Cityscapes' sliding windows), else left to the data.
+    """
+    recipe = get_recipe(training_args.recipe, model_args.model, data_args.dataset_name) \
+        if getattr(training_args, "recipe", None) else None
+    if recipe is not None:
+        data_args = dataclasses.replace(data_args, **{
+            key: value for key, value in {**recipe.data_defaults(), "short_side": recipe.short_side}.items()
+            if getattr(data_args, key) is None and value is not None})
     if data_args.protocol:
-        return data_args
+        return data_args, "as asked (--protocol)"
     record = Path(model_args.model_name_or_path or "") / RESULTS_FILE
     if not training_args.do_train and model_args.model_name_or_path and record.is_file():
         trained = RunResults.read(record).dataset
         if trained.get("protocol"):
-            return dataclasses.replace(data_args, protocol=trained["protocol"],
-                                       crop_size=data_args.crop_size or trained.get("crop_size"))
-    return dataclasses.replace(data_args, protocol=default_protocol(getattr(training_args, "recipe", None)))
+            short_side = (trained.get("evaluation") or {}).get("short_side")
+            return (dataclasses.replace(data_args, protocol=trained["protocol"],
+                                        crop_size=data_args.crop_size or trained.get("crop_size"),
+                                        short_side=data_args.short_side or short_side),
+                    f"the one {record} was evaluated with, so the figures compare")
+    protocol = default_protocol(getattr(training_args, "recipe", None))
+    reason = ("the published recipe's: mmsegmentation's pipeline, which its figures come from" if protocol == "mmseg"
+              else "images scored at their own size")
+    return dataclasses.replace(data_args, protocol=protocol), reason
+
+
+def _announce(data_args: DataArguments, training_args: TrainingArguments, protocol_reason: str, dataset) -> None:
+    """The run's first lines (main process): the data's label set and where it came from, and the recipe
+    and protocol chosen, and why, so a default never passes unseen."""
+    if training_args.process_index != 0:
+        return
+    info = dataset.label_info
+    decoding = info.decoding.describe()
+    print(f"labels: {info.labels.describe()}, from {info.source}" + (f"; {decoding}" if decoding else ""), flush=True)
+    recipe = getattr(training_args, "recipe", None)
+    if training_args.do_train and recipe:
+        print(f"recipe: {recipe}, {recipe_reason(recipe, data_args.dataset_name)}", flush=True)
+    print(f"protocol: {data_args.protocol}, {protocol_reason}", flush=True)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> RunResults:
@@ -319,12 +350,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         PushError: trained and saved, but the push failed; the message says how to retry.
     """
     check_args(model_args)
-    data_args = _resolve_protocol(model_args, data_args, training_args)
+    data_args, protocol_reason = _resolve_protocol(model_args, data_args, training_args)
     eval_protocol = data_args.eval_protocol()  # a bad --eval_crop/--eval_stride/--eval_scales stops here
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(training_args)
     check_start(model_args)  # before the data: a missing model should not wait for it
     dataset, data_dir = load_data(data_args, training_args)
+    _announce(data_args, training_args, protocol_reason, dataset)
 
     # Trainer seeds itself only once the model exists: seed first, or every run would start from
     # other random weights (a new head included) and --seed would not repeat a run.

@@ -1,4 +1,5 @@
-r"""Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded VOC-format data).
+r"""Fine-tune and evaluate one segmentation model on Pascal VOC, ADE20K, Cityscapes, your own data, or
+the embedded VOC-format data.
 
     # fine-tune from the model's pretrained encoder (nvidia/mit-b0 here; needs the Hub or --pretrained PATH)
     accelerate launch scripts/run_seg.py --model segformer-b0 --pretrained /models/mit-b0
@@ -23,6 +24,17 @@ r"""Fine-tune and evaluate one segmentation model on Pascal VOC (or the embedded
         --dataset_name voc --data_dir /data/VOCdevkit
     accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \
         --dataset_name voc --data_dir /data/VOCtrainval_11-May-2012.tar
+
+    # your own data: an imagefolder, parquet (data/*.parquet + id2label.json) or a Hub dataset id; its classes
+    # come from --labels FILE or its id2label.json, and it trains under the fitted recipe
+    accelerate launch scripts/run_seg.py --model segformer-b0 --pretrained /models/mit-b0 \
+        --dataset_name /data/pets --labels /data/pets/labels.txt
+
+    # ADE20K and Cityscapes read in place, under mmsegmentation's published recipe for each
+    accelerate launch --multi_gpu --num_processes 8 scripts/run_seg.py --model segformer-b0 \
+        --pretrained /models/mit-b0 --dataset_name ade20k --data_dir /data/ADEChallengeData2016.zip
+    accelerate launch --multi_gpu --num_processes 8 scripts/run_seg.py --model segformer-b0 \
+        --pretrained /models/mit-b0 --dataset_name cityscapes --data_dir /data/cityscapes
 
     # VOC "train_aug" (10,582 ids): VOC train + SBD masks minus VOC val
     accelerate launch scripts/run_seg.py --model deeplabv3plus --from_scratch \

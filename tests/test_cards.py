@@ -168,7 +168,7 @@ def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_p
     results = json.loads((other / "results.json").read_text())
     results["dataset"]["name"] = "synthetic"
     (other / "results.json").write_text(json.dumps(results))
-    with pytest.raises(UsageError, match=f"{other}/results.json was evaluated on dataset name 'synthetic'"):
+    with pytest.raises(UsageError, match=f"{other}/results.json was evaluated on dataset 'synthetic'"):
         write_comparison([runs["segformer-tiny"], other], tmp_path / "out")
     completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), str(empty)],
                                capture_output=True, text=True)

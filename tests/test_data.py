@@ -242,10 +242,11 @@ def test_rgb_mask_is_refused_with_a_clear_message():
 
 
 def test_tv_tensor_types_are_what_the_pipeline_expects():
-    # Guards the fill mapping: PAD_FILL is keyed by these exact types.
-    from hf_segcompare.data.transforms import PAD_FILL
+    # Guards the fill mapping: pad_fill is keyed by these exact types, the mask's fill the label set's void.
+    from hf_segcompare.data.transforms import pad_fill
 
-    assert PAD_FILL[tv_tensors.Mask] == IGNORE_INDEX and PAD_FILL[tv_tensors.Image] == 0
+    assert pad_fill()[tv_tensors.Mask] == IGNORE_INDEX and pad_fill()[tv_tensors.Image] == 0
+    assert pad_fill(7)[tv_tensors.Mask] == 7
 
 
 class _SeedOfEachSample(torch.utils.data.Dataset):

@@ -240,7 +240,7 @@ def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwis
     for argv, expected in ((["--recipe", "published", "--protocol", "native"], "native"),
                            (["--recipe", "quick-10"], "native"), (["--recipe", "published"], "mmseg")):
         model_args, data_args, training_args = parse_args(["--model", "unet", "--dataset_name", "voc", *argv])
-        assert _resolve_protocol(model_args, data_args, training_args).protocol == expected
+        assert _resolve_protocol(model_args, data_args, training_args)[0].protocol == expected
 
 
 def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_tree, tmp_path):

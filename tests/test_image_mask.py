@@ -9,10 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from hf_segcompare.data import DataError, InvalidSamplesError, generate_synthetic_voc, load_voc
+from hf_segcompare.data import DataError, InvalidSamplesError, LabelOptions, generate_synthetic_voc, load_voc
 from hf_segcompare.data.image_mask import load_image_mask_dataset
+from hf_segcompare.labels import VOC_CLASSES
 
 from .conftest import free_port
+
+# The generated trees hold VOC's class ids; a dataset of one's own names its classes (here: VOC's).
+VOC_NAMES = LabelOptions(names=VOC_CLASSES, names_source="the test")
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +40,13 @@ def test_parquet_with_custom_column_names(voc, tmp_path):
     for split, file_split in (("train", "train"), ("validation", "val")):
         renamed = reference[split].rename_columns({"image": "pixel_image", "label": "annotation"})
         renamed.to_parquet(folder / f"{file_split}-00000-of-00001.parquet")
-    loaded = load_image_mask_dataset(str(folder), "pixel_image", "annotation", cache_dir=tmp_path / "cache")
+    loaded = load_image_mask_dataset(str(folder), "pixel_image", "annotation", cache_dir=tmp_path / "cache",
+                                     label_options=VOC_NAMES)
     assert set(loaded) == {"train", "validation"}
     _same(loaded["train"], reference["train"])
     _same(loaded["validation"], reference["validation"])
-    with pytest.raises(DataError, match=r"has no column \['image', 'label'\]; its columns are .*pixel_image"):
-        load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match=r"has no column 'image' or 'pixel_values'; its columns are .*pixel_image"):
+        load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache", label_options=VOC_NAMES)
 
 
 def _write_imagefolder(voc_root, folder):
@@ -62,7 +67,8 @@ def _write_imagefolder(voc_root, folder):
 def test_imagefolder_with_label_file_names(voc, tmp_path):
     root, reference = voc
     _write_imagefolder(root, tmp_path / "imagefolder")
-    loaded = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
+    loaded = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache",
+                                     label_options=VOC_NAMES)
     assert sorted(loaded["train"]["id"]) == sorted(reference["train"]["id"])
     by_id = {row["id"]: row for row in reference["train"]}
     for row in loaded["train"]:
@@ -87,8 +93,9 @@ def test_invalid_rows_are_named(voc, tmp_path):
     broken.cast_column("label", Image()).to_parquet(folder / "train.parquet")
     reference["validation"].to_parquet(folder / "validation.parquet")
     with pytest.raises(InvalidSamplesError, match=r"train row 1 .*mask values \[77\]"):
-        load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache")
-    kept = load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache", drop_invalid=True)
+        load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache", label_options=VOC_NAMES)
+    kept = load_image_mask_dataset(str(folder), cache_dir=tmp_path / "cache", drop_invalid=True,
+                                   label_options=VOC_NAMES)
     assert len(kept["train"]) == 5 and len(kept.dropped) == 1
 
 
@@ -115,7 +122,8 @@ def test_a_rewritten_imagefolder_mask_is_never_served_from_the_cache(voc, tmp_pa
     from PIL import Image
 
     _write_imagefolder(voc[0], tmp_path / "imagefolder")
-    first = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
+    first = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache",
+                                    label_options=VOC_NAMES)
     sample_id = first["train"][0]["id"]
     mask_path = tmp_path / "imagefolder" / "train" / f"{sample_id}_mask.png"
     old_bytes, old_stat = mask_path.read_bytes(), mask_path.stat()
@@ -125,6 +133,7 @@ def test_a_rewritten_imagefolder_mask_is_never_served_from_the_cache(voc, tmp_pa
     mask_path.write_bytes(buffer.getvalue() + b"\0" * (len(old_bytes) - len(buffer.getvalue())))
     os.utime(mask_path, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
 
-    second = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache")
+    second = load_image_mask_dataset(str(tmp_path / "imagefolder"), cache_dir=tmp_path / "cache",
+                                     label_options=VOC_NAMES)
     row = second["train"]["id"].index(sample_id)
     assert np.array(first["train"][0]["label"]).any() and not np.array(second["train"][row]["label"]).any()

@@ -81,7 +81,7 @@ def test_the_registry_refuses_what_would_go_wrong_later():
         create_model("pspnet")
     with pytest.raises(PretrainedUnavailable, match="model segformer-tiny: .*has no default pretrained weights"):
         create_model("segformer-tiny", pretrained=True)
-    with pytest.raises(UsageError, match="has no recipe 'nope'; it has: published, quick-10, quick-15, demo"):
+    with pytest.raises(UsageError, match="has no recipe 'nope'; it has: published, quick-10, quick-15, fitted, demo"):
         get_entry("vit-tiny").recipe("nope")
 
 

@@ -9,6 +9,7 @@ import torch
 
 from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
 from hf_segcompare.inference_cost import flops_per_image
+from hf_segcompare.labels import VOC_CLASSES
 from hf_segcompare.models import count_parameters, create_model, list_models
 from hf_segcompare.training import run
 
@@ -223,6 +224,8 @@ def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
     folder.mkdir()
     for split in ("train", "validation"):
         reference[split].rename_columns({"image": "img", "label": "mask"}).to_parquet(folder / f"{split}.parquet")
+    # The masks hold VOC's class ids; a dataset of one's own says so (here: its id2label.json).
+    (folder / "id2label.json").write_text(json.dumps(dict(enumerate(VOC_CLASSES))))
     output_dir = tmp_path / "out"
     completed = launch(
         [
@@ -235,6 +238,8 @@ def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
     assert results["dataset"]["name"] == str(folder)
+    assert results["dataset"]["class_names"] == list(VOC_CLASSES)
+    assert results["dataset"]["label_source"] == str(folder / "id2label.json")
     assert results["dataset"]["validation_samples"] == TINY_TREE["num_val"]
     assert results["final_eval"]["eval_mean_iou"] is not None
 

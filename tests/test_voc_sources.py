@@ -20,7 +20,7 @@ from hf_segcompare.data import (
     voc_palette,
     write_voc_tar,
 )
-from hf_segcompare.data import voc as voc_module
+from hf_segcompare.data import validation as validation_module
 
 TREE = {"num_train": 10, "num_val": 5, "min_size": 32, "max_size": 48, "seed": 11}
 
@@ -88,8 +88,8 @@ def test_train_aug_is_train_plus_sbd_minus_val(tree, tmp_path):
 
 def test_second_load_uses_the_cache_and_a_change_is_not_served_stale(tree, tmp_path, monkeypatch):
     calls = []
-    original = voc_module.validate_sample
-    monkeypatch.setattr(voc_module, "validate_sample", lambda *a: calls.append(a[2]) or original(*a))
+    original = validation_module.validate_sample
+    monkeypatch.setattr(validation_module, "validate_sample", lambda *a: calls.append(a[2]) or original(*a))
     first = load_voc(tree, cache_dir=tmp_path / "cache")
     assert len(calls) == TREE["num_train"] + TREE["num_val"]
 
@@ -132,7 +132,7 @@ def _break_values(tree, sample_id):
     mask = np.array(Image.open(path))
     mask[0, 0] = 42
     Image.fromarray(mask).save(path)
-    return r"mask values \[42\] are neither class ids 0-20 nor 255"
+    return r"mask values \[42\] are not in the label set, 21 classes \(0 background, .*20 tvmonitor\), 255 ignored"
 
 
 def _break_rgb_colours(tree, sample_id):
@@ -140,7 +140,7 @@ def _break_rgb_colours(tree, sample_id):
     rgb = np.array(Image.open(path).convert("RGB"))
     rgb[0, 0] = (1, 2, 3)
     Image.fromarray(rgb).save(path)
-    return r"RGB mask with colours that are not VOC palette colours \[\(1, 2, 3\)\]"
+    return r"RGB mask with colours that are not VOC palette colours of the label set's ids \[\(1, 2, 3\)\]"
 
 
 @pytest.mark.parametrize("breaker", [_break_truncated_image, _break_size, _break_values, _break_rgb_colours])

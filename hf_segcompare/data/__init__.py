@@ -1,8 +1,15 @@
-"""Pascal VOC data: loading, the embedded synthetic tree, and joint image+mask transforms."""
+"""Segmentation data: the sources (Pascal VOC, ADE20K, Cityscapes, Hub/parquet/imagefolder, the
+embedded synthetic tree), the label set read from the data, validation and caching, and joint
+image+mask transforms."""
 
 from ..errors import DataError, InvalidSamplesError
 from ..labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS, LabelSet
+from .ade20k import load_ade20k
+from .cityscapes import load_cityscapes
 from .download import download_voc
+from .image_mask import load_image_mask_dataset
+from .label_source import LabelOptions, MaskDecoding, ResolvedLabels
+from .masks import mask_to_array, voc_palette
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
     AugmentationSeeds,
@@ -15,26 +22,35 @@ from .transforms import (
     size_to_fit,
     train_transforms,
 )
-from .voc import load_voc, voc_palette
+from .validation import LabelValuesError
+from .voc import load_voc
 
 __all__ = [
     "AugmentationSeeds",
-    "IGNORE_INDEX",
-    "SegCollator",
     "DataError",
+    "IGNORE_INDEX",
     "InvalidSamplesError",
+    "LabelOptions",
+    "LabelSet",
+    "LabelValuesError",
+    "MaskDecoding",
+    "ResolvedLabels",
+    "SegCollator",
     "VOC_CLASSES",
-    "ensure_synthetic_voc",
+    "VOC_LABELS",
     "download_voc",
+    "ensure_synthetic_voc",
+    "load_ade20k",
+    "load_cityscapes",
+    "load_image_mask_dataset",
     "eval_transforms",
     "generate_synthetic_sbd",
     "generate_synthetic_voc",
     "image_sizes",
-    "LabelSet",
-    "VOC_LABELS",
     "largest_image_side",
     "load_voc",
     "make_batch_transform",
+    "mask_to_array",
     "shape_order",
     "size_to_fit",
     "train_transforms",

@@ -1,10 +1,14 @@
 """Any segmentation dataset with an image and a mask column: a Hub dataset, parquet, or imagefolder.
 
 The convention is the transformers semantic-segmentation example's: ``--dataset_name`` names the
-source and ``--image_column_name`` / ``--label_column_name`` its columns (default ``image`` and
-``label``). Masks hold VOC class ids (0-20, 255 = ignore), as palette or greyscale PNGs, or
-VOC-palette RGB. The result has the same columns as `load_voc` and passes the same validation;
-`datasets` caches both the loading and the validation pass, so a second load reads the cache.
+source and ``--image_column_name`` / ``--label_column_name`` its columns (default: ``image`` or
+``pixel_values``, and ``label`` or ``annotation``, whichever the dataset has); an ``id2label.json``
+at its root names the classes (see `hf_segcompare.data.label_source` for every way a label set is
+found). Masks hold class ids as palette or greyscale PNGs (or VOC-palette RGB), decoded by
+``--label_map`` / ``--reduce_labels`` where given. A dataset without a validation split gets one
+held out from its training split (``train_val_split``, seeded, recorded). The result has the same
+columns as `load_voc` and passes the same validation; `datasets` caches both the loading and the
+validation pass, so a second load reads the cache.
 
 Local layouts:
 - parquet: a ``.parquet`` file (with an image and a label column) per split, e.g.
@@ -16,13 +20,21 @@ Local layouts:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from ..errors import DataError
-from .voc import finish_validation, validated_features, validated_row
+from .label_source import ID2LABEL_FILE, LabelOptions, feature_class_names, id2label_in_folder, names_from_mapping
+from .validation import finish_validation, validated_features, validated_row
+
+logger = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation"}
+# The transformers example reads either naming: (image, label) or (pixel_values, annotation).
+IMAGE_COLUMNS = ("image", "pixel_values")
+LABEL_COLUMNS = ("label", "annotation")
+SPLIT_SEED = 0  # the held-out validation split does not move with --seed: every run is scored on the same images
 
 
 def _check_hub_reachable(dataset_id: str) -> None:
@@ -68,7 +80,7 @@ def _load_raw(source: str, cache_dir: str | None):
     return load_dataset(source, cache_dir=cache_dir)
 
 
-def _validate_row(image, label, index, split, image_column, label_column):
+def _validate_row(image, label, index, split, image_column, label_column, labels, lookup):
     def raw(entry, column):
         if entry.get("bytes") is not None:
             return entry["bytes"], entry.get("path") or f"{split}[{index}].{column}"
@@ -78,22 +90,74 @@ def _validate_row(image, label, index, split, image_column, label_column):
     mask_bytes, mask_name = raw(label, label_column)
     sample_id = Path(image["path"]).stem if image.get("path") else f"{split}-{index:06d}"
     return validated_row(sample_id, image_bytes, mask_bytes, image_name, mask_name,
-                         where=f"{split} row {index} ({sample_id!r})")
+                         f"{split} row {index} ({sample_id!r})", labels, lookup)
+
+
+def _hub_id2label(dataset_id: str) -> tuple[tuple[str, ...], str] | None:
+    """Names from the ``id2label.json`` of a Hub dataset repo (the transformers example's
+    convention); None when the repo has none."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(dataset_id, ID2LABEL_FILE, repo_type="dataset")
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return None
+    where = f"{ID2LABEL_FILE} of the Hub dataset {dataset_id}"
+    try:
+        mapping = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: not valid JSON ({error}).") from None
+    return names_from_mapping(mapping, where), where
+
+
+def _names_in_data(source: str, raw, label_column: str) -> tuple[tuple[str, ...], str] | None:
+    """The class names the dataset itself gives: an ``id2label.json`` at its root (local folder or
+    Hub repo), else its label feature's class names."""
+    path = Path(source).expanduser()
+    found = id2label_in_folder(path) if path.is_dir() else None if path.exists() else _hub_id2label(source)
+    if found:
+        return found
+    first = next(iter(raw.values()))
+    names = feature_class_names(first.features.get(label_column))
+    return (names, f"the class names of {source}'s {label_column!r} feature") if names else None
+
+
+def _column(dataset, given: str | None, candidates: tuple[str, ...], option: str, source: str) -> str:
+    """The column `given`, else the first of `candidates` the dataset has."""
+    for column in ([given] if given else candidates):
+        if column in dataset.column_names:
+            return column
+    raise DataError(f"dataset {source} has no column {given or ' or '.join(map(repr, candidates))}; its columns are "
+                    f"{dataset.column_names}. Pass {option}.")
 
 
 def load_image_mask_dataset(
     source: str,
-    image_column: str = "image",
-    label_column: str = "label",
+    image_column: str | None = None,
+    label_column: str | None = None,
     cache_dir: str | Path | None = None,
     drop_invalid: bool = False,
+    label_options: LabelOptions | None = None,
+    train_val_split: float | None = None,
 ):
     """Load a Hub dataset id, a local parquet file/folder, or an imagefolder as ``DatasetDict(train, validation)``.
+
+    Args:
+        image_column, label_column: the columns (default: ``image`` or ``pixel_values``, ``label`` or
+            ``annotation``, whichever the dataset has).
+        label_options: what the user said about the labels; the class names default to the dataset's
+            own (`_names_in_data`), and a dataset naming none is refused.
+        train_val_split: for a dataset without a validation split, the share of its training split
+            held out as validation (seeded with `SPLIT_SEED`: the same images every run); the
+            result's ``split_info`` records it. A dataset with a validation split refuses it.
 
     Raises:
         FileNotFoundError: a local path that does not exist.
         DataError: the Hub is unreachable, a split or column is missing (the message lists what
-            there is), or samples are invalid (`InvalidSamplesError`).
+            there is), the classes are named nowhere, or samples are invalid (`InvalidSamplesError`).
     """
     from datasets import DatasetDict, Image
 
@@ -102,11 +166,21 @@ def load_image_mask_dataset(
     for name, dataset in raw.items():
         if SPLIT_ALIASES.get(name) and SPLIT_ALIASES[name] not in splits:
             splits[SPLIT_ALIASES[name]] = dataset
-    missing = [s for s in ("train", "validation") if s not in splits]
-    if missing:
-        raise DataError(
-            f"dataset {source} has splits {sorted(raw)}; it needs {missing} (named train, validation or val)."
-        )
+    if "train" not in splits:
+        raise DataError(f"dataset {source} has splits {sorted(raw)}; it needs a train split (named train).")
+    if "validation" in splits and train_val_split:
+        raise DataError(f"dataset {source} has a validation split: drop --train_val_split, which would hold out "
+                        "part of train instead.")
+    if "validation" not in splits and not train_val_split:
+        raise DataError(f"dataset {source} has splits {sorted(raw)} and no validation split (named validation, val "
+                        "or valid): pass --train_val_split 0.15 to hold out 15% of train as validation.")
+    if train_val_split is not None and not 0 < train_val_split < 1:
+        raise DataError(f"--train_val_split {train_val_split}: give the share of train to hold out, e.g. 0.15.")
+    first = splits["train"]
+    image_column = _column(first, image_column, IMAGE_COLUMNS, "--image_column_name", source)
+    label_column = _column(first, label_column, LABEL_COLUMNS, "--label_column_name", source)
+    labels = (label_options or LabelOptions()).resolve(
+        None if (label_options and label_options.names) else _names_in_data(source, raw, label_column), source)
     result = {}
     for split, dataset in splits.items():
         absent = [c for c in (image_column, label_column) if c not in dataset.column_names]
@@ -122,9 +196,20 @@ def load_image_mask_dataset(
             _validate_row,
             input_columns=[image_column, label_column],
             with_indices=True,
-            fn_kwargs={"split": split, "image_column": image_column, "label_column": label_column},
+            fn_kwargs={"split": split, "image_column": image_column, "label_column": label_column,
+                       "labels": labels.labels, "lookup": labels.lookup()},
             remove_columns=[image_column, label_column],
             features=validated_features(),
             desc=f"validating {split}",
         )
-    return finish_validation(DatasetDict(result), drop_invalid)
+    dataset_dict = finish_validation(DatasetDict(result), drop_invalid, labels)
+    dataset_dict.split_info = None
+    if train_val_split:
+        held_out = dataset_dict["train"].train_test_split(test_size=train_val_split, seed=SPLIT_SEED)
+        dataset_dict["train"], dataset_dict["validation"] = held_out["train"], held_out["test"]
+        dataset_dict.split_info = {"validation_from_train": train_val_split, "seed": SPLIT_SEED}
+        logger.warning("%s has no validation split: %d of its %d training samples (%.0f%%, seed %d) are held out "
+                       "as validation.", source, len(held_out["test"]), len(held_out["train"]) + len(held_out["test"]),
+                       100 * train_val_split, SPLIT_SEED)
+    dataset_dict.columns = {"image": image_column, "label": label_column}
+    return dataset_dict

@@ -1,8 +1,10 @@
-"""Read access to a VOC release wherever it lies: an extracted folder or the official tar.
+"""Read access to a dataset release wherever it lies: an extracted folder, or its official archives.
 
-Both present the same view, paths relative to the `VOC2012` folder (``JPEGImages/<id>.jpg``,
-``ImageSets/Segmentation/train.txt``, ...), so the loader never cares which one it reads. The tar
-is read in place: its member index is built once, then every file is one seek and one read.
+Every source presents the same view, paths relative to the release's root (for VOC the `VOC2012`
+folder: ``JPEGImages/<id>.jpg``, ``ImageSets/Segmentation/train.txt``, ...), so a loader never
+cares which one it reads. Archives (tar, zip) are read in place: their member index is built once,
+then every file is one seek and one read. A release shipped as several archives (Cityscapes'
+images and annotations) is one `CombinedSource` over them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 from ..errors import DataError
@@ -27,7 +30,7 @@ def file_signature(path: Path) -> str:
 
 
 class FolderSource:
-    """An extracted `VOC2012` folder."""
+    """An extracted release folder (e.g. `VOC2012`)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -35,6 +38,12 @@ class FolderSource:
 
     def exists(self, relative: str) -> bool:
         return (self.root / relative).is_file()
+
+    def files(self, under: str) -> list[str]:
+        """Every file below the folder `under`, as paths relative to the root, sorted."""
+        folder = self.root / under
+        return sorted(str(path.relative_to(self.root)) for path in folder.rglob("*") if path.is_file()) \
+            if folder.is_dir() else []
 
     def read_bytes(self, relative: str) -> bytes:
         return (self.root / relative).read_bytes()
@@ -77,6 +86,10 @@ class TarSource:
     def exists(self, relative: str) -> bool:
         return relative in self._members
 
+    def files(self, under: str) -> list[str]:
+        prefix = under.rstrip("/") + "/"
+        return sorted(name for name in self._members if name.startswith(prefix))
+
     def read_bytes(self, relative: str) -> bytes:
         return self._tar.extractfile(self._members[relative]).read()
 
@@ -93,6 +106,93 @@ class TarSource:
 
     def __setstate__(self, state):
         self.__init__(state["tar_path"])
+
+
+class ZipSource:
+    """A zip archive holding a release, read without extracting; paths relative to `prefix` inside it."""
+
+    def __init__(self, zip_path: Path, prefix: str = ""):
+        self.zip_path, self.prefix = zip_path, prefix
+        self.description = str(zip_path)
+        try:
+            self._zip = zipfile.ZipFile(zip_path)  # noqa: SIM115 - kept open for random access
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(f"{zip_path} is not a readable zip file ({error}): pass the release's official archive "
+                            "or an extracted folder as --data_dir.") from None
+        self._members = {info.filename[len(prefix):]: info for info in self._zip.infolist()
+                         if not info.is_dir() and info.filename.startswith(prefix)}
+
+    def names(self) -> list[str]:
+        """Every file in the archive, relative to `prefix`."""
+        return list(self._members)
+
+    def exists(self, relative: str) -> bool:
+        return relative in self._members
+
+    def files(self, under: str) -> list[str]:
+        prefix = under.rstrip("/") + "/"
+        return sorted(name for name in self._members if name.startswith(prefix))
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self._zip.read(self._members[relative])
+
+    def location(self, relative: str) -> str:
+        return f"{self.zip_path}:{self.prefix}{relative}"
+
+    def signature(self, relatives: list[str]) -> str:
+        return hashlib.sha256(
+            json.dumps([str(self.zip_path.resolve()), self.prefix, file_signature(self.zip_path)]).encode()
+        ).hexdigest()
+
+    def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
+        return {"zip_path": self.zip_path, "prefix": self.prefix}
+
+    def __setstate__(self, state):
+        self.__init__(state["zip_path"], state["prefix"])
+
+
+class CombinedSource:
+    """Several sources seen as one release: a path belongs to the source that holds its top folder
+    (Cityscapes ships ``leftImg8bit/`` and ``gtFine/`` as two archives)."""
+
+    def __init__(self, sources: dict[str, object]):
+        self.sources = sources  # top folder -> source
+        self.description = " + ".join(source.description for source in sources.values())
+
+    def _source(self, relative: str):
+        return self.sources[relative.split("/", 1)[0]]
+
+    def exists(self, relative: str) -> bool:
+        top = relative.split("/", 1)[0]
+        return top in self.sources and self.sources[top].exists(relative)
+
+    def files(self, under: str) -> list[str]:
+        return self._source(under).files(under)
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self._source(relative).read_bytes(relative)
+
+    def location(self, relative: str) -> str:
+        return self._source(relative).location(relative)
+
+    def signature(self, relatives: list[str]) -> str:
+        by_top: dict[str, list[str]] = {}
+        for relative in relatives:
+            by_top.setdefault(relative.split("/", 1)[0], []).append(relative)
+        return hashlib.sha256(json.dumps(
+            [[top, self.sources[top].signature(paths)] for top, paths in sorted(by_top.items())]).encode()
+        ).hexdigest()
+
+
+def zip_holding(path: Path, marker: str) -> ZipSource | None:
+    """A `ZipSource` rooted where `marker` (a path inside the release, e.g. ``images/training/``) lies in
+    the zip at `path`; None when the zip holds no such path."""
+    probe = ZipSource(path)
+    for name in probe.names():
+        if f"/{marker}" in f"/{name}":
+            prefix = name[: (f"/{name}").index(f"/{marker}")]
+            return ZipSource(path, prefix)
+    return None
 
 
 def open_voc_source(data_dir: str | Path) -> FolderSource | TarSource:

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..labels import IGNORE_INDEX, VOC_CLASSES
-from .voc import voc_palette
+from .masks import voc_palette
 
 SYNTHETIC_VERSION = 1  # bump when the generator's output changes, so caches are rebuilt
 DEFAULT_CACHE_DIR = Path(os.environ.get("HF_SEGCOMPARE_CACHE", Path.home() / ".cache" / "hf_segcompare"))

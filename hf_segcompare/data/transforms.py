@@ -1,8 +1,9 @@
 """Joint image + mask transforms with `torchvision.transforms.v2`.
 
 The image is a `tv_tensors.Image` and the mask a `tv_tensors.Mask`, so every geometric op moves
-both the same way and resizes the mask with nearest-neighbour; padding fills the mask with 255 so
-padded pixels are ignored by loss and metric, never learned as background.
+both the same way and resizes the mask with nearest-neighbour; padding fills the mask with the
+label set's void value (255 for VOC) so padded pixels are ignored by loss and metric, never learned
+as a class.
 
 - train: random scale 0.5-2.0 of the crop size (large-scale jitter, as mmsegmentation's VOC
   recipe), pad to the crop, random crop, horizontal flip, normalise;
@@ -29,20 +30,25 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..labels import IGNORE_INDEX
-from .voc import mask_to_array
+from .masks import mask_to_array
 
 SIZE_MULTIPLE = 32  # U-Net needs H and W divisible by 32, DeepLabV3+ by 16, ViT by its patch size (16)
 MAX_CROP_SIZE = 512  # the published VOC recipes train on 512x512 crops
 MAX_EVAL_SIZE = 512  # holds every VOC image (at most 500 px); larger images are shrunk to fit
-PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+def pad_fill(mask_fill: int = IGNORE_INDEX) -> dict:
+    """What padding fills with: black for the image, the label set's void value for the mask."""
+    return {tv_tensors.Image: 0, tv_tensors.Mask: mask_fill}
 
 
 class PadToSize(v2.Transform):
-    """Pad bottom/right to `size` x `size` (image fill 0, mask fill 255); larger inputs are an error."""
+    """Pad bottom/right to `size` x `size` (image fill 0, mask fill `mask_fill`); larger inputs are an error."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, mask_fill: int = IGNORE_INDEX):
         super().__init__()
         self.size = size
+        self.fill = pad_fill(mask_fill)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
@@ -51,8 +57,7 @@ class PadToSize(v2.Transform):
         return {"padding": [0, 0, self.size - width, self.size - height]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        fill = PAD_FILL.get(type(inpt), 0)
-        return F.pad(inpt, padding=params["padding"], fill=fill)
+        return F.pad(inpt, padding=params["padding"], fill=self.fill.get(type(inpt), 0))
 
 
 class ShrinkToFit(v2.Transform):
@@ -88,8 +93,10 @@ def to_float_and_normalize(mean, std) -> list[v2.Transform]:
     ]
 
 
-def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0), short_side: int | None = None) -> v2.Compose:
+def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0), short_side: int | None = None,
+                     mask_fill: int = IGNORE_INDEX) -> v2.Compose:
     """Random scale, pad-and-crop to `crop_size`, horizontal flip, normalise with the weights' `mean`/`std`.
+    The crop pads images with black and masks with `mask_fill` (the label set's void value).
 
     The random scale: by default the image is fitted into `crop_size` × `crop_size` times a factor
     drawn from `scale_range` (its long side then spans 0.5-2.0 crops); with `short_side`, its short
@@ -105,22 +112,22 @@ def train_transforms(crop_size: int, mean, std, scale_range=(0.5, 2.0), short_si
     return v2.Compose(
         [
             rescale,
-            v2.RandomCrop(crop_size, pad_if_needed=True, fill=PAD_FILL),
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill=pad_fill(mask_fill)),
             v2.RandomHorizontalFlip(),
             *to_float_and_normalize(mean, std),
         ]
     )
 
 
-def eval_transforms(eval_size: int, mean, std, square: bool = False) -> v2.Compose:
+def eval_transforms(eval_size: int, mean, std, square: bool = False, mask_fill: int = IGNORE_INDEX) -> v2.Compose:
     """Shrink to fit `eval_size` (only images larger than it), normalise with the weights' `mean`/`std`.
 
     Images that fit (all of VOC at 512) are never resized, so they are scored at native
     resolution; a larger image is shrunk to fit, its mask with nearest-neighbour. The batch is
     padded by `SegCollator`; with `square`, every image is padded here to `eval_size` x
-    `eval_size` (mask fill 255) instead.
+    `eval_size` (mask fill `mask_fill`, the label set's void value) instead.
     """
-    padding = [PadToSize(eval_size)] if square else []
+    padding = [PadToSize(eval_size, mask_fill)] if square else []
     return v2.Compose([ShrinkToFit(eval_size), *padding, *to_float_and_normalize(mean, std)])
 
 
@@ -201,7 +208,8 @@ class SegCollator:
     """`Trainer`'s data collator: pad ``pixel_values`` and ``labels`` to the batch's shape.
 
     Images are padded with black in the weights' normalisation (what `PadToSize` and the training
-    crop pad with before normalising), labels with 255, so padded pixels are never scored. A batch
+    crop pad with before normalising), labels with `ignore_index` (the label set's void value), so
+    padded pixels are never scored. A batch
     of one shape (every training crop, a square evaluation) is only stacked.
     """
 

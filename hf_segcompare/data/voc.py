@@ -17,43 +17,15 @@ by the source's file signatures; later loads memory-map that cache and read noth
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import logging
 from pathlib import Path
 
-import numpy as np
-from PIL import Image as PILImage
-
-from ..errors import DataError, InvalidSamplesError
-from ..labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS
-
-logger = logging.getLogger(__name__)
+from ..errors import DataError
+from ..labels import VOC_CLASSES
+from .label_source import LabelOptions, id2label_in_folder
+from .validation import finish_validation, validated_split
 
 # `datasets` split names; VOC's own split files are called train.txt / val.txt.
 SPLIT_FILES = {"train": "train", "validation": "val"}
-
-
-def voc_palette() -> list[tuple[int, int, int]]:
-    """The 256-entry VOC colour map (index 0 black, 1 dark red, ..., 255 cream for void).
-
-    VOC builds it by spreading the bits of the class id over the high bits of R, G and B.
-    """
-    palette = []
-    for index in range(256):
-        red = green = blue = 0
-        bits = index
-        for shift in range(7, -1, -1):
-            red |= (bits & 1) << shift
-            green |= ((bits >> 1) & 1) << shift
-            blue |= ((bits >> 2) & 1) << shift
-            bits >>= 3
-        palette.append((red, green, blue))
-    return palette
-
-
-LOADER_VERSION = 1  # bump when what load_voc stores changes, so older caches are not reused
 
 
 def read_split_ids(source, split_file: str) -> list[str]:
@@ -74,101 +46,6 @@ def read_id_list(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"SBD id list {path} is missing.")
     return [Path(line.split()[0]).stem for line in path.read_text().splitlines() if line.strip()]
-
-
-def _palette_lookup() -> dict[tuple[int, int, int], int]:
-    palette = voc_palette()
-    return {palette[index]: index for index in (*range(len(VOC_CLASSES)), IGNORE_INDEX)}
-
-
-def _encode_png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(array, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def validate_sample(
-    image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str
-) -> tuple[bytes, tuple[int, int] | None, str | None]:
-    """Check one image/mask pair; return (mask bytes to store, image (width, height), error or None).
-
-    Catches: an unreadable or truncated image or mask; a mask whose size differs from its
-    image; class values outside 0-20 and 255; an RGB mask whose colours are not VOC palette
-    colours. An RGB mask that does map onto the palette is stored as class ids.
-    """
-    try:
-        with PILImage.open(io.BytesIO(image_bytes)) as image:
-            image.load()  # decodes every byte: a truncated JPEG fails here, not during training
-            image_size = image.size
-    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-        return mask_bytes, None, f"{image_name}: unreadable or truncated image ({error})"
-    try:
-        with PILImage.open(io.BytesIO(mask_bytes)) as mask:
-            mask.load()
-            mode, mask_size = mask.mode, mask.size
-            pixels = np.asarray(mask.convert("RGB") if mode not in ("P", "L") else mask)
-    except Exception as error:
-        return mask_bytes, image_size, f"{mask_name}: unreadable or truncated mask ({error})"
-    if mask_size != image_size:
-        return (
-            mask_bytes, image_size,
-            f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image is {image_size[0]}x{image_size[1]}",
-        )
-    if mode not in ("P", "L"):
-        lookup = _palette_lookup()
-        colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
-        unknown = [tuple(int(c) for c in colour) for colour in colours if tuple(int(c) for c in colour) not in lookup]
-        if unknown:
-            return mask_bytes, image_size, (f"{mask_name}: {mode} mask with colours that are not VOC palette colours "
-                                f"{unknown[:5]} (the palette maps class ids to colours; 255 is (224, 224, 192))")
-        indices = np.array([lookup[tuple(int(c) for c in colour)] for colour in colours], dtype=np.uint8)
-        return _encode_png(indices[inverse.reshape(-1)].reshape(pixels.shape[:2])), image_size, None
-    values = np.unique(pixels)
-    bad = [int(v) for v in values if v >= len(VOC_CLASSES) and v != IGNORE_INDEX]
-    if bad:
-        return (
-            mask_bytes,
-            image_size,
-            (
-                f"{mask_name}: mask values {bad[:10]} are neither class ids 0-{len(VOC_CLASSES) - 1} "
-                f"nor {IGNORE_INDEX} (ignore)"
-            ),
-        )
-    return mask_bytes, image_size, None
-
-
-def validated_features():
-    """Columns of a validated split, before `finish_validation` removes ``error``."""
-    from datasets import Features, Image, Value
-
-    return Features({
-        "id": Value("string"), "image": Image(), "label": Image(),
-        "width": Value("int32"), "height": Value("int32"), "error": Value("string"),
-    })
-
-
-def _generate_samples(source, samples: tuple, split: str):
-    """Rows {id, image, label, width, height, error} for `samples` = ((id, image path, mask path, mask source), ...)."""
-    for sample_id, image_relative, mask_relative, mask_source in samples:
-        mask_reader = source if mask_source is None else mask_source
-        image_bytes = source.read_bytes(image_relative)
-        mask_bytes = mask_reader.read_bytes(mask_relative)
-        yield validated_row(sample_id, image_bytes, mask_bytes, source.location(image_relative),
-                            mask_reader.location(mask_relative), where=f"{split} id {sample_id!r}")
-
-
-def validated_row(sample_id: str, image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str,
-                  where: str) -> dict:
-    """One row of `validated_features`: the sample's bytes, its size, and its error (prefixed by `where`) or None."""
-    mask_bytes, size, error = validate_sample(image_bytes, mask_bytes, image_name, mask_name)
-    return {
-        "id": sample_id,
-        "image": {"bytes": image_bytes, "path": None},
-        "label": {"bytes": mask_bytes, "path": None},
-        "width": size[0] if size else 0,
-        "height": size[1] if size else 0,
-        "error": None if error is None else f"{where}: {error}",
-    }
 
 
 def _split_samples(source, ids: list[str], split_file: str, sbd=None) -> list[tuple]:
@@ -195,6 +72,8 @@ def load_voc(
     sbd_list: str | Path | None = None,
     cache_dir: str | Path | None = None,
     drop_invalid: bool = False,
+    label_options: LabelOptions | None = None,
+    name: str = "Pascal VOC 2012",
 ):
     """Load Pascal VOC segmentation as ``DatasetDict(train, validation)``, validated and cached.
 
@@ -210,21 +89,28 @@ def load_voc(
             to a listed file (size or time) makes a new cache.
         drop_invalid: leave out samples that fail validation (reporting how many and which)
             instead of raising.
+        label_options: the classes and ignore index the masks hold (``--labels``,
+            ``--ignore_index``, ``--label_map``, ``--reduce_labels``). Default: an ``id2label.json``
+            at the tree's root, else Pascal VOC's 21 classes with 255 ignored.
+        name: what the data is called where its labels' source is recorded.
 
     Returns:
         `datasets.DatasetDict` with columns ``id``, ``image`` (JPEG bytes), ``label`` (PNG of
-        class ids, 255 = ignore), ``width`` and ``height`` (of the image). ``.dropped`` lists the
-        samples `drop_invalid` left out.
+        class ids, the ignore index for void), ``width`` and ``height`` (of the image).
+        ``.dropped`` lists the samples `drop_invalid` left out, ``.labels`` is the label set.
 
     Raises:
         FileNotFoundError: naming the missing folder, split list, image or mask.
         InvalidSamplesError: listing every invalid sample, each with its id, file and problem.
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     from .sources import FolderSource, open_voc_source
 
     source = open_voc_source(data_dir)
+    found = next(filter(None, (id2label_in_folder(folder) for folder in _roots(data_dir, source))),
+                 (VOC_CLASSES, name))
+    labels = (label_options or LabelOptions()).resolve(found, source.description)
     ids = {split: read_split_ids(source, split_file) for split, split_file in SPLIT_FILES.items()}
     sbd = None
     if sbd_dir is not None:
@@ -254,54 +140,13 @@ def load_voc(
         listed = [f"ImageSets/Segmentation/{SPLIT_FILES[split]}.txt"]
         for _, image, mask, mask_source in samples:
             listed += [image] if mask_source is not None else [image, mask]
-        signature = hashlib.sha256(json.dumps([
-            LOADER_VERSION, split, split_ids, source.signature(listed),
-            sbd.signature([s[2] for s in samples if s[3] is not None]) if sbd else None,
-        ]).encode()).hexdigest()[:24]
-        dataset = Dataset.from_generator(
-            _generate_samples,
-            features=validated_features(),
-            cache_dir=str(cache_dir) if cache_dir else None,
-            gen_kwargs={"source": source, "samples": tuple(samples), "split": split},
-            fingerprint=f"voc-{signature}",
-            split=split,
-        )
-        splits[split] = dataset
-    return finish_validation(DatasetDict(splits), drop_invalid)
+        key = [split_ids, source.signature(listed),
+               sbd.signature([s[2] for s in samples if s[3] is not None]) if sbd else None]
+        splits[split] = validated_split(source, samples, split, labels, key, "voc", cache_dir)
+    return finish_validation(DatasetDict(splits), drop_invalid, labels)
 
 
-def finish_validation(dataset_dict, drop_invalid: bool):
-    """Raise on the rows whose ``error`` is set, or drop and report them; remove the column.
-
-    The returned `DatasetDict` has a ``dropped`` attribute (the errors of the samples left out) and a
-    ``labels`` attribute (the `LabelSet` its masks were validated against).
-    """
-    errors = []
-    for split, dataset in dataset_dict.items():
-        split_errors = [e for e in dataset["error"] if e is not None]
-        if split_errors:
-            errors += split_errors
-            if drop_invalid:
-                dataset = dataset.filter(lambda error: error is None, input_columns="error")
-        dataset_dict[split] = dataset.remove_columns("error")
-    if errors and not drop_invalid:
-        raise InvalidSamplesError(errors)
-    if errors:
-        logger.warning("dropped %d invalid sample(s):\n  %s", len(errors), "\n  ".join(errors))
-    dataset_dict.dropped = errors
-    dataset_dict.labels = VOC_LABELS  # what the validated masks hold
-    return dataset_dict
-
-
-def mask_to_array(mask: PILImage.Image) -> np.ndarray:
-    """Class-id array (H, W, uint8) of a VOC mask.
-
-    VOC masks are palette ("P") PNGs whose pixel values *are* the class ids; converting them
-    with ``.convert("L")`` would turn palette colours into grey levels, so they are read as is.
-    """
-    if mask.mode not in ("P", "L"):
-        raise ValueError(
-            f"mask {getattr(mask, 'filename', '')!r} has mode {mask.mode}; expected a palette (P) or "
-            "greyscale (L) PNG whose pixel values are class ids."
-        )
-    return np.asarray(mask, dtype=np.uint8)
+def _roots(data_dir: str | Path, source) -> list[Path]:
+    """Where an ``id2label.json`` of a VOC-format tree may lie: the folder given, and the VOC2012 root."""
+    folders = [Path(data_dir).expanduser()] + [getattr(source, "root", None)]
+    return [folder for folder in dict.fromkeys(folders) if folder is not None and folder.is_dir()]

@@ -26,7 +26,7 @@ Args:
     predictions: list of 2-D integer maps (numpy arrays or nested lists).
     references: list of 2-D integer maps of the same shapes.
     num_labels (int): number of classes.
-    ignore_index (int): reference value to leave out.
+    ignore_index (int or None): reference value to leave out (None: none).
     nan_to_num (float, optional): replace NaN with this value.
     label_map (dict, optional): {old reference value: new}, applied to the original values.
     reduce_labels (bool): reference 0 -> 255 and every other value minus one.
@@ -74,7 +74,7 @@ class MeanIoU(evaluate.Metric):
         self,
         histogram: JointHistogram,
         num_labels: int,
-        ignore_index: int,
+        ignore_index: int | None,
         nan_to_num: Optional[float] = None,
         label_map: Optional[Dict[int, int]] = None,
         reduce_labels: bool = False,

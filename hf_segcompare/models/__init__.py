@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModelForSemanticSegmentation, SegformerConfig
 
-from ..recipes import DEMO, PUBLISHED, recipe_set
+from ..recipes import DEMO, PUBLISHED, PUBLISHED_BY_DATASET, recipe_set
 from .registry import (
     HALF,
     IMAGENET,
@@ -69,20 +69,29 @@ _SEGFORMER = dict(
     pretrained_hint="a folder saved by SegformerModel or SegformerForSemanticSegmentation.save_pretrained",
 )
 
+
+
+def _recipes(model: str) -> dict:
+    """A model's recipes: its published VOC schedule (and the quick and fitted versions of it), its
+    CPU demo, and its published schedule on each other release."""
+    return recipe_set(PUBLISHED[model], DEMO[model],
+                      {dataset: recipes[model] for dataset, recipes in PUBLISHED_BY_DATASET.items()})
+
+
 register_model(ModelEntry(
     "unet", description="U-Net with a ResNet-50 encoder (segmentation-models-pytorch)",
     config_kwargs={"arch": "unet", "encoder_name": "resnet50"}, pretrained="imagenet",
-    recipes=recipe_set(PUBLISHED["unet"], DEMO["unet"]), **_SMP))
+    recipes=_recipes("unet"), **_SMP))
 register_model(ModelEntry(
     "deeplabv3plus", description="DeepLabV3+ with a ResNet-50 encoder and ASPP (segmentation-models-pytorch)",
     config_kwargs={"arch": "deeplabv3plus", "encoder_name": "resnet50", "arch_kwargs": DEEPLAB_OS16},
-    pretrained="imagenet", recipes=recipe_set(PUBLISHED["deeplabv3plus"], DEMO["deeplabv3plus"]), **_SMP))
+    pretrained="imagenet", recipes=_recipes("deeplabv3plus"), **_SMP))
 register_model(ModelEntry(
     "vit", description="ViT-B/16 encoder with a SETR progressive-upsampling head",
-    pretrained="google/vit-base-patch16-224-in21k", recipes=recipe_set(PUBLISHED["vit"], DEMO["vit"]), **_VIT))
+    pretrained="google/vit-base-patch16-224-in21k", recipes=_recipes("vit"), **_VIT))
 register_model(ModelEntry(
     "segformer-b0", description="SegFormer with the MiT-b0 encoder and its all-MLP decoder",
-    pretrained="nvidia/mit-b0", recipes=recipe_set(PUBLISHED["segformer-b0"], DEMO["segformer-b0"]), **_SEGFORMER))
+    pretrained="nvidia/mit-b0", recipes=_recipes("segformer-b0"), **_SEGFORMER))
 
 # Test variants: the same classes and loading code, sized for CPU tests; recipes from the parent.
 register_model(ModelEntry(

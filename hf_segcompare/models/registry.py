@@ -88,15 +88,19 @@ class ModelEntry:
     def is_test_variant(self) -> bool:
         return self.parent is not None
 
-    def recipe(self, name: str):
-        """The recipe `name` of this model (a test variant's come from its parent).
+    def recipe(self, name: str, dataset: str | None = None):
+        """The recipe `name` of this model for `dataset`: its own for that release (``"<name>@<dataset>"``)
+        where it has one, else the general one (a test variant's come from its parent).
 
         Raises:
             UsageError: the model has no such recipe; the message lists the ones it has.
         """
         recipes = self.recipes or (get_entry(self.parent).recipes if self.parent else {})
+        if dataset and f"{name}@{dataset}" in recipes:
+            return recipes[f"{name}@{dataset}"]
         if name not in recipes:
-            raise UsageError(f"model {self.name} has no recipe {name!r}; it has: {', '.join(recipes) or 'none'}.")
+            general = [key for key in recipes if "@" not in key]
+            raise UsageError(f"model {self.name} has no recipe {name!r}; it has: {', '.join(general) or 'none'}.")
         return recipes[name]
 
     def config_field(self, name: str) -> Any:

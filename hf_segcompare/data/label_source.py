@@ -1,0 +1,266 @@
+"""Where a dataset's label set comes from, and how its raw mask values become class ids.
+
+The label set is read from the data, never assumed. In this order:
+
+1. ``--labels FILE``: JSON ``{"0": "road", "1": "sidewalk", ...}`` (or a JSON list), or one name a line;
+2. an ``id2label.json`` at the dataset's root (a local folder, or a Hub dataset repo): the
+   transformers semantic-segmentation example's convention;
+3. the class names of the label column's feature, where the dataset declares them;
+4. a known release's own names (Pascal VOC's 21, ADE20K's 150 from its ``objectInfo150.txt``,
+   Cityscapes' 19 train ids).
+
+With none of them the loader stops and says what to pass. How raw mask values map to those
+classes (`MaskDecoding`: ``--label_map FILE``, ``--reduce_labels``) and which value is ignored
+(``--ignore_index``, or ``none``) are applied once, while the data is validated and cached, and
+are part of the cache key; everything downstream sees class ids and the ignore index only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import DataError
+from ..labels import IGNORE_INDEX, MAX_MASK_VALUE, LabelSet
+
+ID2LABEL_FILE = "id2label.json"
+LABELS_HELP = ("pass --labels FILE (JSON {\"0\": \"road\", \"1\": \"sidewalk\", ...}, or one class name a line), "
+               f"or put an {ID2LABEL_FILE} of that form at the dataset's root")
+
+
+def parse_ignore_index(value: Any) -> int | None:
+    """``--ignore_index``: a mask value 0-255, or ``none`` (no value is void).
+
+    Raises:
+        DataError: anything else, naming the option.
+    """
+    if value is None or str(value).strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        index = int(str(value).strip())
+    except ValueError:
+        index = -1
+    if not 0 <= index <= MAX_MASK_VALUE:
+        raise DataError(f"--ignore_index {value}: give the mask value of void pixels (0-255, default "
+                        f"{IGNORE_INDEX}), or 'none' for data where every mask value is a class.")
+    return index
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DataError(f"{what} {path}: cannot be read ({error.strerror or error}).") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{what} {path}: not valid JSON ({error}).") from None
+
+
+def names_from_mapping(mapping: Any, where: str) -> tuple[str, ...]:
+    """Class names from an ``{id: name}`` mapping (ids 0, 1, ... without a gap) or a list of names.
+
+    Raises:
+        DataError: any other shape, or ids with gaps; the message names `where`.
+    """
+    if isinstance(mapping, list) and all(isinstance(name, str) for name in mapping):
+        return tuple(mapping)
+    if not isinstance(mapping, dict) or not mapping:
+        raise DataError(f"{where}: expected {{\"0\": \"name\", ...}} (class id -> name) or a list of names.")
+    try:
+        return LabelSet.from_id2label(mapping, None if len(mapping) > MAX_MASK_VALUE else IGNORE_INDEX,
+                                      where=where).names
+    except ValueError as error:
+        raise DataError(str(error)) from None
+
+
+def read_label_names(path: str | Path) -> tuple[str, ...]:
+    """The class names of a ``--labels`` file: JSON ``{"0": "road", ...}`` or a JSON list, or one
+    name a line (blank lines skipped).
+
+    Raises:
+        DataError: a missing, unreadable or malformed file, named.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"--labels {path}: no such file. {LABELS_HELP[0].upper()}{LABELS_HELP[1:]}.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" or text.lstrip().startswith(("{", "[")):
+        return names_from_mapping(_read_json(path, "--labels"), f"--labels {path}")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise DataError(f"--labels {path} names no class.")
+    return names
+
+
+def read_label_map(path: str | Path) -> dict[int, int]:
+    """A ``--label_map`` file: JSON ``{"7": 0, "8": 1, ...}`` (raw mask value -> class id), or one
+    ``raw id`` pair a line. Raw values not in it are ignored.
+
+    Raises:
+        DataError: a missing or malformed file, or values outside 0-255, named.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"--label_map {path}: no such file. Give JSON {{\"7\": 0, \"8\": 1, ...}} (raw mask value -> "
+                        "class id) or one 'raw id' pair a line.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        pairs = _read_json(path, "--label_map")
+        if not isinstance(pairs, dict):
+            raise DataError(f"--label_map {path}: expected {{\"raw value\": class id, ...}}.")
+        pairs = list(pairs.items())
+    else:
+        pairs = [line.replace(":", " ").split()[:2] for line in text.splitlines() if line.strip()]
+    try:
+        mapping = {int(raw): int(new) for raw, new in pairs}
+    except (TypeError, ValueError):
+        raise DataError(f"--label_map {path}: every entry must map an integer mask value to an integer class id.") \
+            from None
+    outside = sorted(value for pair in mapping.items() for value in pair if not 0 <= value <= MAX_MASK_VALUE)
+    if outside or not mapping:
+        raise DataError(f"--label_map {path}: " + (f"values {outside[:5]} are outside 0-255 (masks are 8-bit)."
+                                                   if outside else "maps nothing."))
+    return mapping
+
+
+@dataclass(frozen=True)
+class MaskDecoding:
+    """How raw mask values become class ids, applied once while the data is validated and cached.
+
+    `label_map` (raw value -> class id, e.g. Cityscapes' labelIds -> train ids): every raw value
+    not in it becomes the ignored value. `reduce_labels` then (ADE20K's convention, evaluate's
+    ``reduce_labels``): 0 becomes the ignored value and every other class id moves down by one.
+    """
+
+    label_map: tuple[tuple[int, int], ...] | None = None
+    reduce_labels: bool = False
+    source: str | None = None  # where the map came from (a file, a release's table), for the record
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[int, int] | None, reduce_labels: bool = False,
+                     source: str | None = None) -> "MaskDecoding":
+        return cls(tuple(sorted(mapping.items())) if mapping else None, reduce_labels, source)
+
+    @property
+    def identity(self) -> bool:
+        return self.label_map is None and not self.reduce_labels
+
+    def lookup(self, void: int) -> np.ndarray | None:
+        """A 256-entry table raw value -> class id (or `void`); None when values are taken as they are."""
+        if self.identity:
+            return None
+        table = np.arange(MAX_MASK_VALUE + 1, dtype=np.int64)
+        if self.label_map is not None:
+            table = np.full(MAX_MASK_VALUE + 1, void, dtype=np.int64)
+            for raw, new in self.label_map:
+                table[raw] = new
+        if self.reduce_labels:
+            keep = table != void
+            table = np.where(table == 0, void, np.where(keep, table - 1, void))
+        return table.astype(np.uint8)
+
+    def describe(self) -> str | None:
+        """In words, for the card and messages (None when values are taken as they are)."""
+        parts = []
+        if self.label_map is not None:
+            parts.append(f"raw mask values mapped to class ids by {self.source or 'a label map'} "
+                         f"({len(self.label_map)} values; any other is ignored)")
+        if self.reduce_labels:
+            convention = f"{self.source}: " if self.source and self.label_map is None else ""
+            parts.append(f"labels reduced ({convention}0 ignored, every other value minus one)")
+        return "; ".join(parts) or None
+
+    def record(self) -> dict[str, Any]:
+        """What results.json and the cache key hold (``mask_decoding``: `describe`)."""
+        return {"label_map": None if self.label_map is None else {str(raw): new for raw, new in self.label_map},
+                "reduce_labels": self.reduce_labels, "mask_decoding": self.describe()}
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """What the user said about a dataset's labels (the command line's ``--labels``,
+    ``--ignore_index``, ``--label_map``, ``--reduce_labels``); the loaders add what the data says."""
+
+    names: tuple[str, ...] | None = None
+    names_source: str | None = None
+    ignore_index: int | None = IGNORE_INDEX
+    decoding: MaskDecoding = field(default_factory=MaskDecoding)
+
+    @classmethod
+    def from_files(cls, labels: str | None = None, ignore_index: Any = IGNORE_INDEX, label_map: str | None = None,
+                   reduce_labels: bool = False) -> "LabelOptions":
+        """Read the files the options name (see `read_label_names`, `read_label_map`).
+
+        Raises:
+            DataError: a file that cannot be used, a bad ignore index, or options that contradict.
+        """
+        ignore = parse_ignore_index(ignore_index)
+        if ignore is None and (reduce_labels or label_map):
+            raise DataError("--ignore_index none leaves no value for what --reduce_labels / --label_map ignore: "
+                            "give the ignore index (e.g. 255).")
+        mapping = read_label_map(label_map) if label_map else None
+        return cls(read_label_names(labels) if labels else None, f"--labels {labels}" if labels else None, ignore,
+                   MaskDecoding.from_mapping(mapping, reduce_labels, f"--label_map {label_map}" if label_map else None))
+
+    def resolve(self, found: tuple[tuple[str, ...], str] | None, dataset: str,
+                decoding: MaskDecoding | None = None) -> "ResolvedLabels":
+        """The label set: the names given (``--labels``), else those the data provides (`found`: names
+        and where they were read), with the ignore index given; `decoding` overrides the options' one
+        (a release's own convention).
+
+        Raises:
+            DataError: no names anywhere (the message says what to pass), or a set that cannot work.
+        """
+        names, source = (self.names, self.names_source) if self.names else (found or (None, None))
+        if not names:
+            raise DataError(f"dataset {dataset} says nothing about its classes: {LABELS_HELP}.")
+        try:
+            labels = LabelSet(names, self.ignore_index)
+        except ValueError as error:
+            raise DataError(f"the label set of {dataset} ({source}) cannot be used: {error}.") from None
+        return ResolvedLabels(labels, source, decoding or self.decoding)
+
+
+@dataclass(frozen=True)
+class ResolvedLabels:
+    """A dataset's label set, where its names came from, and how its raw mask values are decoded."""
+
+    labels: LabelSet
+    source: str
+    decoding: MaskDecoding = field(default_factory=MaskDecoding)
+
+    def lookup(self) -> np.ndarray | None:
+        return self.decoding.lookup(self.labels.void)
+
+    def cache_key(self) -> list:
+        """What the validated cache depends on besides the files: a change here validates anew."""
+        return [list(self.labels.names), self.labels.ignore_index, self.decoding.record()]
+
+    def record(self) -> dict[str, Any]:
+        """What results.json holds about the labels (``dataset`` block)."""
+        return {"class_names": list(self.labels.names), "ignore_index": self.labels.ignore_index,
+                "label_source": self.source, **self.decoding.record()}
+
+
+def id2label_in_folder(folder: Path) -> tuple[tuple[str, ...], str] | None:
+    """Names from ``folder/id2label.json``, with where they came from; None when there is no such file."""
+    path = folder / ID2LABEL_FILE
+    if not path.is_file():
+        return None
+    return names_from_mapping(_read_json(path, ID2LABEL_FILE), str(path)), str(path)
+
+
+def feature_class_names(feature) -> tuple[str, ...] | None:
+    """The class names a `datasets` feature declares (a `ClassLabel`, or a sequence of them), if any."""
+    for candidate in (feature, getattr(feature, "feature", None)):
+        names = getattr(candidate, "names", None)
+        if names:
+            return tuple(str(name) for name in names)
+    return None
+
+
+__all__ = ["ID2LABEL_FILE", "LabelOptions", "MaskDecoding", "ResolvedLabels", "feature_class_names",
+           "id2label_in_folder", "names_from_mapping", "parse_ignore_index", "read_label_map", "read_label_names"]
