@@ -292,33 +292,38 @@ def _resolve_protocol(model_args: ModelArguments, data_args: DataArguments,
                       training_args: TrainingArguments) -> tuple[DataArguments, str]:
     """`data_args` with the data protocol and the recipe's data values decided, and why the protocol.
 
-    The protocol: the one given; for an evaluation of a saved model, the one its training record
-    names (with its crop and the short side it was tested at), so the new figure is comparable
-    with the card's; else the recipe's (mmsegmentation's pipeline under the published recipe,
-    whose cited figures come from it). The crop, short side and sliding window: given, else the
-    recipe's for this data (e.g. Cityscapes' sliding windows), else left to the data.
+    What is given always wins. For an evaluation of a saved model, its training record comes next
+    (protocol, crop, short side, sliding window), so the new figure is comparable with the card's;
+    then the recipe's values for this data (mmsegmentation's pipeline under the published recipe,
+    whose cited figures come from it; e.g. Cityscapes' sliding windows); the rest is left to the data.
     """
+    reason = "as asked (--protocol)" if data_args.protocol else None
+    record = Path(model_args.model_name_or_path or "") / RESULTS_FILE
+    if not data_args.protocol and not training_args.do_train and model_args.model_name_or_path and record.is_file():
+        trained = RunResults.read(record).dataset
+        if trained.get("protocol"):
+            evaluation = trained.get("evaluation") or {}
+            recorded = {"protocol": trained["protocol"], "crop_size": trained.get("crop_size"),
+                        "short_side": evaluation.get("short_side"), "eval_mode": evaluation.get("mode"),
+                        "eval_crop": evaluation.get("crop"), "eval_stride": evaluation.get("stride")}
+            data_args = _fill(data_args, recorded)
+            reason = f"the one {record} was evaluated with, so the figures compare"
     recipe = get_recipe(training_args.recipe, model_args.model, data_args.dataset_name) \
         if getattr(training_args, "recipe", None) else None
     if recipe is not None:
-        data_args = dataclasses.replace(data_args, **{
-            key: value for key, value in {**recipe.data_defaults(), "short_side": recipe.short_side}.items()
-            if getattr(data_args, key) is None and value is not None})
-    if data_args.protocol:
-        return data_args, "as asked (--protocol)"
-    record = Path(model_args.model_name_or_path or "") / RESULTS_FILE
-    if not training_args.do_train and model_args.model_name_or_path and record.is_file():
-        trained = RunResults.read(record).dataset
-        if trained.get("protocol"):
-            short_side = (trained.get("evaluation") or {}).get("short_side")
-            return (dataclasses.replace(data_args, protocol=trained["protocol"],
-                                        crop_size=data_args.crop_size or trained.get("crop_size"),
-                                        short_side=data_args.short_side or short_side),
-                    f"the one {record} was evaluated with, so the figures compare")
-    protocol = default_protocol(getattr(training_args, "recipe", None))
-    reason = ("the published recipe's: mmsegmentation's pipeline, which its figures come from" if protocol == "mmseg"
-              else "images scored at their own size")
-    return dataclasses.replace(data_args, protocol=protocol), reason
+        data_args = _fill(data_args, {**recipe.data_defaults(), "short_side": recipe.short_side})
+    if reason is None:
+        protocol = default_protocol(getattr(training_args, "recipe", None))
+        reason = ("the published recipe's: mmsegmentation's pipeline, which its figures come from"
+                  if protocol == "mmseg" else "images scored at their own size")
+        data_args = dataclasses.replace(data_args, protocol=protocol)
+    return data_args, reason
+
+
+def _fill(data_args: DataArguments, values: dict) -> DataArguments:
+    """`data_args` with each of `values` that is not None set where `data_args` has none."""
+    return dataclasses.replace(data_args, **{key: value for key, value in values.items()
+                                             if value is not None and getattr(data_args, key) is None})
 
 
 def _announce(data_args: DataArguments, training_args: TrainingArguments, protocol_reason: str, dataset) -> None:

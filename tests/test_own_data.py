@@ -243,6 +243,15 @@ def test_ade20k_end_to_end_under_its_published_recipe(tmp_path, capsys):
     assert "150 classes of `ade20k`" in card and "labels reduced (ADE20K's convention" in card
     # 150 classes: the figure shows the most confused pairs, not a 150 x 150 grid.
     assert "The most confused class pairs of the final evaluation" in card
+    # Evaluated again, the saved model follows its training record (short side 64), not the recipe's 512.
+    status, stderr, stdout = run_seg_in_process(
+        ["--model", "segformer-tiny", "--model_name_or_path", str(output), "--do_train", "false", "--dataset_name",
+         "ade20k", "--data_dir", str(root), "--output_dir", str(output)], capsys)
+    assert status == 0, stderr[-3000:]
+    assert f"protocol: mmseg, the one {output / 'results.json'} was evaluated with, so the figures compare" in stdout
+    evaluation = json.loads((output / "eval_ade20k_validation.json").read_text())
+    assert evaluation["dataset"]["evaluation"]["short_side"] == 64 and evaluation["dataset"]["crop_size"] == 64
+    assert evaluation["final_eval"]["eval_mean_iou"] == results["final_eval"]["eval_mean_iou"]
 
 
 def _cityscapes(tmp_path):

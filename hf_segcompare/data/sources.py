@@ -60,67 +60,13 @@ class FolderSource:
         return digest.hexdigest()
 
 
-class TarSource:
-    """`VOCtrainval_11-May-2012.tar` (or any tar holding a `VOC2012` folder), read without extracting."""
+class ArchiveSource:
+    """What the archives share: an index of their members by path relative to the release's root
+    (`prefix` inside the archive), built once; a subclass opens the archive and reads one member."""
 
-    def __init__(self, tar_path: Path):
-        self.tar_path = tar_path
-        self.description = str(tar_path)
-        try:
-            self._tar = tarfile.open(tar_path)  # noqa: SIM115 - kept open for random access
-            members = self._tar.getmembers()
-        except (tarfile.TarError, OSError) as error:
-            raise DataError(f"{tar_path} is not a readable tar file ({error}): pass the official "
-                            "VOCtrainval_11-May-2012.tar (MD5 6cd6e144f989b92b3379bac3b3de84fd) or an extracted "
-                            "folder as --data_dir.") from None
-        roots = {m.name.split("VOC2012/", 1)[0] + "VOC2012/" for m in members if "VOC2012/ImageSets/" in m.name}
-        if len(roots) != 1:
-            raise FileNotFoundError(
-                f"{tar_path} holds no VOC2012/ImageSets/Segmentation/train.txt: it is not a VOC release tar."
-            )
-        self._prefix = roots.pop()
-        self._members = {
-            m.name[len(self._prefix) :]: m for m in members if m.isfile() and m.name.startswith(self._prefix)
-        }
-
-    def exists(self, relative: str) -> bool:
-        return relative in self._members
-
-    def files(self, under: str) -> list[str]:
-        prefix = under.rstrip("/") + "/"
-        return sorted(name for name in self._members if name.startswith(prefix))
-
-    def read_bytes(self, relative: str) -> bytes:
-        return self._tar.extractfile(self._members[relative]).read()
-
-    def location(self, relative: str) -> str:
-        return f"{self.tar_path}:{self._prefix}{relative}"
-
-    def signature(self, relatives: list[str]) -> str:
-        return hashlib.sha256(
-            json.dumps([str(self.tar_path.resolve()), file_signature(self.tar_path)]).encode()
-        ).hexdigest()
-
-    def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
-        return {"tar_path": self.tar_path}
-
-    def __setstate__(self, state):
-        self.__init__(state["tar_path"])
-
-
-class ZipSource:
-    """A zip archive holding a release, read without extracting; paths relative to `prefix` inside it."""
-
-    def __init__(self, zip_path: Path, prefix: str = ""):
-        self.zip_path, self.prefix = zip_path, prefix
-        self.description = str(zip_path)
-        try:
-            self._zip = zipfile.ZipFile(zip_path)  # noqa: SIM115 - kept open for random access
-        except (zipfile.BadZipFile, OSError) as error:
-            raise DataError(f"{zip_path} is not a readable zip file ({error}): pass the release's official archive "
-                            "or an extracted folder as --data_dir.") from None
-        self._members = {info.filename[len(prefix):]: info for info in self._zip.infolist()
-                         if not info.is_dir() and info.filename.startswith(prefix)}
+    def __init__(self, path: Path, prefix: str, members: dict):
+        self.path, self.prefix, self._members = path, prefix, members
+        self.description = str(path)
 
     def names(self) -> list[str]:
         """Every file in the archive, relative to `prefix`."""
@@ -133,22 +79,61 @@ class ZipSource:
         prefix = under.rstrip("/") + "/"
         return sorted(name for name in self._members if name.startswith(prefix))
 
-    def read_bytes(self, relative: str) -> bytes:
-        return self._zip.read(self._members[relative])
-
     def location(self, relative: str) -> str:
-        return f"{self.zip_path}:{self.prefix}{relative}"
+        return f"{self.path}:{self.prefix}{relative}"
 
     def signature(self, relatives: list[str]) -> str:
-        return hashlib.sha256(
-            json.dumps([str(self.zip_path.resolve()), self.prefix, file_signature(self.zip_path)]).encode()
-        ).hexdigest()
+        """The archive's own signature: any change to it changes every member's."""
+        return hashlib.sha256(json.dumps([str(self.path.resolve()), self.prefix, file_signature(self.path)]).encode()
+                              ).hexdigest()
 
     def __getstate__(self):  # datasets may pickle the generator's arguments; reopen on the other side
-        return {"zip_path": self.zip_path, "prefix": self.prefix}
+        return {"path": self.path, "prefix": self.prefix}
 
     def __setstate__(self, state):
-        self.__init__(state["zip_path"], state["prefix"])
+        self.__init__(state["path"], state["prefix"])
+
+
+class TarSource(ArchiveSource):
+    """`VOCtrainval_11-May-2012.tar` (or any tar holding a `VOC2012` folder), read without extracting;
+    `prefix` (found when not given) is the `VOC2012/` folder inside it."""
+
+    def __init__(self, tar_path: Path, prefix: str | None = None):
+        try:
+            self._tar = tarfile.open(tar_path)  # noqa: SIM115 - kept open for random access
+            members = self._tar.getmembers()
+        except (tarfile.TarError, OSError) as error:
+            raise DataError(f"{tar_path} is not a readable tar file ({error}): pass the official "
+                            "VOCtrainval_11-May-2012.tar (MD5 6cd6e144f989b92b3379bac3b3de84fd) or an extracted "
+                            "folder as --data_dir.") from None
+        if prefix is None:
+            roots = {m.name.split("VOC2012/", 1)[0] + "VOC2012/" for m in members if "VOC2012/ImageSets/" in m.name}
+            if len(roots) != 1:
+                raise FileNotFoundError(
+                    f"{tar_path} holds no VOC2012/ImageSets/Segmentation/train.txt: it is not a VOC release tar."
+                )
+            prefix = roots.pop()
+        super().__init__(tar_path, prefix, {m.name[len(prefix):]: m for m in members
+                                            if m.isfile() and m.name.startswith(prefix)})
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self._tar.extractfile(self._members[relative]).read()
+
+
+class ZipSource(ArchiveSource):
+    """A zip archive holding a release, read without extracting; paths relative to `prefix` inside it."""
+
+    def __init__(self, zip_path: Path, prefix: str = ""):
+        try:
+            self._zip = zipfile.ZipFile(zip_path)  # noqa: SIM115 - kept open for random access
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(f"{zip_path} is not a readable zip file ({error}): pass the release's official archive "
+                            "or an extracted folder as --data_dir.") from None
+        super().__init__(zip_path, prefix, {info.filename[len(prefix):]: info for info in self._zip.infolist()
+                                            if not info.is_dir() and info.filename.startswith(prefix)})
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self._zip.read(self._members[relative])
 
 
 class CombinedSource:
