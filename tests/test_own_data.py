@@ -35,6 +35,29 @@ def _card_front_matter(folder) -> dict:
     return yaml.safe_load((folder / "README.md").read_text().split("---")[1])
 
 
+def _assert_carries_the_classes(output, names: list[str], image_path, tmp_path) -> None:
+    """The model config, results.json, the card, the page and the pipeline on the saved model all hold
+    the data's classes, by name and count."""
+    from transformers import pipeline
+
+    from hf_segcompare.cards import write_comparison
+
+    assert list(json.loads((output / "config.json").read_text())["id2label"].values()) == names
+    results = json.loads((output / "results.json").read_text())
+    assert results["dataset"]["class_names"] == names
+    assert sum(key.startswith("eval_iou_") for key in results["final_eval"]) == len(names)
+    card = (output / "README.md").read_text()
+    assert f"semantic segmentation of the {len(names)} classes of" in card
+    assert f"| {names[0]} |" in card and f"| {names[-1]} |" in card
+    assert _card_front_matter(output)["model-index"][0]["results"][0]["metrics"][0]["args"]["num_labels"] == len(names)
+    page = write_comparison([output], tmp_path / "page").read_text()
+    assert f"| {names[0]} |" in page and f"| {names[-1]} |" in page and "aeroplane" not in page
+    segmenter = pipeline("image-segmentation", model=str(output))
+    assert list(segmenter.model.config.id2label.values()) == names
+    found = segmenter(Image.open(image_path))
+    assert found and {segment["label"] for segment in found} <= set(names)
+
+
 @pytest.fixture(scope="module")
 def pets(tmp_path_factory):
     """A 3-class imagefolder of 64x64 images (0 background, 1 cat, 2 dog) and its labels file, one name a line."""
@@ -92,19 +115,7 @@ def test_an_imagefolder_with_a_labels_file_is_a_model_of_its_own_classes(pets, p
     index = _card_front_matter(output)["model-index"][0]["results"][0]
     assert index["dataset"]["name"] == "pets"
     assert index["metrics"][0]["args"] == {"num_labels": 3, "ignore_index": 255}
-    # The page, built from the record.
-    completed = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), str(output),
-                                "--output_dir", str(tmp_path / "page")], capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    page = (tmp_path / "page" / "comparison.md").read_text()
-    assert "| cat |" in page and "| dog |" in page and "aeroplane" not in page
-    # The pipeline on the saved model names the data's classes.
-    from transformers import pipeline
-
-    segmenter = pipeline("image-segmentation", model=str(output))
-    assert list(segmenter.model.config.id2label.values()) == PETS
-    found = segmenter(Image.open(pets / "pets" / "validation" / "validation000.png"))
-    assert found and {segment["label"] for segment in found} <= set(PETS)
+    _assert_carries_the_classes(output, PETS, pets / "pets" / "validation" / "validation000.png", tmp_path)
 
 
 def test_the_examples_parquet_layout_with_id2label_and_no_validation_split(tmp_path, capsys):
@@ -130,7 +141,9 @@ def test_the_examples_parquet_layout_with_id2label_and_no_validation_split(tmp_p
     assert len(json.loads((output / "config.json").read_text())["id2label"]) == 35
     card = (output / "README.md").read_text()
     assert "35 classes of `street`" in card and "held out from the training split: 20%, seed 0" in card
-    assert _card_front_matter(output)["model-index"][0]["results"][0]["metrics"][0]["args"]["num_labels"] == 35
+    image, _ = samples(1, [1], seed=12)[0]
+    Image.fromarray(image).save(tmp_path / "street.png")
+    _assert_carries_the_classes(output, names, tmp_path / "street.png", tmp_path)
 
 
 def test_a_mask_value_outside_the_label_set_is_one_line_naming_file_value_and_set(pets, tmp_path, capsys):
@@ -243,6 +256,9 @@ def test_ade20k_end_to_end_under_its_published_recipe(tmp_path, capsys):
     assert "150 classes of `ade20k`" in card and "labels reduced (ADE20K's convention" in card
     # 150 classes: the figure shows the most confused pairs, not a 150 x 150 grid.
     assert "The most confused class pairs of the final evaluation" in card
+    _assert_carries_the_classes(output, [f"thing{index}" for index in range(1, 151)],
+                                root / "ADEChallengeData2016" / "images" / "validation" / "ADE_val_00000001.jpg",
+                                tmp_path)
     # Evaluated again, the saved model follows its training record (short side 64), not the recipe's 512.
     status, stderr, stdout = run_seg_in_process(
         ["--model", "segformer-tiny", "--model_name_or_path", str(output), "--do_train", "false", "--dataset_name",
@@ -297,6 +313,10 @@ def test_cityscapes_end_to_end_evaluates_in_sliding_windows(tmp_path, capsys):
     assert evaluation["mode"] == "slide" and (evaluation["crop"], evaluation["stride"]) == (64, 32)
     assert "segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py" in results["recipe"]["source"]
     assert "19 classes of `cityscapes`" in (output / "README.md").read_text()
+    from hf_segcompare.data.cityscapes import CITYSCAPES_NAMES
+
+    image = root / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
+    _assert_carries_the_classes(output, list(CITYSCAPES_NAMES), image, tmp_path)
 
 
 def test_no_ignore_index_scores_every_value_and_a_255_is_then_invalid(tmp_path, capsys):
@@ -325,3 +345,34 @@ def test_no_ignore_index_scores_every_value_and_a_255_is_then_invalid(tmp_path, 
     with pytest.raises(LabelValuesError, match=r"mask values \[255\] are not in the label set, 3 classes .*no ignore"):
         load_image_mask_dataset(str(root), label_options=LabelOptions.from_files(ignore_index="none"),
                                 cache_dir=tmp_path / "cache")
+
+
+def test_a_hub_datasets_id2label_is_read_through_the_hub_client(tmp_path, monkeypatch):
+    """The transformers example's convention: the classes in the dataset repo's id2label.json, fetched
+    by the real huggingface_hub client from a Hub-compatible server on 127.0.0.1."""
+    from hf_segcompare.data.image_mask import hub_id2label
+
+    from .hub_server import HubServer
+
+    server = HubServer()
+    server.repos["datasets/someone/street"] = {"sha": "a" * 40, "files": {
+        "id2label.json": json.dumps({"0": "road", "1": "car"}).encode()}}
+    server.repos["datasets/someone/bare"] = {"sha": "b" * 40, "files": {}}
+    with server:
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        names, where = hub_id2label("someone/street", cache_dir=str(tmp_path / "hub"))
+        assert names == ("road", "car") and where == "id2label.json of the Hub dataset someone/street"
+        assert hub_id2label("someone/bare", cache_dir=str(tmp_path / "hub")) is None
+
+
+def test_the_label_features_class_names_are_the_third_source():
+    from datasets import ClassLabel, Sequence
+
+    from hf_segcompare.data.label_source import feature_class_names
+
+    assert feature_class_names(ClassLabel(names=["sky", "sea"])) == ("sky", "sea")
+    assert feature_class_names(Sequence(ClassLabel(names=["sky", "sea"]))) == ("sky", "sea")
+    from datasets import Image as ImageFeature
+
+    assert feature_class_names(ImageFeature()) is None  # a mask image declares no classes: another source must

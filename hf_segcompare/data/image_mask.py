@@ -93,16 +93,19 @@ def _validate_row(image, label, index, split, image_column, label_column, labels
                          f"{split} row {index} ({sample_id!r})", labels, lookup)
 
 
-def _hub_id2label(dataset_id: str) -> tuple[tuple[str, ...], str] | None:
+def hub_id2label(dataset_id: str, cache_dir: str | None = None) -> tuple[tuple[str, ...], str] | None:
     """Names from the ``id2label.json`` of a Hub dataset repo (the transformers example's
-    convention); None when the repo has none."""
+    convention), with where they came from; None when the repo has none."""
     import json
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    from ..hub import hub_endpoint
+
     try:
-        path = hf_hub_download(dataset_id, ID2LABEL_FILE, repo_type="dataset")
+        path = hf_hub_download(dataset_id, ID2LABEL_FILE, repo_type="dataset", cache_dir=cache_dir,
+                               endpoint=hub_endpoint())
     except (EntryNotFoundError, LocalEntryNotFoundError):
         return None
     where = f"{ID2LABEL_FILE} of the Hub dataset {dataset_id}"
@@ -113,11 +116,11 @@ def _hub_id2label(dataset_id: str) -> tuple[tuple[str, ...], str] | None:
     return names_from_mapping(mapping, where), where
 
 
-def _names_in_data(source: str, raw, label_column: str) -> tuple[tuple[str, ...], str] | None:
+def _names_in_data(source: str, raw, label_column: str, cache_dir: str | None) -> tuple[tuple[str, ...], str] | None:
     """The class names the dataset itself gives: an ``id2label.json`` at its root (local folder or
     Hub repo), else its label feature's class names."""
     path = Path(source).expanduser()
-    found = id2label_in_folder(path) if path.is_dir() else None if path.exists() else _hub_id2label(source)
+    found = id2label_in_folder(path) if path.is_dir() else None if path.exists() else hub_id2label(source, cache_dir)
     if found:
         return found
     first = next(iter(raw.values()))
@@ -180,7 +183,8 @@ def load_image_mask_dataset(
     image_column = _column(first, image_column, IMAGE_COLUMNS, "--image_column_name", source)
     label_column = _column(first, label_column, LABEL_COLUMNS, "--label_column_name", source)
     labels = (label_options or LabelOptions()).resolve(
-        None if (label_options and label_options.names) else _names_in_data(source, raw, label_column), source)
+        None if (label_options and label_options.names) else _names_in_data(
+            source, raw, label_column, str(cache_dir) if cache_dir else None), source)
     result = {}
     for split, dataset in splits.items():
         absent = [c for c in (image_column, label_column) if c not in dataset.column_names]
