@@ -185,15 +185,15 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
     """
     errors, bad_values, value_errors = [], set(), 0
     for split, dataset in dataset_dict.items():
-        checks = dataset.select_columns(["error", "bad_values"])
-        split_errors = 0
-        for error, values in zip(checks["error"], checks["bad_values"]):
-            if error is not None:
-                errors.append(error)
-                split_errors += 1
-                value_errors += bool(values)
-                bad_values.update(values)
-        if split_errors and drop_invalid:
+        # Read as one Arrow column (not row by row): a cached load of a valid split costs almost nothing here.
+        column = dataset.with_format("arrow")["error"]
+        rows = [] if column.null_count == len(column) else \
+            [index for index, error in enumerate(column.to_pylist()) if error is not None]
+        for error, values in zip(dataset.select(rows)["error"], dataset.select(rows)["bad_values"]) if rows else ():
+            errors.append(error)
+            value_errors += bool(values)
+            bad_values.update(values)
+        if rows and drop_invalid:
             dataset = dataset.filter(lambda error: error is None, input_columns="error")
         dataset_dict[split] = dataset.remove_columns(["error", "bad_values"])
     if errors and not drop_invalid:
