@@ -102,7 +102,7 @@ def _labels_line(results: RunResults) -> str:
     line = f"{labels.describe(shown=8)}"
     if dataset.get("label_source"):
         line += f"; names from {_public(dataset['label_source'])}"
-    return line + (f"; {dataset['mask_decoding']}" if dataset.get("mask_decoding") else "")
+    return line + (f"; {_public(dataset['mask_decoding'])}" if dataset.get("mask_decoding") else "")
 
 
 def plot_learning_curve(results: dict, path: Path) -> bool:

@@ -39,10 +39,7 @@ class LabelSet:
         object.__setattr__(self, "names", tuple(str(name) for name in self.names))
         if not self.names:
             raise ValueError("a label set needs at least one class name")
-        duplicates = sorted({name for name in self.names if self.names.count(name) > 1})
-        if duplicates:
-            # Each class is reported as eval_iou_<name>: two classes of one name would overwrite each other.
-            raise ValueError(f"class names must be unique; {duplicates[:5]} name more than one class")
+        _require_unique(self.names)
         if self.ignore_index is not None and 0 <= self.ignore_index < len(self.names):
             raise ValueError(
                 f"ignore_index {self.ignore_index} is also the id of class {self.names[self.ignore_index]!r}"
@@ -84,24 +81,44 @@ class LabelSet:
     @classmethod
     def from_id2label(cls, id2label: Mapping, ignore_index: int | None = IGNORE_INDEX,
                       where: str = "id2label") -> "LabelSet":
-        """The set an ``{id: name}`` mapping names (keys may be strings, as in JSON); the ids must be
-        0, 1, ... without a gap, since a class id is the model's output channel.
+        """The set an ``{id: name}`` mapping names (see `names_by_id`).
 
         Raises:
-            ValueError: keys that are not integers, or ids with gaps; the message names `where`.
+            ValueError: ids that are not 0, 1, ... or names that repeat; the message names `where`.
         """
         try:
-            by_id = {int(key): str(name) for key, name in id2label.items()}
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: the keys must be class ids (0, 1, ...), not {list(id2label)[:5]}") from None
-        missing = sorted(set(range(len(by_id))) - set(by_id))
-        if missing:
-            raise ValueError(f"{where}: class ids must run from 0 without a gap; {missing[:10]} are missing "
-                             f"among {len(by_id)} entries")
-        try:
-            return cls(tuple(by_id[index] for index in range(len(by_id))), ignore_index)
+            return cls(names_by_id(id2label, where), ignore_index)
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
+            message = str(error)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def names_by_id(id2label: Mapping, where: str = "id2label") -> tuple[str, ...]:
+    """The names of an ``{id: name}`` mapping in id order (keys may be strings, as in JSON). The ids
+    must be 0, 1, ... without a gap, since a class id is the model's output channel, and no name may
+    repeat (each class is reported as ``eval_iou_<name>``).
+
+    Raises:
+        ValueError: the message names `where` and what is wrong.
+    """
+    try:
+        by_id = {int(key): str(name) for key, name in id2label.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: the keys must be class ids (0, 1, ...), not {list(id2label)[:5]}") from None
+    missing = sorted(set(range(len(by_id))) - set(by_id))
+    if missing:
+        raise ValueError(f"{where}: class ids must run from 0 without a gap; {missing[:10]} are missing "
+                         f"among {len(by_id)} entries")
+    names = tuple(by_id[index] for index in range(len(by_id)))
+    _require_unique(names, f"{where}: ")
+    return names
+
+
+def _require_unique(names: tuple[str, ...], where: str = "") -> None:
+    # Each class is reported as eval_iou_<name>: two classes of one name would overwrite each other.
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{where}class names must be unique; {duplicates[:5]} name more than one class")
 
 
 VOC_LABELS = LabelSet(VOC_CLASSES, IGNORE_INDEX)
@@ -113,4 +130,4 @@ def label_config(id2label: dict[int, str], ignore_index: int = IGNORE_INDEX) -> 
             "semantic_loss_ignore_index": ignore_index}
 
 
-__all__ = ["IGNORE_INDEX", "LabelSet", "MAX_MASK_VALUE", "VOC_CLASSES", "VOC_LABELS", "label_config"]
+__all__ = ["IGNORE_INDEX", "LabelSet", "MAX_MASK_VALUE", "VOC_CLASSES", "VOC_LABELS", "label_config", "names_by_id"]

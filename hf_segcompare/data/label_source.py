@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import DataError
-from ..labels import IGNORE_INDEX, MAX_MASK_VALUE, LabelSet
+from ..labels import IGNORE_INDEX, MAX_MASK_VALUE, LabelSet, names_by_id
 
 ID2LABEL_FILE = "id2label.json"
 LABELS_HELP = ("pass --labels FILE (JSON {\"0\": \"road\", \"1\": \"sidewalk\", ...}, or one class name a line), "
@@ -65,13 +65,12 @@ def names_from_mapping(mapping: Any, where: str) -> tuple[str, ...]:
     Raises:
         DataError: any other shape, or ids with gaps; the message names `where`.
     """
-    if isinstance(mapping, list) and all(isinstance(name, str) for name in mapping):
-        return tuple(mapping)
+    if isinstance(mapping, list) and mapping and all(isinstance(name, str) for name in mapping):
+        mapping = dict(enumerate(mapping))
     if not isinstance(mapping, dict) or not mapping:
         raise DataError(f"{where}: expected {{\"0\": \"name\", ...}} (class id -> name) or a list of names.")
     try:
-        return LabelSet.from_id2label(mapping, None if len(mapping) > MAX_MASK_VALUE else IGNORE_INDEX,
-                                      where=where).names
+        return names_by_id(mapping, where)
     except ValueError as error:
         raise DataError(str(error)) from None
 
