@@ -1,5 +1,5 @@
-"""hf_segcompare: fine-tune and compare segmentation CNNs and transformers on Pascal VOC 2012
-through the Hugging Face `Trainer`.
+"""hf_segcompare: fine-tune and compare segmentation CNNs and transformers on Pascal VOC 2012,
+ADE20K, Cityscapes or your own data through the Hugging Face `Trainer`.
 
 The Python API is the command line's, one object per step::
 
@@ -14,7 +14,15 @@ DeepLabV3+ and ViT configs and the image processor with the transformers Auto cl
 """
 
 from .arguments import DataArguments, ModelArguments, SegTrainingArguments, parse_args
-from .data import ensure_synthetic_voc, generate_synthetic_voc, load_voc
+from .data import (
+    LabelOptions,
+    ensure_synthetic_voc,
+    generate_synthetic_voc,
+    load_ade20k,
+    load_cityscapes,
+    load_image_mask_dataset,
+    load_voc,
+)
 from .errors import (
     CheckpointError,
     DataError,
@@ -42,6 +50,7 @@ __all__ = [
     "DataError",
     "IGNORE_INDEX",
     "InvalidSamplesError",
+    "LabelOptions",
     "LabelSet",
     "MEAN_IOU_MODULE",
     "ModelArguments",
@@ -68,6 +77,9 @@ __all__ = [
     "get_entry",
     "get_recipe",
     "list_models",
+    "load_ade20k",
+    "load_cityscapes",
+    "load_image_mask_dataset",
     "load_voc",
     "mean_iou",
     "parse_args",
