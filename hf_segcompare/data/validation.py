@@ -189,7 +189,8 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
         column = dataset.with_format("arrow")["error"]
         rows = [] if column.null_count == len(column) else \
             [index for index, error in enumerate(column.to_pylist()) if error is not None]
-        for error, values in zip(dataset.select(rows)["error"], dataset.select(rows)["bad_values"]) if rows else ():
+        failing = dataset.select(rows).select_columns(["error", "bad_values"]).to_dict() if rows else {"error": []}
+        for error, values in zip(failing["error"], failing.get("bad_values", [])):
             errors.append(error)
             value_errors += bool(values)
             bad_values.update(values)
