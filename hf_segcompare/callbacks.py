@@ -42,10 +42,14 @@ class ResourceMeter(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        self.carry(state)
+        self.started, self.ended = time.monotonic(), None
+
+    def carry(self, state) -> None:
+        """Take the seconds and peak memory a resumed run's checkpoint recorded (`state` is its state)."""
         carried = [entry for entry in state.log_history if self.KEY in entry]
         self.previous_seconds = carried[-1][self.KEY] if carried else 0.0
         self.previous_peak = carried[-1].get(self.PEAK_KEY, 0) if carried else 0
-        self.started, self.ended = time.monotonic(), None
 
     def on_train_end(self, args, state, control, **kwargs):
         self.ended = time.monotonic()
@@ -103,6 +107,18 @@ class ScheduleCheck(TrainerCallback):
             )
 
 
+def steps_per_epoch(train_dataloader, args) -> int:
+    """Optimizer steps in one epoch, as Trainer counts them (the last batch may be partial)."""
+    return max(math.ceil(len(train_dataloader) / args.gradient_accumulation_steps), 1)
+
+
+def samples_seen(steps: int, per_epoch: int, images: int, batch: int) -> int:
+    """Training samples `steps` optimizer steps went through: every image once per full epoch, and
+    `batch` per step of the epoch under way (a batch larger than the data sees the data once)."""
+    epochs, partial = divmod(steps, per_epoch)
+    return epochs * images + min(partial * batch, images)
+
+
 class AugmentationEpoch(TrainerCallback):
     """Keeps `AugmentationSeeds.epoch` at the epoch Trainer is about to train (a resumed one too)."""
 
@@ -111,9 +127,7 @@ class AugmentationEpoch(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         # Trainer's own count: epochs completed = optimizer steps so far // optimizer steps per epoch.
-        batches = len(train_dataloader)
-        per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
-        self.seeds.epoch = state.global_step // per_epoch
+        self.seeds.epoch = state.global_step // steps_per_epoch(train_dataloader, args)
 
 
 class BudgetLine(TrainerCallback):
@@ -125,7 +139,8 @@ class BudgetLine(TrainerCallback):
             return
         batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
         images = len(train_dataloader.dataset) if train_dataloader is not None else None
-        epochs = f"{state.max_steps * batch / images:.2f} epochs of {images:,} images" if images else "epochs unknown"
+        epochs = (f"{state.max_steps / steps_per_epoch(train_dataloader, args):.2f} epochs of {images:,} images"
+                  if images else "epochs unknown")
         given = (
             f"--max_steps {args.max_steps}" if args.max_steps > 0 else f"--num_train_epochs {args.num_train_epochs:g}"
         )

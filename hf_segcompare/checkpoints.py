@@ -10,6 +10,7 @@ complete one in ``--output_dir``.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -93,6 +94,33 @@ def resolve_resume(value: str | None, output_dir: str | Path, overwrite: bool) -
     return str(checkpoint)
 
 
+def trained_steps(checkpoint: str | Path) -> tuple[int, dict]:
+    """The optimizer steps a complete checkpoint holds, and its trainer_state.json."""
+    state = json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+    return int(state["global_step"]), state
+
+
+def holds_the_whole_budget(checkpoint: str | Path, max_steps: int, num_train_epochs: float) -> bool:
+    """Whether `checkpoint` already holds the budget asked for (``max_steps`` when positive, else
+    ``num_train_epochs``): a run resumed from it has nothing left to train. (Trainer itself would
+    train one more step when the budget ends mid-epoch.)
+
+    Raises:
+        CheckpointError: the checkpoint is past the budget, naming both numbers.
+    """
+    step, state = trained_steps(checkpoint)
+    if max_steps > 0:
+        if step > max_steps:
+            raise CheckpointError(
+                f"{Path(checkpoint).name} has trained {step} steps, more than the budget asked for (--max_steps "
+                f"{max_steps}): pass --max_steps {step} or more to go on from it, --overwrite_output_dir to train "
+                "afresh, or another --output_dir."
+            )
+        return step == max_steps
+    return bool(state.get("max_steps")) and step >= state["max_steps"] \
+        and float(state.get("num_train_epochs", -1)) == float(num_train_epochs)
+
+
 def previous_run_products(output_dir: str | Path) -> list[Path]:
     """Files and checkpoints a run left in `output_dir` that a fresh run would mix with its own."""
     folder = Path(output_dir)
@@ -121,8 +149,10 @@ __all__ = [
     "CheckpointError",
     "checkpoints",
     "clear_previous_run",
+    "holds_the_whole_budget",
     "last_complete_checkpoint",
     "missing_parts",
     "previous_run_products",
     "resolve_resume",
+    "trained_steps",
 ]

@@ -34,10 +34,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import ProgressCallback, Trainer, TrainingArguments
+from transformers import ProgressCallback, Trainer, TrainerState, TrainingArguments
 
 from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
-from .checkpoints import checkpoints, missing_parts
+from .checkpoints import TRAINER_STATE, checkpoints, missing_parts
 from .data.transforms import (
     MAX_CROP_SIZE,
     MAX_EVAL_SIZE,
@@ -277,6 +277,16 @@ class SegTrainer(Trainer):
         return next(callback for callback in self.callback_handler.callbacks if isinstance(callback, ResourceMeter))
 
     # ---- exact resume
+    def resume_finished(self, checkpoint: str | Path) -> None:
+        """Take up a run whose `checkpoint` already holds its whole budget, training nothing: its
+        weights, its state (steps, logged losses and evaluations, seconds trained) and the recipe's
+        optimizer groups, as `train` would have left them. (Trainer's own resume trains one more
+        step when the budget ends mid-epoch.)"""
+        restore_checkpoint_weights(self.model, checkpoint)
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
+        self.create_optimizer()  # the record lists the parameter groups the run trained with
+        self.resource_meter.carry(self.state)
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if not (self.is_fsdp_enabled or self.is_deepspeed_enabled):  # those load their own formats

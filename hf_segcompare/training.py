@@ -20,8 +20,9 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from .arguments import DataArguments, ModelArguments, check_args, write_run_args
+from .callbacks import samples_seen, steps_per_epoch
 from .cards import write_model_card
-from .checkpoints import clear_previous_run, resolve_resume
+from .checkpoints import clear_previous_run, holds_the_whole_budget, resolve_resume, trained_steps
 from .errors import CheckpointError, TrainingDiverged, UsageError
 from .hub import push_folder
 from .inference import SegImageProcessor
@@ -112,30 +113,40 @@ def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str 
     return None if resume_from else this_call
 
 
-def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None
+def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, at_budget: bool = False
                         ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None]:
-    """Train (resuming from `resume_from` if set) and save if asked, then make sure the last step was
-    evaluated; return the train summary, every evaluation (those before a resume included) and the
-    test-time-augmented evaluation of the final weights (None unless the protocol asks for one)."""
+    """Train (resuming from `resume_from` if set; taking it up without a step when it holds the whole
+    budget, `at_budget`) and save if asked, then make sure the last step was evaluated; return the
+    train summary, every evaluation (those before a resume included) and the test-time-augmented
+    evaluation of the final weights (None unless the protocol asks for one)."""
     args = trainer.args
     train_summary = None
     if args.do_train:
-        train_output = trainer.train(resume_from_checkpoint=resume_from)
+        if at_budget:
+            trainer.resume_finished(resume_from)
+            if trainer.is_world_process_zero():
+                print(f"nothing left to train: {Path(resume_from).name} holds the whole budget "
+                      f"({trainer.state.global_step} steps); evaluating and writing the record", flush=True)
+        train_output = None if at_budget else trainer.train(resume_from_checkpoint=resume_from)
         try:
             trainer.save_model()
         except (OSError, RuntimeError) as error:
             raise CheckpointError(describe_write_error(error, Path(args.output_dir))
                                   + ". The checkpoints already written are intact.") from None
         wall_time = trainer.resource_meter.seconds()
-        # Trainer's own figures cover this call only; a resumed run reports the whole run.
-        samples = trainer.state.global_step * args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        # Trainer's own figures cover this call only; a resumed run reports the whole run, and counts the
+        # samples it saw (a batch larger than the data does not see more of it).
+        batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        samples = samples_seen(trainer.state.global_step, steps_per_epoch(trainer.get_train_dataloader(), args),
+                               len(trainer.train_dataset), batch)
         train_summary = {
             "wall_time_s": wall_time,
             "samples_per_second": samples / wall_time if wall_time else 0.0,
-            "steps": train_output.global_step,
+            "steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,
             # Trainer's own mean covers this call only: after a resume, only the logged losses span the run.
-            "final_train_loss": _whole_run_loss(trainer.state.log_history, train_output.training_loss, resume_from),
+            "final_train_loss": _whole_run_loss(trainer.state.log_history,
+                                                train_output.training_loss if train_output else None, resume_from),
             "resumed_from": Path(resume_from).name if resume_from else None,
         }
     evaluations = [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry]
@@ -259,6 +270,31 @@ def prepare_output_dir(training_args: TrainingArguments) -> str | None:
     return resume_from
 
 
+def _at_budget(resume_from: str | None, training_args: TrainingArguments) -> bool:
+    """Whether the checkpoint a training run resumes from holds its whole budget already.
+
+    Raises:
+        UsageError: the checkpoint is past the budget asked for, naming both numbers.
+    """
+    if resume_from is None or not training_args.do_train:
+        return False
+    try:
+        return holds_the_whole_budget(resume_from, training_args.max_steps, training_args.num_train_epochs)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+
+
+def _finished_record(output_dir: Path, resume_from: str) -> RunResults | None:
+    """The complete record of the run that `resume_from` ended, if it was written (None when the
+    run stopped before: e.g. killed during its final evaluation)."""
+    record = output_dir / RESULTS_FILE
+    if not record.is_file():
+        return None
+    results = RunResults.read(record)
+    complete = results.status == "complete" and results.train is not None
+    return results if complete and results.train.get("steps") == trained_steps(resume_from)[0] else None
+
+
 def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_repo: str | None,
                       hub_token: str | None, hub_private: bool | None) -> None:
     """The record, image processor and card of a finished training run; then the push, if asked
@@ -359,6 +395,21 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     eval_protocol = data_args.eval_protocol()  # a bad --eval_crop/--eval_stride/--eval_scales stops here
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(training_args)
+    at_budget = _at_budget(resume_from, training_args)
+    finished = _finished_record(Path(training_args.output_dir), resume_from) if at_budget else None
+    if finished is not None:
+        # A finished run is final: the same command again trains nothing and rewrites nothing (a push
+        # asked for publishes it as it is).
+        if training_args.process_index == 0:
+            print(f"nothing left to train: {training_args.output_dir} holds this run, finished at step "
+                  f"{finished.train['steps']} (its budget); nothing was trained or rewritten "
+                  "(--overwrite_output_dir trains it afresh)", flush=True)
+            if training_args.push_to_hub:
+                repo = training_args.hub_model_id or Path(training_args.output_dir).name
+                finished.hub = {"repo_id": repo, "commit_url": push_folder(
+                    training_args.output_dir, repo, token=training_args.hub_token,
+                    private=training_args.hub_private_repo)}
+        return finished
     check_start(model_args)  # before the data: a missing model should not wait for it
     dataset, data_dir = load_data(data_args, training_args)
     _announce(data_args, training_args, protocol_reason, dataset)
@@ -387,7 +438,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         write_run_args(training_args.output_dir, model_args, data_args, training_args)
 
     try:
-        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from)
+        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from, at_budget)
     except TrainingDiverged as error:
         results = _collect_results(model_args, data_args, trainer, dataset, data_dir, None,
                                    [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry],

@@ -433,9 +433,53 @@ def test_rerunning_a_finished_run_resumes_at_its_end_and_keeps_its_record(voc_tr
             "--save_strategy", "epoch", "--eval_strategy", "epoch", "--max_steps", "8"]
     run(*parse_args(args))
     first = json.loads((tmp_path / "out" / "results.json").read_text())
-    run(*parse_args(args))  # the same command again, e.g. after a kill during the final evaluation
+    (tmp_path / "out" / "results.json").unlink()  # as after a kill during the final evaluation
+    run(*parse_args(args))  # the same command again
     again = json.loads((tmp_path / "out" / "results.json").read_text())
     assert again["train"]["resumed_from"] == "checkpoint-8" and again["train"]["steps"] == 8
     assert again["train"]["final_train_loss"] == pytest.approx(first["train"]["final_train_loss"])
     assert again["train"]["wall_time_s"] >= 0.5 * first["train"]["wall_time_s"]  # the whole run, not the 0 steps
     assert again["evaluations"] == first["evaluations"] and again["train_loss"] == first["train_loss"]
+
+
+def test_a_finished_step_budget_is_final(voc_tree, tmp_path, capsys):
+    """A budget ending mid-epoch (3 of 4 steps): Trainer's own resume would train a 4th step and
+    rewrite the model. The same command again trains nothing and rewrites nothing; a run killed in
+    its final evaluation is taken up without a step; a checkpoint past a smaller budget is refused."""
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
+            "--max_steps", "3", "--save_steps", "3", "--eval_steps", "3"]
+    status, stderr, _ = run_seg_in_process(args, capsys)
+    assert status == 0, stderr[-3000:]
+    files = {name: (output / name).read_bytes() for name in ("model.safetensors", "results.json", "README.md")}
+    status, stderr, stdout = run_seg_in_process(args, capsys)
+    assert status == 0, stderr[-3000:]
+    assert f"nothing left to train: {output} holds this run, finished at step 3 (its budget)" in stdout
+    assert {name: (output / name).read_bytes() for name in files} == files
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-3"]
+    # Killed during the final evaluation: the record is written, no step trained, the same weights.
+    (output / "results.json").unlink()
+    status, stderr, stdout = run_seg_in_process(args, capsys)
+    assert status == 0, stderr[-3000:]
+    assert "nothing left to train: checkpoint-3 holds the whole budget (3 steps)" in stdout
+    assert (output / "model.safetensors").read_bytes() == files["model.safetensors"]
+    record = json.loads((output / "results.json").read_text())
+    first = json.loads(files["results.json"])
+    assert record["train"]["steps"] == 3 and record["final_eval"]["eval_mean_iou"] == first["final_eval"][
+        "eval_mean_iou"] and record["recipe"]["param_groups"] == first["recipe"]["param_groups"]
+    status, stderr, _ = run_seg_in_process([*args, "--max_steps", "2"], capsys)  # the last one given wins
+    assert status == 2 and ("error: checkpoint-3 has trained 3 steps, more than the budget asked for "
+                            "(--max_steps 2)") in stderr
+
+
+def test_the_budget_line_and_throughput_count_what_a_batch_larger_than_the_data_sees(voc_tree, tmp_path, capsys):
+    """16 images at batch 32: one step an epoch, 16 samples seen per step (not 32)."""
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
+            "--per_device_train_batch_size", "32", "--max_steps", "2", "--eval_strategy", "no", "--do_eval",
+            "false", "--save_strategy", "no"]
+    status, stderr, stdout = run_seg_in_process(args, capsys)
+    assert status == 0, stderr[-3000:]
+    assert "2 optimizer steps at a global batch of 32 (2.00 epochs of 16 images)" in stdout
+    train = json.loads((output / "results.json").read_text())["train"]
+    assert train["samples_per_second"] * train["wall_time_s"] == pytest.approx(2 * 16)
