@@ -197,6 +197,7 @@ def plot_confused_pairs(model: str, shares: np.ndarray, names: list[str], path: 
 def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
     """Rows of image | ground truth | prediction (in the VOC palette, which colours any label set) for
     the first `count` validation images."""
+    from .data.images import to_rgb
     from .data.masks import mask_to_array, voc_palette
     from .inference import segment
 
@@ -208,7 +209,7 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
     figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     for row in range(rows):
         sample = validation[row]
-        image = sample["image"].convert("RGB")
+        image = to_rgb(sample["image"])
         truth = palette[mask_to_array(sample["label"])]
         prediction = palette[segment(model, image)]
         for column, (picture, title) in enumerate(

@@ -157,6 +157,7 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     The image: resized to the protocol's short side (``short_side``); else as it is, except that
     whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
     """
+    from .data.images import to_rgb
     from .data.masks import mask_to_array
     from .data.transforms import shrunk_size, to_float_and_normalize
 
@@ -165,7 +166,7 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     def transform(batch: dict) -> dict:
         output = {"pixel_values": [], "labels": [], "image_size": [], "label_size": []}
         for image, mask in zip(batch["image"], batch["label"]):
-            image = image.convert("RGB")
+            image = to_rgb(image)
             height, width = image.height, image.width
             if protocol.resize == "short_side":
                 size = short_side_size(height, width, protocol.short_side)

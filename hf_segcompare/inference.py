@@ -26,6 +26,7 @@ from torchvision.transforms.v2 import functional as F
 from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from .data.images import to_rgb
 from .data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
 from .evaluation import short_side_size
 from .models import SmpSegConfig, ViTSegConfig, model_normalization
@@ -76,7 +77,7 @@ class SegImageProcessor(BaseImageProcessor):
         evaluation) to the batch's largest height and width, rounded up to `size_divisor`."""
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         tensors = [
-            image if isinstance(image, torch.Tensor) else F.pil_to_tensor(image.convert("RGB")) for image in images
+            image if isinstance(image, torch.Tensor) else F.pil_to_tensor(to_rgb(image)) for image in images
         ]
         if self.short_side:  # as the evaluation resized them (bilinear, antialiased like PIL's)
             tensors = [F.resize(tensor, list(self.run_size(*tensor.shape[-2:])), antialias=True) for tensor in tensors]
@@ -153,7 +154,7 @@ def segment(model, image: Image.Image, processor: SegImageProcessor | None = Non
     `processor` defaults to the one for `model`'s weights (`SegImageProcessor.for_model`); the
     image is normalised and padded as in evaluation, never resized.
     """
-    image = image.convert("RGB")
+    image = to_rgb(image)
     processor = processor or SegImageProcessor.for_model(model)
     device = next(model.parameters()).device
     was_training = model.training

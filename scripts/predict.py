@@ -36,6 +36,7 @@ def main(argv=None) -> int:
 
     import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
     from hf_segcompare.data import voc_palette
+    from hf_segcompare.data.images import UnsupportedImage, open_rgb
     from hf_segcompare.inference import load_image_processor
 
     try:
@@ -51,8 +52,8 @@ def main(argv=None) -> int:
     failed = []
     for path in tqdm(images, desc="segmenting", unit="image"):
         try:
-            image = Image.open(path).convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
+            image = open_rgb(path)  # as training decoded its images: EXIF orientation, 16-bit scaled
+        except (UnidentifiedImageError, OSError, UnsupportedImage) as error:
             failed.append(f"{path}: {error}")
             continue
         mask = Image.fromarray(hf_segcompare.segment(model, image, processor), mode="L").convert("P")

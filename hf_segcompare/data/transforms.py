@@ -30,6 +30,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..labels import IGNORE_INDEX
+from .images import to_rgb
 from .masks import mask_to_array
 
 SIZE_MULTIPLE = 32  # U-Net needs H and W divisible by 32, DeepLabV3+ by 16, ViT by its patch size (16)
@@ -269,7 +270,7 @@ def make_batch_transform(pipeline: Callable, seeds: AugmentationSeeds | None = N
         pixel_values, labels = [], []
         ids = batch["id"] if seeds is not None else [None] * len(batch["image"])
         for sample_id, image, mask in zip(ids, batch["image"], batch["label"]):
-            image_tensor = tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
+            image_tensor = tv_tensors.Image(F.pil_to_tensor(to_rgb(image)))
             mask_tensor = tv_tensors.Mask(torch.from_numpy(mask_to_array(mask).copy()))
             if seeds is None:
                 image_out, mask_out = pipeline(image_tensor, mask_tensor)

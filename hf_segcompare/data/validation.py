@@ -22,6 +22,7 @@ from PIL import Image as PILImage
 
 from ..errors import InvalidSamplesError
 from ..labels import VOC_LABELS, LabelSet
+from .images import UnsupportedImage, orientation, to_rgb, turn_like, upright
 from .label_source import ResolvedLabels
 from .masks import encode_mask_png, voc_palette
 
@@ -50,42 +51,74 @@ def _palette_lookup(labels: LabelSet) -> dict[tuple[int, int, int], int]:
 
 
 class SampleCheck(NamedTuple):
-    """What `validate_sample` found: the mask bytes to store, the image's (width, height), and the
-    problem (None when valid), with the raw mask values outside the label set, if that was it."""
+    """What `validate_sample` found: the mask bytes to store, the image's (width, height) as shown, and
+    the problem (None when valid), with the raw mask values outside the label set, if that was it;
+    `image_bytes`: the image to store instead of the file's (an EXIF-turned photo stored upright)."""
 
     mask_bytes: bytes
     size: tuple[int, int] | None
     error: str | None = None
     bad_values: tuple[int, ...] = ()
+    image_bytes: bytes | None = None
+
+
+def _png(image: PILImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str,
                     labels: LabelSet = VOC_LABELS, lookup: np.ndarray | None = None) -> SampleCheck:
     """Check one image/mask pair against `labels`, decoding its mask values with `lookup` first.
 
-    Catches: an unreadable or truncated image or mask; a mask whose size differs from its image;
+    Catches: an unreadable or truncated image or mask, or one whose pixels cannot be read as a
+    picture (`to_rgb`: floating point, beyond 16 bits); a mask whose size differs from its image;
     mask values that are neither class ids nor the ignored value (after `lookup`, the 256-entry
     raw value -> class id table of `MaskDecoding`); an RGB mask whose colours are not palette
     colours of the set's ids. An RGB mask in the palette, or a mask `lookup` changes, is stored as
     class ids.
+
+    A photo with an EXIF orientation is stored upright (as its viewer shows it, which is how
+    training, evaluation and ``predict.py`` read every image), and its mask must agree: a mask of
+    the upright size is taken as drawn on the upright photo, one of the stored size (the pixels as
+    stored, where the orientation turns the photo) is turned the same way. Where the orientation
+    keeps the size (a square photo, a mirror, a half turn) the mask cannot tell which picture it was
+    drawn on, and the sample is refused rather than guessed.
     """
     try:
         with PILImage.open(io.BytesIO(image_bytes)) as image:
             image.load()  # decodes every byte: a truncated JPEG fails here, not during training
-            image_size = image.size
+            turn, stored_size = orientation(image), image.size
+            shown = upright(image)
+            to_rgb(shown, image_name)  # the decoding every reader uses must work on it
+            image_size = shown.size
+    except UnsupportedImage as error:
+        return SampleCheck(mask_bytes, None, str(error))
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
         return SampleCheck(mask_bytes, None, f"{image_name}: unreadable or truncated image ({error})")
     try:
         with PILImage.open(io.BytesIO(mask_bytes)) as mask:
             mask.load()
             mode, mask_size = mask.mode, mask.size
+            # Drawn on the pixels as stored: it turns with the photo.
+            turned_mask = turn != 1 and image_size != stored_size and mask_size == stored_size
+            if turned_mask:
+                mask, mask_size = turn_like(mask, turn), image_size
             pixels = np.asarray(mask.convert("RGB") if mode not in ("P", "L") else mask)
     except Exception as error:
         return SampleCheck(mask_bytes, image_size, f"{mask_name}: unreadable or truncated mask ({error})")
+    if turn != 1 and image_size == stored_size:
+        return SampleCheck(mask_bytes, image_size, f"{image_name}: its EXIF orientation ({turn}) turns or mirrors "
+                                                   "the photo without changing its size, so its mask cannot tell "
+                                                   "whether it was drawn on the photo as stored or as shown: store "
+                                                   "the photo upright (e.g. exiftran -ai, or Pillow's "
+                                                   "ImageOps.exif_transpose) and check its mask against it")
     if mask_size != image_size:
         return SampleCheck(mask_bytes, image_size, f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image "
                                                    f"is {image_size[0]}x{image_size[1]}")
-    recoded = False
+    upright_bytes = _png(shown) if turn != 1 else None
+    recoded = turned_mask
     if mode not in ("P", "L"):
         palette = _palette_lookup(labels)
         colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
@@ -107,7 +140,7 @@ def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask
                                                    f"label set, {labels.describe()}", bad)
     if lookup is not None and not np.array_equal(values, raw_values):
         pixels, recoded = lookup[pixels], True
-    return SampleCheck(encode_mask_png(pixels) if recoded else mask_bytes, image_size)
+    return SampleCheck(encode_mask_png(pixels) if recoded else mask_bytes, image_size, image_bytes=upright_bytes)
 
 
 def validated_features():
@@ -128,7 +161,7 @@ def validated_row(sample_id: str, image_bytes: bytes, mask_bytes: bytes, image_n
     check = validate_sample(image_bytes, mask_bytes, image_name, mask_name, labels, lookup)
     return {
         "id": sample_id,
-        "image": {"bytes": image_bytes, "path": None},
+        "image": {"bytes": check.image_bytes or image_bytes, "path": None},
         "label": {"bytes": check.mask_bytes, "path": None},
         "width": check.size[0] if check.size else 0,
         "height": check.size[1] if check.size else 0,
