@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -48,14 +49,56 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def damaged_part(checkpoint: Path) -> str | None:
+    """What in a complete checkpoint cannot be read, with the reader's error (None when every part
+    reads): its trainer_state.json, its safetensors weights (header and length: the format has no
+    checksum of the tensors themselves), and the zip archives torch saved (optimizer, scheduler,
+    random states: every member's CRC)."""
+    from safetensors import safe_open
+
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text())
+    except (OSError, ValueError) as error:
+        return f"{TRAINER_STATE}: {error}"
+    weights = [checkpoint / WEIGHT_FILES[0]] if (checkpoint / WEIGHT_FILES[0]).is_file() else []
+    if not weights:
+        try:
+            index = json.loads((checkpoint / WEIGHT_FILES[1]).read_text())
+            weights = [checkpoint / shard for shard in sorted(set(index["weight_map"].values()))]
+        except (OSError, ValueError, KeyError) as error:
+            return f"{WEIGHT_FILES[1]}: {error}"
+    for path in weights:
+        try:
+            with safe_open(str(path), "pt") as handle:
+                handle.keys()
+        except Exception as error:  # SafetensorError, OSError: unreadable either way
+            return f"{path.name}: {str(error).splitlines()[0]}"
+    for path in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.pth")):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile) as error:
+            return f"{path.name}: {error}"
+        if bad is not None:
+            return f"{path.name}: member {bad} fails its CRC check"
+    return None
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint in `output_dir`; newer incomplete ones are skipped with a warning."""
+    """The newest complete, readable checkpoint in `output_dir`; newer incomplete or damaged ones are
+    skipped with a warning naming each and the one resumed from instead."""
+    skipped = []
     for checkpoint in reversed(checkpoints(output_dir)):
         missing = missing_parts(checkpoint)
-        if not missing:
+        problem = f"it has no {' or '.join(missing)} (a save cut short by a kill or a full disk)" if missing \
+            else (f"it cannot be read ({damage})" if (damage := damaged_part(checkpoint)) else None)
+        if problem is None:
+            for name, why in skipped:
+                logger.warning("skipping %s: %s; resuming from %s", name, why, checkpoint.name)
             return checkpoint
-        logger.warning("skipping %s: it has no %s (a save cut short by a kill or a full disk)",
-                       checkpoint, " or ".join(missing))
+        skipped.append((checkpoint, problem))
+    for name, why in skipped:
+        logger.warning("skipping %s: %s; no earlier checkpoint can be resumed", name, why)
     return None
 
 
@@ -91,6 +134,12 @@ def resolve_resume(value: str | None, output_dir: str | Path, overwrite: bool) -
     if missing:
         raise CheckpointError(f"--resume_from_checkpoint {value}: incomplete checkpoint (no {' or '.join(missing)}; "
                               "a save cut short). Pass an earlier checkpoint, or 'last'.")
+    damage = damaged_part(checkpoint)
+    if damage:
+        intact = last_complete_checkpoint(checkpoint.parent)
+        raise CheckpointError(f"--resume_from_checkpoint {value}: it cannot be read ({damage}). "
+                              + (f"Pass {intact}, the newest intact checkpoint, or 'last'." if intact else
+                                 "No checkpoint beside it can be read either: --overwrite_output_dir trains afresh."))
     return str(checkpoint)
 
 
@@ -149,6 +198,7 @@ __all__ = [
     "CheckpointError",
     "checkpoints",
     "clear_previous_run",
+    "damaged_part",
     "holds_the_whole_budget",
     "last_complete_checkpoint",
     "missing_parts",

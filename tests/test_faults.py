@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -81,6 +82,30 @@ def test_a_killed_run_resumes_exactly_skipping_the_half_written_checkpoint(model
     # Every evaluation, the one before the kill included, with the same figures.
     assert [(e["step"], e["eval_mean_iou"]) for e in resumed["evaluations"]] == \
         [(e["step"], e["eval_mean_iou"]) for e in whole["evaluations"]] and len(whole["evaluations"]) == 3
+
+
+def test_a_damaged_last_checkpoint_resumes_from_the_one_before_it(voc_tree, tmp_path, capsys, caplog):
+    """Random bytes in the last checkpoint's weights: the run says so, naming it and the checkpoint
+    it resumes from instead, and finishes; asked for by name, it is one line naming the intact one."""
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
+            "--save_total_limit", "2"]
+    status, stderr, _ = run_seg_in_process([*args, "--max_steps", "4"], capsys)
+    assert status == 0, stderr[-3000:]
+    weights = output / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(np.random.default_rng(0).bytes(weights.stat().st_size))
+    status, stderr, _ = run_seg_in_process([*args, "--max_steps", "6", "--resume_from_checkpoint",
+                                            str(output / "checkpoint-4")], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and "checkpoint-4: it cannot be read (model.safetensors: " in line
+    assert f"Pass {output / 'checkpoint-2'}, the newest intact checkpoint, or 'last'." in line
+    with caplog.at_level("WARNING", logger="hf_segcompare.checkpoints"):
+        status, stderr, _ = run_seg_in_process([*args, "--max_steps", "6"], capsys)
+    assert status == 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert f"skipping {output / 'checkpoint-4'}: it cannot be read (model.safetensors: " in caplog.text
+    assert "; resuming from checkpoint-2" in caplog.text
+    record = json.loads((output / "results.json").read_text())
+    assert record["train"]["resumed_from"] == "checkpoint-2" and record["train"]["steps"] == 6
 
 
 # ----------------------------------------------------------------------------- helpers
