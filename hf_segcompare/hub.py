@@ -17,7 +17,7 @@ from .results import RESULTS_FILE, RunResults
 
 # Trainer's pickled arguments and checkpoints stay local: the former would carry any token
 # the arguments held, the latter are for resuming, not for users of the model.
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part"]
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part", ".hf_segcompare.lock"]
 
 
 def hub_endpoint() -> str:

@@ -31,6 +31,7 @@ from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
 from .recipes import default_protocol, get_recipe, recipe_reason
 from .results import RESULTS_FILE, RunResults, record_name
+from .run_lock import RunLock
 from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
 
@@ -239,7 +240,7 @@ def _require_writable(folder: Path) -> None:
                          "Pass an --output_dir you can write to.") from None
 
 
-def prepare_output_dir(training_args: TrainingArguments) -> str | None:
+def prepare_output_dir(training_args: TrainingArguments, lock: RunLock | None = None) -> str | None:
     """Check the output folder and decide where training resumes from (None: a fresh start).
 
     A training run resumes from the last complete checkpoint in --output_dir unless
@@ -252,6 +253,8 @@ def prepare_output_dir(training_args: TrainingArguments) -> str | None:
     """
     output_dir = Path(training_args.output_dir)
     _require_writable(output_dir)
+    if lock is not None:  # before anything is decided about the folder, let alone removed from it
+        lock.acquire_if_exists()
     if not training_args.do_train:
         return None
     overwrite = getattr(training_args, "overwrite_output_dir", False)
@@ -382,19 +385,30 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     The arguments are not changed: the sizes and sources the run resolves go into its own copies
     (and into run_args.json and the record).
 
+    One run at a time per output folder (`RunLock`): a second run into a folder in use stops at once.
+
     Raises:
         UsageError (DataError among them): bad input, before any data loads where the cause is
-            knowable up front.
+            knowable up front; an output folder another run is using.
         TrainingDiverged: non-finite loss, gradients or weights; the record says ``diverged``, and
             no card is written or pushed.
         CheckpointError: a checkpoint or the model could not be written (e.g. a full disk).
         PushError: trained and saved, but the push failed; the message says how to retry.
     """
+    lock = RunLock(training_args.output_dir, enabled=training_args.process_index == 0)
+    try:
+        return _run(model_args, data_args, training_args, lock)
+    finally:
+        lock.release()
+
+
+def _run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+         lock: RunLock) -> RunResults:
     check_args(model_args)
     data_args, protocol_reason = _resolve_protocol(model_args, data_args, training_args)
     eval_protocol = data_args.eval_protocol()  # a bad --eval_crop/--eval_stride/--eval_scales stops here
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
-    resume_from = prepare_output_dir(training_args)
+    resume_from = prepare_output_dir(training_args, lock)
     at_budget = _at_budget(resume_from, training_args)
     finished = _finished_record(Path(training_args.output_dir), resume_from) if at_budget else None
     if finished is not None:
@@ -433,6 +447,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                                     eval_size=trainer.eval_size)
     if not model_args.from_scratch and not model_args.model_name_or_path:
         model_args = dataclasses.replace(model_args, pretrained=model.config.pretrained_from)
+    lock.acquire()  # a folder that did not exist is locked as the run first writes it
     # Written before anything trains, so even an interrupted run says how it was started.
     if training_args.process_index == 0 and training_args.do_train:
         write_run_args(training_args.output_dir, model_args, data_args, training_args)

@@ -108,6 +108,41 @@ def test_a_damaged_last_checkpoint_resumes_from_the_one_before_it(voc_tree, tmp_
     assert record["train"]["resumed_from"] == "checkpoint-2" and record["train"]["steps"] == 6
 
 
+def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
+    """A second run into a folder in use stops at once, naming the folder and the running process;
+    the first finishes intact. A lock left by a killed process does not stand in the way."""
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import RUN_SEG, script_env
+
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
+            "--max_steps", "24", "--save_steps", "12", "--eval_steps", "12"]
+    first = subprocess.Popen([sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (output / "run_args.json").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status, stderr, _ = run_seg_in_process(args, capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and f"--output_dir {output} is in use by another run (process {first.pid} on " in line
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-3000:]
+    assert json.loads((output / "results.json").read_text())["train"]["steps"] == 24
+    # A holder killed without a word: the kernel dropped its lock, and the next run goes ahead.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hf_segcompare.run_lock import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)",
+                               str(tmp_path / "other")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    status, stderr, _ = run_seg_in_process([*args[:-6], "--output_dir", str(tmp_path / "other"), "--max_steps", "2"],
+                                           capsys)
+    assert status == 0, stderr[-3000:]
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
