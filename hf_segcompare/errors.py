@@ -66,6 +66,10 @@ class TrainingDiverged(SegCompareError, RuntimeError):
         self.step = step
 
 
+class Interrupted(SegCompareError, KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT); the message says where, and what a rerun resumes from."""
+
+
 class PushError(SegCompareError, RuntimeError):
     """The push failed; the message says what happened and the command that retries it."""
 
@@ -82,5 +86,6 @@ def choose(choices: Mapping[str, T], name: str, kind: str) -> T:
         raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(choices)}") from None
 
 
-__all__ = ["choose", "CheckpointError", "DataError", "InvalidSamplesError", "PretrainedUnavailable", "PushError",
+__all__ = ["choose", "CheckpointError", "DataError", "Interrupted", "InvalidSamplesError", "PretrainedUnavailable",
+           "PushError",
            "SegCompareError", "TrainingDiverged", "UsageError"]

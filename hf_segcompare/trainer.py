@@ -54,7 +54,7 @@ from .data.transforms import (
     train_transforms,
 )
 from .device_settings import speed_record, uses_channels_last
-from .errors import CheckpointError, TrainingDiverged, UsageError
+from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
 from .evaluation import EvalProtocol, predict_probabilities, protocol_transform
 from .labels import IGNORE_INDEX
 from .metrics import SegmentationMetrics
@@ -335,6 +335,15 @@ class SegTrainer(Trainer):
                     if bar is not None:
                         bar.close()
                         setattr(callback, name, None)
+
+    def interrupted(self) -> Interrupted:
+        """The error for a Ctrl-C during training: where it stopped, and what a rerun resumes from."""
+        self._close_progress_bars()
+        saved = [checkpoint for checkpoint in checkpoints(self.args.output_dir) if not missing_parts(checkpoint)]
+        resume = (f"rerunning the same command resumes from {saved[-1].name}" if saved
+                  else "no checkpoint was written yet, so rerunning the same command starts afresh")
+        return Interrupted(f"interrupted at step {self.state.global_step} of {self.state.max_steps}: nothing was "
+                           f"published; {resume}.")
 
     def _diverged(self, what: str) -> None:
         self._close_progress_bars()

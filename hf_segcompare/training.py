@@ -128,7 +128,10 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, at_budget:
             if trainer.is_world_process_zero():
                 print(f"nothing left to train: {Path(resume_from).name} holds the whole budget "
                       f"({trainer.state.global_step} steps); evaluating and writing the record", flush=True)
-        train_output = None if at_budget else trainer.train(resume_from_checkpoint=resume_from)
+        try:
+            train_output = None if at_budget else trainer.train(resume_from_checkpoint=resume_from)
+        except KeyboardInterrupt:
+            raise trainer.interrupted() from None
         try:
             trainer.save_model()
         except (OSError, RuntimeError) as error:

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         return 2
 
     from hf_segcompare.arguments import parse_args
-    from hf_segcompare.errors import SegCompareError, UsageError
+    from hf_segcompare.errors import Interrupted, SegCompareError, UsageError
     from hf_segcompare.results import summary_line
     from hf_segcompare.training import run
 
@@ -97,6 +97,12 @@ def main(argv=None) -> int:
     except (UsageError, FileNotFoundError) as error:  # bad input: nothing was trained
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as error:  # Ctrl-C while training: one line, the shell's exit status for SIGINT
+        print(f"\nerror: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\nerror: interrupted before training started; nothing was trained or published.", file=sys.stderr)
+        return 130
     # Stopped with nothing published, or trained and saved but the push failed: each says what is kept.
     except SegCompareError as error:
         print(f"error: {error}", file=sys.stderr)

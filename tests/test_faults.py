@@ -143,6 +143,32 @@ def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
     assert status == 0, stderr[-3000:]
 
 
+def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(voc_tree, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import RUN_SEG, script_env
+
+    output = tmp_path / "out"
+    args = [str(RUN_SEG), "--model", "segformer-tiny", "--from_scratch",
+            *_train_args(voc_tree, output, tmp_path / "c"), "--max_steps", "400", "--eval_strategy", "no",
+            "--do_eval", "false"]
+    run = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (output / "checkpoint-2" / "trainer_state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130
+    line = _one_error_line(stderr)
+    assert line.startswith("error: interrupted at step ") and " of 400: nothing was published; rerunning the " \
+        "same command resumes from checkpoint-" in line
+    assert not (output / "results.json").exists()
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
