@@ -65,7 +65,23 @@ def require_hub(what: str, ways_out: str, error=UsageError) -> None:
 
 
 def retry_command(output_dir: str | Path, repo_id: str) -> str:
-    return f"python scripts/push.py {output_dir} --hub_model_id {repo_id}"
+    """The command that pushes `output_dir` again, its arguments quoted for the shell."""
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(part) for part in (
+        sys.executable, "scripts/push.py", str(output_dir), "--hub_model_id", repo_id))
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Raise `UsageError` for a repo id the Hub would refuse, before anything is sent."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UsageError(f"--hub_model_id {repo_id!r} is not a Hub repo id ({str(error).splitlines()[0]}): pass "
+                         "owner/name, e.g. you/segformer-b0-voc.") from None
 
 
 def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
@@ -81,6 +97,7 @@ def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, 
     from huggingface_hub import HfApi
 
     output_dir = Path(output_dir)
+    check_repo_id(repo_id)
     if not output_dir.is_dir():
         raise PushError(f"{output_dir} does not exist: nothing to push.")
     results_file = output_dir / RESULTS_FILE

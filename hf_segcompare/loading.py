@@ -61,16 +61,15 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
         raise UsageError("--sbd_dir adds SBD's masks to Pascal VOC: it needs --dataset_name voc.")
     # Rank 0 generates, validates and caches; the other ranks then read its cache.
     with training_args.main_process_first(desc="loading the data"):
-        arrow = cache_dir / "arrow"
         if name not in RELEASES:
             dataset = load_image_mask_dataset(
-                name, data_args.image_column_name, data_args.label_column_name, cache_dir=arrow,
+                name, data_args.image_column_name, data_args.label_column_name, cache_dir=cache_dir,
                 drop_invalid=data_args.drop_invalid, label_options=options, train_val_split=data_args.train_val_split,
             )
             data_dir = name
         elif name in RELEASE_LOADERS:
             data_dir = data_args.data_dir
-            dataset = RELEASE_LOADERS[name][0](data_dir, cache_dir=arrow, drop_invalid=data_args.drop_invalid,
+            dataset = RELEASE_LOADERS[name][0](data_dir, cache_dir=cache_dir, drop_invalid=data_args.drop_invalid,
                                                label_options=options)
         else:
             if name == "synthetic":
@@ -79,7 +78,7 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
                 data_dir, origin = data_args.data_dir, "Pascal VOC 2012"
             else:  # the user asked for VOC and named no copy: fetch the official tar
                 data_dir, origin = download_voc(cache_dir / "voc", url=data_args.voc_url), "Pascal VOC 2012"
-            dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list, cache_dir=arrow,
+            dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list, cache_dir=cache_dir,
                                drop_invalid=data_args.drop_invalid, label_options=options, name=origin)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:

@@ -27,8 +27,10 @@ for segmentation (`remove_unused_columns`, `batch_eval_metrics`) are set on a co
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -83,6 +85,34 @@ def restore_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -
             "--overwrite_output_dir to start afresh."
         )
     model.load_state_dict(saved.state_dict(), strict=True)
+
+
+class _NumericalCheckpointOrder(logging.Filter):
+    """Trainer orders checkpoints by modification time and, when they were written less than a second
+    apart (short runs), warns that it falls back to ordering them by step: the order this toolkit uses
+    anyway (`hf_segcompare.checkpoints`). Drop that one line, which reads as a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mtime may not be reliable" not in record.getMessage()
+
+
+logging.getLogger("transformers.trainer_utils").addFilter(_NumericalCheckpointOrder())
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings and progress bars off for the duration (errors still show)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
@@ -282,15 +312,24 @@ class SegTrainer(Trainer):
         weights, its state (steps, logged losses and evaluations, seconds trained) and the recipe's
         optimizer groups, as `train` would have left them. (Trainer's own resume trains one more
         step when the budget ends mid-epoch.)"""
-        restore_checkpoint_weights(self.model, checkpoint)
+        with _quiet_transformers():
+            restore_checkpoint_weights(self.model, checkpoint)
         self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
         self.create_optimizer()  # the record lists the parameter groups the run trained with
         self.resource_meter.carry(self.state)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if not (self.is_fsdp_enabled or self.is_deepspeed_enabled):  # those load their own formats
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # those load their own formats
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        # Trainer's plain load_state_dict misses every renamed weight and logs kilobytes of "missing
+        # keys" that read as a failure; the reload below restores them all, and says so in one line.
+        with _quiet_transformers():
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
             restore_checkpoint_weights(model if model is not None else self.model, resume_from_checkpoint)
+        if self.is_world_process_zero():
+            print(f"resumed from {Path(resume_from_checkpoint).name}: every weight restored under the names the "
+                  "model uses (transformers issue #43701)", flush=True)
 
     # ---- divergence
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -269,8 +269,11 @@ def prepare_output_dir(training_args: TrainingArguments, lock: RunLock | None = 
         clear_previous_run(output_dir)
     finished = [name for name in (RESULTS_FILE, "model.safetensors") if (output_dir / name).exists()]
     if resume_from is None and finished and not overwrite:
-        raise UsageError(f"--output_dir {output_dir} holds a finished run ({', '.join(finished)}) and no checkpoint "
-                         "to resume: pass --overwrite_output_dir to replace it, or another --output_dir.")
+        record = RunResults.read(output_dir / RESULTS_FILE) if (output_dir / RESULTS_FILE).is_file() else None
+        what = (f"a run that diverged at step {(record.diverged or {}).get('step')}"
+                if record is not None and record.status == "diverged" else f"a finished run ({', '.join(finished)})")
+        raise UsageError(f"--output_dir {output_dir} holds {what} and no checkpoint to resume: pass "
+                         "--overwrite_output_dir to replace it, or another --output_dir.")
     # training_args keeps what the user gave (None, "last", a path): run_args.json replays that,
     # not this folder's checkpoint.
     return resume_from

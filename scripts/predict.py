@@ -39,6 +39,13 @@ def main(argv=None) -> int:
     from hf_segcompare.data.images import UnsupportedImage, open_rgb
     from hf_segcompare.inference import load_image_processor
 
+    local = Path(args.model).expanduser()
+    # owner/name whose owner is no folder here reads as a Hub id; anything else names a folder.
+    hub_like = len(local.parts) == 2 and not args.model.startswith((".", "/", "~")) and not local.parent.is_dir()
+    if not local.is_dir() and not hub_like:
+        print(f"error: --model {args.model}: no such folder. Pass a folder that run_seg.py trained into, or a Hub "
+              "repo id (owner/name).", file=sys.stderr)
+        return 2
     try:
         model = AutoModelForSemanticSegmentation.from_pretrained(args.model, use_safetensors=True).eval()
     except OSError as error:

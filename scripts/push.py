@@ -1,7 +1,7 @@
 """Push an output folder that is already on disk to the Hub (a retry after a failed push, or a comparison page).
 
-    python scripts/push.py outputs/segformer-b0 --hub_model_id you/segformer-b0-voc
-    python scripts/push.py comparison --hub_model_id you/segcompare-report
+    .venv/bin/python scripts/push.py outputs/segformer-b0 --hub_model_id you/segformer-b0-voc
+    .venv/bin/python scripts/push.py comparison --hub_model_id you/segcompare-report
 
 The token comes from --token, else HF_TOKEN or `hf auth login`. Checkpoints and Trainer's pickled
 arguments are not uploaded. A run's results.json then records the commit (its "hub" field).
@@ -10,7 +10,7 @@ arguments are not uploaded. A run's results.json then records the commit (its "h
 import argparse
 import sys
 
-from hf_segcompare.errors import PushError
+from hf_segcompare.errors import PushError, UsageError
 from hf_segcompare.hub import push_folder
 
 
@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         url = push_folder(args.output_dir, args.hub_model_id, token=args.token, private=args.private or None)
+    except UsageError as error:  # bad input: nothing was sent
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except PushError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -95,7 +95,10 @@ def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path
     sent = [{k.lower(): v for k, v in headers.items()} for _, _, headers in server.requests]
     assert any(h.get("authorization") == f"Bearer {TOKEN}" for h in sent), "HF_TOKEN was not used"
     assert completed.returncode != 0
-    assert f"Retry with: python scripts/push.py {output_dir} --hub_model_id tester/broken" in completed.stderr
+    import shlex
+
+    assert (f"Retry with: {shlex.quote(sys.executable)} scripts/push.py {shlex.quote(str(output_dir))} "
+            "--hub_model_id tester/broken") in completed.stderr
     for name in ("model.safetensors", "config.json", "README.md", "results.json", "learning_curve.png"):
         assert (output_dir / name).is_file(), name
     assert TOKEN not in completed.stdout + completed.stderr and _files_hold(output_dir, TOKEN) == []
@@ -162,3 +165,12 @@ def test_model_name_or_path_that_is_neither_a_folder_nor_a_hub_id_is_named(tmp_p
     missing = tmp_path / "outputs" / "segformr-b0"
     with pytest.raises(UsageError, match=f"--model_name_or_path {missing}: no such folder, and not a Hub id"):
         require_saved_model_reachable(str(missing))
+
+
+def test_push_with_a_bad_repo_id_is_bad_input(tmp_path, capsys):
+    from .conftest import run_script_in_process
+
+    (tmp_path / "out").mkdir()
+    status, stderr, _ = run_script_in_process(REPO_ROOT / "scripts" / "push.py",
+                                              [str(tmp_path / "out"), "--hub_model_id", "not a repo id!"], capsys)
+    assert status == 2 and stderr.startswith("error: --hub_model_id 'not a repo id!' is not a Hub repo id (")

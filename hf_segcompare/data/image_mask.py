@@ -19,6 +19,7 @@ Local layouts:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .label_source import ID2LABEL_FILE, LabelOptions, feature_class_names, id2label_in_folder, names_from_mapping
-from .validation import finish_validation, validated_features, validated_row
+from .validation import arrow_cache, finish_validation, validated_features, validated_row
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +48,13 @@ def _check_hub_reachable(dataset_id: str) -> None:
                 "or --dataset_name voc --data_dir PATH; or --dataset_name synthetic.", error=DataError)
 
 
-def _local_cache_dir(path: Path, cache_dir: str | None) -> str | None:
+def _local_cache_dir(path: Path, cache_dir: str) -> str:
     """A cache folder of its own for this exact state of the local files under `path`.
 
     `datasets` keys a local file's cache by its modification time alone, which a rewrite can set
     back; this key also holds size, inode and ctime (`file_signature`), so a rewritten file is
     never served from an old cache.
     """
-    if cache_dir is None:
-        return None
     from .sources import file_signature
 
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -65,15 +64,31 @@ def _local_cache_dir(path: Path, cache_dir: str | None) -> str | None:
     return str(Path(cache_dir) / f"local-{digest.hexdigest()[:16]}")
 
 
+@contextlib.contextmanager
+def _quiet_progress():
+    """No "Downloading data" bars for files that are read from this disk, not downloaded."""
+    from datasets.utils import logging as datasets_logging
+
+    was_enabled = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets_logging.enable_progress_bar()
+
+
 def _load_raw(source: str, cache_dir: str | None):
     from datasets import load_dataset
 
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".parquet":
-        return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=_local_cache_dir(path, cache_dir))
+        with _quiet_progress():
+            return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=_local_cache_dir(path, cache_dir))
     if path.is_dir():
         builder = "parquet" if any(path.rglob("*.parquet")) else "imagefolder"
-        return load_dataset(builder, data_dir=str(path), cache_dir=_local_cache_dir(path, cache_dir))
+        with _quiet_progress():
+            return load_dataset(builder, data_dir=str(path), cache_dir=_local_cache_dir(path, cache_dir))
     if path.suffix or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"dataset {source} does not exist (expected a parquet file, a folder, or a Hub id).")
     _check_hub_reachable(source)
@@ -164,7 +179,7 @@ def load_image_mask_dataset(
     """
     from datasets import DatasetDict, Image
 
-    raw = _load_raw(source, str(cache_dir) if cache_dir else None)
+    raw = _load_raw(source, arrow_cache(cache_dir))
     splits = {}
     for name, dataset in raw.items():
         if SPLIT_ALIASES.get(name) and SPLIT_ALIASES[name] not in splits:
@@ -184,7 +199,7 @@ def load_image_mask_dataset(
     label_column = _column(first, label_column, LABEL_COLUMNS, "--label_column_name", source)
     labels = (label_options or LabelOptions()).resolve(
         None if (label_options and label_options.names) else _names_in_data(
-            source, raw, label_column, str(cache_dir) if cache_dir else None), source)
+            source, raw, label_column, arrow_cache(cache_dir)), source)
     result = {}
     for split, dataset in splits.items():
         absent = [c for c in (image_column, label_column) if c not in dataset.column_names]

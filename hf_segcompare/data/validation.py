@@ -183,6 +183,15 @@ def _generate_samples(source, samples: tuple, split: str, labels: LabelSet, look
                             mask_reader.location(mask_relative), f"{split} id {sample_id!r}", labels, lookup)
 
 
+def arrow_cache(cache_dir: str | Path | None = None) -> str:
+    """Where validated splits are cached: ``<cache_dir>/arrow``, `cache_dir` being the toolkit's cache
+    (the command line's ``--cache_dir``; default ``$HF_SEGCOMPARE_CACHE`` or ``~/.cache/hf_segcompare``),
+    so Python and the command line share one cache."""
+    from .synthetic import DEFAULT_CACHE_DIR
+
+    return str(Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / "arrow")
+
+
 def validated_split(source, samples: list[tuple], split: str, labels: ResolvedLabels, key: list, kind: str,
                     cache_dir: str | Path | None = None):
     """One split of a file source (a folder, a tar or zip) validated into an Arrow cache.
@@ -198,7 +207,7 @@ def validated_split(source, samples: list[tuple], split: str, labels: ResolvedLa
     return Dataset.from_generator(
         _generate_samples,
         features=validated_features(),
-        cache_dir=str(cache_dir) if cache_dir else None,
+        cache_dir=arrow_cache(cache_dir),
         gen_kwargs={"source": source, "samples": tuple(samples), "split": split, "labels": labels.labels,
                     "lookup": labels.lookup()},
         fingerprint=f"{kind}-{signature[:24]}",
@@ -242,5 +251,5 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
     return dataset_dict
 
 
-__all__ = ["LOADER_VERSION", "LabelValuesError", "SampleCheck", "finish_validation", "validate_sample",
+__all__ = ["LOADER_VERSION", "arrow_cache", "LabelValuesError", "SampleCheck", "finish_validation", "validate_sample",
            "validated_features", "validated_row", "validated_split"]

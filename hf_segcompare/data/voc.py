@@ -84,7 +84,8 @@ def load_voc(
             train split is VOC train + the ids of `sbd_list`, minus every VOC val id (10,582 ids on the
             real data); validation stays VOC val. Images come from VOC's `JPEGImages`.
         sbd_list: the SBD id list (default: `train_aug.txt` beside or inside `sbd_dir`).
-        cache_dir: where the Arrow cache goes (default: the `datasets` cache). The same source loads
+        cache_dir: the toolkit's cache (as ``--cache_dir``; default ``$HF_SEGCOMPARE_CACHE`` or
+            ``~/.cache/hf_segcompare``): the Arrow cache goes to its ``arrow`` folder. The same source loads
             from the cache the second time without reading or validating anything again; any change
             to a listed file (size or time) makes a new cache.
         drop_invalid: leave out samples that fail validation (reporting how many and which)

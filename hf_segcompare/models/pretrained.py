@@ -60,7 +60,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
     except Exception as error:  # safetensors, pickle and zip each raise their own kinds for a bad file
-        raise ValueError(f"the file cannot be read as {path.suffix or 'a state dict'}: {_first_line(error)}") from None
+        # torch's own message advises weights_only=False, which would run the file's code: not for a
+        # file that is no state dict at all, and never here.
+        reason = _first_line(error) if path.suffix == ".safetensors" else "not a file of tensors saved by torch.save"
+        raise ValueError(f"the file cannot be read as {path.suffix or 'a state dict'}: {reason}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError("the file holds no state dict (a mapping of names to tensors)")
