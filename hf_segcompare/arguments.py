@@ -30,6 +30,7 @@ from .option_names import CONFIG_SUFFIXES, unknown_options_message
 from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 
 RUN_ARGS_FILE = "run_args.json"
+RUN_FACTS = "_run"  # run_args.json's record of what the run ran on; not an option (replaying skips it)
 
 
 @dataclass
@@ -255,6 +256,13 @@ class SegTrainingArguments(TrainingArguments):
         metadata={"help": "Learning-rate multipliers by parameter name: 'decode_head=10' trains every parameter "
                           "whose name contains decode_head at 10x --learning_rate ('' for none)."},
     )
+    allow_changed_options: bool = field(
+        default=False,
+        metadata={"help": "When resuming: accept options that differ from the interrupted run's (learning rate, "
+                          "schedule, budget, batch, data, seed). They apply from the resume step, and results.json "
+                          "and the card list each change and its step. The model, its start, the label set and the "
+                          "optimizer's kind cannot change mid-run."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -443,7 +451,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     file_values: dict[str, Any] = {}
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         config = Path(argv.pop(0))
-        file_values = _read_config(config)
+        file_values = {key: value for key, value in _read_config(config).items() if key != RUN_FACTS}
         known = {field.name for dataclass_type in parser.dataclass_types for field in fields(dataclass_type)}
         unknown = sorted(set(file_values) - known)
         if unknown:
@@ -485,12 +493,22 @@ def resolved_args(model_args: ModelArguments, data_args: DataArguments,
     return {**asdict(model_args), **asdict(data_args), **training}
 
 
+def run_facts(training_args: TrainingArguments, changes: list | None = None) -> dict[str, Any]:
+    """What a run runs on, beside its options: processes and global batch (a resume compares them),
+    and the options changed at earlier resumes."""
+    return {"num_processes": training_args.world_size,
+            "global_batch_size": training_args.per_device_train_batch_size * training_args.world_size
+            * training_args.gradient_accumulation_steps, "changes": list(changes or [])}
+
+
 def write_run_args(output_dir: str | Path, model_args: ModelArguments, data_args: DataArguments,
-                   training_args: SegTrainingArguments) -> Path:
-    """Write `resolved_args` to ``output_dir/run_args.json``; return its path."""
+                   training_args: SegTrainingArguments, changes: list | None = None) -> Path:
+    """Write `resolved_args` to ``output_dir/run_args.json``, with `run_facts` under `RUN_FACTS` (not
+    options: replaying the file skips them); return its path."""
     path = Path(output_dir) / RUN_ARGS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(resolved_args(model_args, data_args, training_args), indent=2, default=str) + "\n")
+    values = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args, changes)}
+    path.write_text(json.dumps(values, indent=2, default=str) + "\n")
     return path
 
 

@@ -119,6 +119,36 @@ def samples_seen(steps: int, per_epoch: int, images: int, batch: int) -> int:
     return epochs * images + min(partial * batch, images)
 
 
+class ChangedOptimizerOptions(TrainerCallback):
+    """A resume accepted with a new learning rate or weight decay (``--allow_changed_options``): the
+    optimizer and schedule restored from the checkpoint hold the old ones, so they are set here, once
+    restored, from the resume step on. Each group keeps its multiple of the learning rate; groups
+    exempt from weight decay stay so."""
+
+    def __init__(self, lr_ratio: float | None = None, weight_decay: float | None = None):
+        self.lr_ratio, self.weight_decay = lr_ratio, weight_decay
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        groups = optimizer.param_groups
+        for group in groups:
+            if self.weight_decay is not None and group.get("weight_decay"):
+                group["weight_decay"] = self.weight_decay
+        if self.lr_ratio is None:
+            return
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps it
+        for group in groups:
+            group["initial_lr"] = group.get("initial_lr", group["lr"]) * self.lr_ratio
+        if hasattr(scheduler, "lr_lambdas"):  # transformers' schedules: a factor of the initial rate per step
+            scheduler.base_lrs = [group["initial_lr"] for group in groups]
+            for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+        else:
+            for group in groups:
+                group["lr"] *= self.lr_ratio
+        # What get_last_lr() reports (Trainer logs it for the first step after the resume).
+        scheduler._last_lr = [group["lr"] for group in groups]
+
+
 class AugmentationEpoch(TrainerCallback):
     """Keeps `AugmentationSeeds.epoch` at the epoch Trainer is about to train (a resumed one too)."""
 

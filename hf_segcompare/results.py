@@ -21,8 +21,8 @@ RESULTS_FILE = "results.json"
 # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference; 4: evaluation
 # protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix; 5: the label set's
 # source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
-# columns; ignore_index may be null
-SCHEMA_VERSION = 5
+# columns; ignore_index may be null; 6: changed_on_resume
+SCHEMA_VERSION = 6
 
 
 def _json_safe(value):
@@ -49,7 +49,8 @@ class RunResults:
     trained model costs to run (`hf_segcompare.inference_cost`); `augmented_eval` the final weights'
     scores under test-time augmentation (``protocol`` says which), beside the single-scale
     `final_eval`; `confusion_matrix` the final evaluation's pixel counts, rows the annotation's
-    class and columns the prediction's.
+    class and columns the prediction's; `changed_on_resume` every option (or process count) a resume
+    changed, with its values before and after and the step from which the new one applied.
     """
 
     model: str
@@ -73,6 +74,7 @@ class RunResults:
     inference: dict[str, Any] | None = None
     augmented_eval: dict[str, Any] | None = None
     confusion_matrix: list[list[int]] | None = None
+    changed_on_resume: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, set_seed
 
-from .arguments import DataArguments, ModelArguments, check_args, write_run_args
-from .callbacks import samples_seen, steps_per_epoch
+from .arguments import RUN_FACTS, DataArguments, ModelArguments, check_args, resolved_args, run_facts, write_run_args
+from .callbacks import ChangedOptimizerOptions, samples_seen, steps_per_epoch
 from .cards import write_model_card
 from .checkpoints import clear_previous_run, holds_the_whole_budget, resolve_resume, trained_steps
 from .errors import CheckpointError, TrainingDiverged, UsageError
@@ -31,6 +31,7 @@ from .loading import check_start, load_data, load_model
 from .models import count_parameters, get_entry, model_normalization
 from .recipes import default_protocol, get_recipe, recipe_reason
 from .results import RESULTS_FILE, RunResults, record_name
+from .resume_check import OPTIMIZER_OPTIONS, changed_options, check_changes, saved_options
 from .run_lock import RunLock
 from .threads import apply_cpu_threads
 from .trainer import SegTrainer, describe_write_error, with_fields
@@ -175,7 +176,8 @@ def _as_lists(matrix) -> list[list[int]] | None:
 
 def _collect_results(model_args: ModelArguments, data_args: DataArguments, trainer: SegTrainer, dataset,
                      data_dir: str, train_summary: dict[str, Any] | None, evaluations: list[dict],
-                     status: str = "complete", augmented: dict[str, Any] | None = None) -> RunResults:
+                     status: str = "complete", augmented: dict[str, Any] | None = None,
+                     changes: list[dict[str, Any]] | None = None) -> RunResults:
     """The run's `RunResults` (see there for `status`)."""
     # Every rank measured its own peak; the run's figure is the largest.
     peak = trainer.resource_meter.peak_memory()
@@ -213,6 +215,7 @@ def _collect_results(model_args: ModelArguments, data_args: DataArguments, train
         final_eval=evaluations[-1] if evaluations and status == "complete" else None,
         augmented_eval=augmented if status == "complete" else None,
         confusion_matrix=_as_lists(trainer.confusion_matrices.get("eval")) if status == "complete" else None,
+        changed_on_resume=list(changes or []),
         train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
                     for e in trainer.state.log_history if "loss" in e],
         environment=_environment(trainer),
@@ -277,6 +280,40 @@ def prepare_output_dir(training_args: TrainingArguments, lock: RunLock | None = 
     # training_args keeps what the user gave (None, "last", a path): run_args.json replays that,
     # not this folder's checkpoint.
     return resume_from
+
+
+def _resume_changes(resume_from: str, model_args: ModelArguments, data_args: DataArguments,
+                    training_args: TrainingArguments, trainer: SegTrainer) -> list[dict[str, Any]]:
+    """The options this resume changes against the run it continues (`hf_segcompare.resume_check`),
+    after refusing what may not change; those it accepts apply from here (the optimizer restored from
+    the checkpoint takes the new learning rate and weight decay). Returns every change of the run,
+    earlier resumes' included, as the record lists them.
+
+    Raises:
+        UsageError: an option that cannot change, or one changed without ``--allow_changed_options``.
+    """
+    saved = saved_options(training_args.output_dir)
+    if saved is None:
+        return []
+    now = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args)}
+    changes = changed_options(saved, now, trained_steps(resume_from)[0])
+    check_changes(changes, getattr(training_args, "allow_changed_options", False), resume_from)
+    changed = {change["option"]: change for change in changes}
+    if "weight_decay" in changed and not changed["weight_decay"]["before"]:
+        raise UsageError("--weight_decay: the run trained without weight decay, so which parameter groups should "
+                         "decay cannot be told from its optimizer; train afresh to change it.")
+    if changed.keys() & set(OPTIMIZER_OPTIONS):
+        lr = changed.get("learning_rate")
+        trainer.add_callback(ChangedOptimizerOptions(
+            lr_ratio=lr["after"] / lr["before"] if lr else None,
+            weight_decay=changed["weight_decay"]["after"] if "weight_decay" in changed else None))
+    if changes and training_args.process_index == 0:
+        print(f"resuming with changed options: {'; '.join(_change_text(change) for change in changes)}", flush=True)
+    return (saved.get(RUN_FACTS) or {}).get("changes", []) + changes
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    return f"{change['option']} {change['before']} -> {change['after']} from step {change['at_step']}"
 
 
 def _at_budget(resume_from: str | None, training_args: TrainingArguments) -> bool:
@@ -454,22 +491,24 @@ def _run(model_args: ModelArguments, data_args: DataArguments, training_args: Tr
     if not model_args.from_scratch and not model_args.model_name_or_path:
         model_args = dataclasses.replace(model_args, pretrained=model.config.pretrained_from)
     lock.acquire()  # a folder that did not exist is locked as the run first writes it
+    changes = _resume_changes(resume_from, model_args, data_args, training_args, trainer) \
+        if resume_from is not None and training_args.do_train else []
     # Written before anything trains, so even an interrupted run says how it was started.
     if training_args.process_index == 0 and training_args.do_train:
-        write_run_args(training_args.output_dir, model_args, data_args, training_args)
+        write_run_args(training_args.output_dir, model_args, data_args, training_args, changes)
 
     try:
         train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from, at_budget)
     except TrainingDiverged as error:
         results = _collect_results(model_args, data_args, trainer, dataset, data_dir, None,
                                    [entry for entry in trainer.state.log_history if "eval_mean_iou" in entry],
-                                   status="diverged")
+                                   status="diverged", changes=changes)
         results.diverged = {"step": error.step, "message": str(error)}
         if trainer.is_world_process_zero():
             results.write(Path(training_args.output_dir) / RESULTS_FILE)
         raise
     results = _collect_results(model_args, data_args, trainer, dataset, data_dir, train_summary, evaluations,
-                               augmented=augmented)
+                               augmented=augmented, changes=changes)
     if trainer.is_world_process_zero():
         if training_args.do_train:
             # Measured on the main process only, after every collective step of the run.

@@ -89,23 +89,22 @@ def test_a_damaged_last_checkpoint_resumes_from_the_one_before_it(voc_tree, tmp_
     it resumes from instead, and finishes; asked for by name, it is one line naming the intact one."""
     output = tmp_path / "out"
     args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
-            "--save_total_limit", "2"]
-    status, stderr, _ = run_seg_in_process([*args, "--max_steps", "4"], capsys)
+            "--save_total_limit", "3"]
+    status, stderr, _ = run_seg_in_process(args, capsys)
     assert status == 0, stderr[-3000:]
-    weights = output / "checkpoint-4" / "model.safetensors"
+    weights = output / "checkpoint-6" / "model.safetensors"
     weights.write_bytes(np.random.default_rng(0).bytes(weights.stat().st_size))
-    status, stderr, _ = run_seg_in_process([*args, "--max_steps", "6", "--resume_from_checkpoint",
-                                            str(output / "checkpoint-4")], capsys)
+    status, stderr, _ = run_seg_in_process([*args, "--resume_from_checkpoint", str(output / "checkpoint-6")], capsys)
     line = _one_error_line(stderr)
-    assert status == 2 and "checkpoint-4: it cannot be read (model.safetensors: " in line
-    assert f"Pass {output / 'checkpoint-2'}, the newest intact checkpoint, or 'last'." in line
+    assert status == 2 and "checkpoint-6: it cannot be read (model.safetensors: " in line
+    assert f"Pass {output / 'checkpoint-4'}, the newest intact checkpoint, or 'last'." in line
     with caplog.at_level("WARNING", logger="hf_segcompare.checkpoints"):
-        status, stderr, _ = run_seg_in_process([*args, "--max_steps", "6"], capsys)
+        status, stderr, _ = run_seg_in_process(args, capsys)
     assert status == 0 and "Traceback" not in stderr, stderr[-3000:]
-    assert f"skipping {output / 'checkpoint-4'}: it cannot be read (model.safetensors: " in caplog.text
-    assert "; resuming from checkpoint-2" in caplog.text
+    assert f"skipping {output / 'checkpoint-6'}: it cannot be read (model.safetensors: " in caplog.text
+    assert "; resuming from checkpoint-4" in caplog.text
     record = json.loads((output / "results.json").read_text())
-    assert record["train"]["resumed_from"] == "checkpoint-2" and record["train"]["steps"] == 6
+    assert record["train"]["resumed_from"] == "checkpoint-4" and record["train"]["steps"] == 6
 
 
 def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
@@ -167,6 +166,62 @@ def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(voc_tree, t
     assert line.startswith("error: interrupted at step ") and " of 400: nothing was published; rerunning the " \
         "same command resumes from checkpoint-" in line
     assert not (output / "results.json").exists()
+
+
+def _interrupted_at_step_2(voc_tree, tmp_path, monkeypatch) -> tuple[Path, list[str]]:
+    """A segformer-tiny run of 6 steps killed while writing checkpoint-4: checkpoint-2 to resume from."""
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c")]
+    with monkeypatch.context() as patch:
+        _kill_while_saving(patch, step=4)
+        with pytest.raises(SimulatedKill):
+            run(*parse_args(args))
+    return output, args
+
+
+def test_a_resume_with_a_changed_learning_rate_is_refused_or_applied_and_listed(voc_tree, tmp_path, monkeypatch,
+                                                                              capsys):
+    output, args = _interrupted_at_step_2(voc_tree, tmp_path, monkeypatch)
+    status, stderr, _ = run_seg_in_process([*args, "--learning_rate", "1e-6"], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and "resuming from checkpoint-2 with other options than the run it continues " \
+        "(learning_rate 0.002 -> 1e-06)" in line and "--allow_changed_options" in line
+    status, stderr, stdout = run_seg_in_process([*args, "--learning_rate", "1e-6", "--allow_changed_options"], capsys)
+    assert status == 0, stderr[-3000:]
+    assert "resuming with changed options: learning_rate 0.002 -> 1e-06 from step 2" in stdout
+    record = json.loads((output / "results.json").read_text())
+    assert record["changed_on_resume"] == [
+        {"option": "learning_rate", "before": 0.002, "after": 1e-06, "at_step": 2}]
+    assert "Changed when resumed at step 2: `learning_rate` 0.002 → 1e-06 (from then on)." in \
+        (output / "README.md").read_text()
+    # The rate the steps after the resume trained with is the new one (the checkpoint held the old).
+    state = json.loads((output / "checkpoint-6" / "trainer_state.json").read_text())
+    rates = {entry["step"]: entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry}
+    assert rates[2] > 1e-4 and 0 < max(rate for step, rate in rates.items() if step > 2) <= 1e-6
+
+
+def test_a_resume_on_another_process_count_is_refused_unless_allowed(voc_tree, tmp_path, monkeypatch, capsys):
+    """The interrupted run's record says it ran on 2 processes (global batch 8); resuming here on one."""
+    output, args = _interrupted_at_step_2(voc_tree, tmp_path, monkeypatch)
+    recorded = json.loads((output / "run_args.json").read_text())
+    recorded["_run"].update(num_processes=2, global_batch_size=8)
+    (output / "run_args.json").write_text(json.dumps(recorded))
+    status, stderr, _ = run_seg_in_process(args, capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and "(global_batch_size 8 -> 4; num_processes 2 -> 1)" in line
+    status, stderr, _ = run_seg_in_process([*args, "--allow_changed_options"], capsys)
+    assert status == 0, stderr[-3000:]
+    record = json.loads((output / "results.json").read_text())
+    assert [change["option"] for change in record["changed_on_resume"]] == ["global_batch_size", "num_processes"]
+    assert "`num_processes` 2 → 1" in (output / "README.md").read_text()
+
+
+def test_a_resume_cannot_change_the_model_or_the_optimizers_groups(voc_tree, tmp_path, monkeypatch, capsys):
+    output, args = _interrupted_at_step_2(voc_tree, tmp_path, monkeypatch)
+    status, stderr, _ = run_seg_in_process([*args, "--lr_multipliers", "decode_head=10", "--allow_changed_options"],
+                                           capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and "(lr_multipliers '' -> 'decode_head=10'): those cannot change mid-run" in line
 
 
 # ----------------------------------------------------------------------------- helpers

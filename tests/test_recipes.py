@@ -198,11 +198,14 @@ def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path):
     saved_state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
     # rest with decay, LayerNorms without, decode head at x10: the published SegFormer groups
     assert len(saved_state["param_groups"]) == 3
-    resumed = launch([*common, "--max_steps", "4", "--resume_from_checkpoint", str(checkpoint)], tmp_path)
+    # A longer budget is a longer schedule: the resume accepts it when asked to (and records it).
+    resumed = launch([*common, "--max_steps", "4", "--resume_from_checkpoint", str(checkpoint),
+                      "--allow_changed_options"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
     assert results["train"]["steps"] == 4
     assert [entry["step"] for entry in results["train_loss"]] == [1, 2, 3, 4]
+    assert results["changed_on_resume"] == [{"option": "max_steps", "before": 2, "after": 4, "at_step": 2}]
 
 
 def test_from_recipe_gives_python_the_command_lines_arguments(tmp_path):
