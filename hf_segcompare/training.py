@@ -312,6 +312,22 @@ def _resume_changes(resume_from: str, model_args: ModelArguments, data_args: Dat
     return (saved.get(RUN_FACTS) or {}).get("changes", []) + changes
 
 
+def _refuse_other_options(finished: RunResults, model_args: ModelArguments, data_args: DataArguments,
+                          training_args: TrainingArguments) -> None:
+    """Raise `UsageError` when a finished run is asked for again with other options than it ran with
+    (those the data resolves, such as an unset crop, are compared only where given)."""
+    saved = saved_options(training_args.output_dir)
+    if saved is None:
+        return
+    now = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args)}
+    changes = [change for change in changed_options(saved, now, finished.train["steps"]) if change["after"] is not None]
+    if changes:
+        listed = "; ".join(f"{change['option']} {change['before']} -> {change['after']}" for change in changes)
+        raise UsageError(f"--output_dir {training_args.output_dir} holds this run finished at step "
+                         f"{finished.train['steps']}, with other options ({listed}): pass --overwrite_output_dir to "
+                         "train it again with these, or another --output_dir.")
+
+
 def _change_text(change: dict[str, Any]) -> str:
     return f"{change['option']} {change['before']} -> {change['after']} from step {change['at_step']}"
 
@@ -456,7 +472,8 @@ def _run(model_args: ModelArguments, data_args: DataArguments, training_args: Tr
     finished = _finished_record(Path(training_args.output_dir), resume_from) if at_budget else None
     if finished is not None:
         # A finished run is final: the same command again trains nothing and rewrites nothing (a push
-        # asked for publishes it as it is).
+        # asked for publishes it as it is). Another command is not the same run: said, not ignored.
+        _refuse_other_options(finished, model_args, data_args, training_args)
         if training_args.process_index == 0:
             print(f"nothing left to train: {training_args.output_dir} holds this run, finished at step "
                   f"{finished.train['steps']} (its budget); nothing was trained or rewritten "

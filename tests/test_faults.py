@@ -598,6 +598,11 @@ def test_a_finished_step_budget_is_final(voc_tree, tmp_path, capsys):
     assert f"nothing left to train: {output} holds this run, finished at step 3 (its budget)" in stdout
     assert {name: (output / name).read_bytes() for name in files} == files
     assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-3"]
+    # Another command is not the same run: said, and nothing changed.
+    status, stderr, _ = run_seg_in_process([*args, "--learning_rate", "1e-5"], capsys)
+    assert status == 2 and (f"error: --output_dir {output} holds this run finished at step 3, with other options "
+                            "(learning_rate 0.002 -> 1e-05)") in stderr
+    assert {name: (output / name).read_bytes() for name in files} == files
     # Killed during the final evaluation: the record is written, no step trained, the same weights.
     (output / "results.json").unlink()
     status, stderr, stdout = run_seg_in_process(args, capsys)
