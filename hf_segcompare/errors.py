@@ -46,6 +46,10 @@ class InvalidSamplesError(DataError):
 
     def __init__(self, errors: list[str]):
         self.errors = errors
+        if len(errors) == 1:  # one line, as every other error of the command line
+            super().__init__(f"{errors[0]}. Fix or remove it, or pass drop_invalid=True (--drop_invalid) to leave "
+                             "it out.")
+            return
         shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
         more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
         super().__init__(

@@ -40,11 +40,12 @@ def _jpeg_with_orientation(shown: np.ndarray, turn: int = 6) -> bytes:
     return buffer.getvalue()
 
 
-def _imagefolder(root, image_bytes: bytes, mask: np.ndarray, suffix: str = ".jpg"):
+def _imagefolder(root, image_bytes: bytes, mask: np.ndarray, suffix: str = ".jpg", validation: bytes | None = None):
+    """The photo in train/ and validation/ (or `validation`'s bytes there, with the same mask)."""
     for split in ("train", "validation"):
         folder = root / split
         folder.mkdir(parents=True)
-        (folder / f"photo{suffix}").write_bytes(image_bytes)
+        (folder / f"photo{suffix}").write_bytes(validation if split == "validation" and validation else image_bytes)
         Image.fromarray(mask).save(folder / "photo_mask.png")
         (folder / "metadata.jsonl").write_text(json.dumps({"file_name": f"photo{suffix}",
                                                            "label_file_name": "photo_mask.png"}) + "\n")
@@ -73,14 +74,16 @@ def test_an_orientation_6_photo_and_its_mask_are_aligned_upright(mask_frame, tmp
     assert np.array_equal(np.asarray(open_rgb(root / "train" / "photo.jpg")), np.asarray(to_rgb(row["image"])))
 
 
-def test_a_photo_whose_orientation_keeps_its_size_is_refused_by_name(tmp_path):
+def test_a_photo_whose_orientation_keeps_its_size_is_refused_in_one_line(tmp_path):
     shown, mask = _shown_pair(40, 40)  # square: turned or not, the mask fits, so it cannot tell
-    root = _imagefolder(tmp_path / "square", _jpeg_with_orientation(shown), mask)
+    plain = io.BytesIO()
+    Image.fromarray(shown).save(plain, format="JPEG", quality=98)
+    root = _imagefolder(tmp_path / "square", _jpeg_with_orientation(shown), mask, validation=plain.getvalue())
     with pytest.raises(InvalidSamplesError) as raised:
         load_image_mask_dataset(str(root), cache_dir=tmp_path / "cache", label_options=NAMES)
-    assert len(raised.value.errors) == 2 and all(
-        "photo.jpg: its EXIF orientation (6) turns or mirrors the photo without changing its size" in error
-        for error in raised.value.errors)
+    message = str(raised.value)
+    assert "\n" not in message and "train row 0 ('photo'): " in message
+    assert "photo.jpg: its EXIF orientation (6) turns or mirrors the photo without changing its size" in message
 
 
 def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped(tmp_path):
