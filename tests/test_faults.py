@@ -118,7 +118,7 @@ def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
 
     output = tmp_path / "out"
     args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
-            "--max_steps", "24", "--save_steps", "12", "--eval_steps", "12"]
+            "--max_steps", "12", "--save_steps", "6", "--eval_steps", "6"]
     first = subprocess.Popen([sys.executable, str(RUN_SEG), *args], cwd=tmp_path, env=script_env(tmp_path),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
@@ -129,7 +129,7 @@ def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
     assert status == 2 and f"--output_dir {output} is in use by another run (process {first.pid} on " in line
     stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-3000:]
-    assert json.loads((output / "results.json").read_text())["train"]["steps"] == 24
+    assert json.loads((output / "results.json").read_text())["train"]["steps"] == 12
     # A holder killed without a word: the kernel dropped its lock, and the next run goes ahead.
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hf_segcompare.run_lock import RunLock; "
                                "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)",
