@@ -295,8 +295,7 @@ def _resume_changes(resume_from: str, model_args: ModelArguments, data_args: Dat
     saved = saved_options(training_args.output_dir)
     if saved is None:
         return []
-    now = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args)}
-    changes = changed_options(saved, now, trained_steps(resume_from)[0])
+    changes = changed_options(saved, _options_now(model_args, data_args, training_args), trained_steps(resume_from)[0])
     check_changes(changes, getattr(training_args, "allow_changed_options", False), resume_from)
     changed = {change["option"]: change for change in changes}
     if "weight_decay" in changed and not changed["weight_decay"]["before"]:
@@ -319,13 +318,19 @@ def _refuse_other_options(finished: RunResults, model_args: ModelArguments, data
     saved = saved_options(training_args.output_dir)
     if saved is None:
         return
-    now = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args)}
-    changes = [change for change in changed_options(saved, now, finished.train["steps"]) if change["after"] is not None]
+    changes = [change for change in changed_options(saved, _options_now(model_args, data_args, training_args),
+                                                    finished.train["steps"]) if change["after"] is not None]
     if changes:
         listed = "; ".join(f"{change['option']} {change['before']} -> {change['after']}" for change in changes)
         raise UsageError(f"--output_dir {training_args.output_dir} holds this run finished at step "
                          f"{finished.train['steps']}, with other options ({listed}): pass --overwrite_output_dir to "
                          "train it again with these, or another --output_dir.")
+
+
+def _options_now(model_args: ModelArguments, data_args: DataArguments,
+                 training_args: TrainingArguments) -> dict[str, Any]:
+    """This run's options and facts, as run_args.json holds the interrupted run's."""
+    return {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args)}
 
 
 def _change_text(change: dict[str, Any]) -> str:
