@@ -83,7 +83,7 @@ def prepare(workdir: Path, images: int) -> dict:
     from transformers import SegformerImageProcessor
 
     from hf_segcompare.data import generate_synthetic_voc, load_voc
-    from hf_segcompare.inference import SegImageProcessor
+    from hf_segcompare.evaluation.inference import SegImageProcessor
     from hf_segcompare.labels import VOC_LABELS
     from hf_segcompare.models import create_model, model_normalization
 
@@ -123,7 +123,9 @@ def run_example(script: Path, workdir: Path, images: int) -> dict:
     import evaluate
     import huggingface_hub
 
-    from hf_segcompare.metrics import MEAN_IOU_MODULE  # the module imports hf_segcompare.metrics anyway
+    from hf_segcompare.evaluation.metrics import (
+        MEAN_IOU_MODULE,  # the module imports hf_segcompare.evaluation.metrics anyway
+    )
 
     data = workdir / f"parquet-{images}"  # written by the parent process
     load = evaluate.load
@@ -142,8 +144,8 @@ def run_example(script: Path, workdir: Path, images: int) -> dict:
 
 def run_toolkit(workdir: Path, images: int) -> dict:
     """One evaluation-only run of hf_segcompare (``run_seg.py --do_train false``), in this process."""
-    from hf_segcompare.arguments import parse_args
-    from hf_segcompare.training import run
+    from hf_segcompare.config.arguments import parse_args
+    from hf_segcompare.pipeline.run import run
 
     prepared = prepare(workdir, images)
     results = run(*parse_args([

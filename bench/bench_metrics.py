@@ -76,11 +76,11 @@ def per_image_numpy(predictions, references):
 
 
 def streaming(predictions, references, backend: str):
-    """numpy: hf_segcompare.metrics.mean_iou (byte-pair bincount per image); torch: the Trainer
+    """numpy: hf_segcompare.evaluation.metrics.mean_iou (byte-pair bincount per image); torch: the Trainer
     path, per-sample confusion matrices from torch.bincount, batches of 8."""
     import torch
 
-    from hf_segcompare.metrics import confusion_matrices, mean_iou, scores_from_confusion
+    from hf_segcompare.evaluation.metrics import confusion_matrices, mean_iou, scores_from_confusion
 
     if backend == "numpy":
         return mean_iou(predictions, references, NUM_LABELS, 255)["mean_iou"]
@@ -94,7 +94,7 @@ def streaming(predictions, references, backend: str):
 def measure_metric(method: str, count: int) -> dict:
     import torch  # noqa: F401 - imports are not part of what is timed
 
-    import hf_segcompare.metrics  # noqa: F401
+    import hf_segcompare.evaluation.metrics  # noqa: F401
 
     predictions, references = _maps(count)
     _reset_peak()
@@ -111,8 +111,8 @@ def measure_evaluate(num_images: int, mode: str, workdir: str) -> dict:
     from transformers import Trainer, TrainingArguments
 
     from hf_segcompare.data import eval_transforms, generate_synthetic_voc, load_voc, make_batch_transform
+    from hf_segcompare.engine.trainer import SegTrainer
     from hf_segcompare.models import IMAGENET, create_model
-    from hf_segcompare.trainer import SegTrainer
 
     tree = Path(workdir) / f"eval-{num_images}"
     if not tree.exists():
@@ -126,7 +126,7 @@ def measure_evaluate(num_images: int, mode: str, workdir: str) -> dict:
     if mode == "streaming":
         trainer = SegTrainer(model, args, eval_dataset=validation)
     else:  # the transformers example's way: every logit kept, scored at the end
-        from hf_segcompare.metrics import mean_iou
+        from hf_segcompare.evaluation.metrics import mean_iou
 
         def compute_metrics(eval_prediction):
             logits = torch.from_numpy(eval_prediction.predictions)

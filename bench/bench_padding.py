@@ -22,10 +22,10 @@ from pathlib import Path
 
 from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 
-from hf_segcompare.arguments import parse_args
+from hf_segcompare.config.arguments import parse_args
 from hf_segcompare.data import generate_synthetic_voc
-from hf_segcompare.results import RunResults
-from hf_segcompare.training import run
+from hf_segcompare.pipeline.run import run
+from hf_segcompare.report.results import RunResults
 
 
 def evaluate(folder: Path, padding: str, workdir: Path, data_dir: Path | None = None) -> dict:

@@ -36,11 +36,11 @@ import torch
 from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 from transformers import TrainerCallback
 
-from hf_segcompare.arguments import SegTrainingArguments
+from hf_segcompare.config.arguments import SegTrainingArguments
 from hf_segcompare.data import generate_synthetic_voc, load_voc
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import VOC_LABELS
 from hf_segcompare.models import create_model, list_models
-from hf_segcompare.trainer import SegTrainer
 
 
 class StepClock(TrainerCallback):

@@ -13,7 +13,7 @@ card and the model), as ``scripts/run_seg.py`` does. Importing the package regis
 DeepLabV3+ and ViT configs and the image processor with the transformers Auto classes.
 """
 
-from .arguments import DataArguments, ModelArguments, SegTrainingArguments, parse_args
+from .config.arguments import DataArguments, ModelArguments, SegTrainingArguments, parse_args
 from .data import (
     LabelOptions,
     ensure_synthetic_voc,
@@ -23,6 +23,7 @@ from .data import (
     load_image_mask_dataset,
     load_voc,
 )
+from .engine.trainer import SegTrainer
 from .errors import (
     CheckpointError,
     DataError,
@@ -33,14 +34,19 @@ from .errors import (
     TrainingDiverged,
     UsageError,
 )
-from .inference import SegImageProcessor, segment
+from .evaluation.inference import SegImageProcessor, segment
+from .evaluation.metrics import (
+    MEAN_IOU_MODULE,
+    SegmentationMetrics,
+    confusion_matrices,
+    mean_iou,
+    scores_from_confusion,
+)
 from .labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS, LabelSet
-from .metrics import MEAN_IOU_MODULE, SegmentationMetrics, confusion_matrices, mean_iou, scores_from_confusion
 from .models import ModelEntry, count_parameters, create_model, get_entry, list_models, register_model
-from .recipes import RECIPE_NAMES, Recipe, get_recipe
-from .results import RunResults
-from .trainer import SegTrainer
-from .training import run
+from .models.recipes import RECIPE_NAMES, Recipe, get_recipe
+from .pipeline.run import run
+from .report.results import RunResults
 
 __version__ = "0.1.0"
 

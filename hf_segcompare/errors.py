@@ -3,7 +3,7 @@
 - `UsageError` (and its `DataError` and `PretrainedUnavailable`): the input cannot work
   (arguments, data, starting weights); nothing was trained. The message names the argument, file
   or id and what to pass instead. The model layer words it for Python callers; the argument layer
-  (`hf_segcompare.loading`) re-words `PretrainedUnavailable` with the command line's options.
+  (`hf_segcompare.pipeline.loading`) re-words `PretrainedUnavailable` with the command line's options.
 - `CheckpointError`, `TrainingDiverged`, `PushError`: the run started and stopped, or trained and
   could not publish; the message says what was kept.
 

@@ -10,8 +10,8 @@ label set.
 import argparse
 import sys
 
-from hf_segcompare.cards import write_comparison
 from hf_segcompare.errors import UsageError
+from hf_segcompare.report.cards import write_comparison
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
     from hf_segcompare.data import voc_palette
     from hf_segcompare.data.images import UnsupportedImage, open_rgb
-    from hf_segcompare.inference import load_image_processor
+    from hf_segcompare.evaluation.inference import load_image_processor
 
     local = Path(args.model).expanduser()
     # owner/name whose owner is no folder here reads as a Hub id; anything else names a folder.

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from hf_segcompare.errors import PushError, UsageError
-from hf_segcompare.hub import push_folder
+from hf_segcompare.report.push import push_folder
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hf_segcompare.experiments import EXPERIMENTS
+    from hf_segcompare.pipeline.experiments import EXPERIMENTS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", choices=list(EXPERIMENTS),
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(own_args)
 
     from hf_segcompare.errors import SegCompareError, UsageError
-    from hf_segcompare.experiments import get_experiment, model_commands, run_experiment
+    from hf_segcompare.pipeline.experiments import get_experiment, model_commands, run_experiment
 
     try:
         if args.push_to_hub != bool(args.hub_owner):

@@ -67,13 +67,13 @@ from pathlib import Path
 def _quick_check(argv: list[str]) -> str | None:
     """An unknown option or model name, found before torch and transformers load (they take seconds).
 
-    `hf_segcompare.option_names` is loaded by path: importing the package would load them first.
+    `hf_segcompare.config.option_names` is loaded by path: importing the package would load them first.
     """
     package = importlib.util.find_spec("hf_segcompare")
     if package is None or not package.submodule_search_locations:
         return None
     spec = importlib.util.spec_from_file_location(
-        "hf_segcompare_option_names", Path(package.submodule_search_locations[0]) / "option_names.py")
+        "hf_segcompare_option_names", Path(package.submodule_search_locations[0]) / "config" / "option_names.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.quick_check(argv)
@@ -86,10 +86,10 @@ def main(argv=None) -> int:
         print(f"error: {mistake}", file=sys.stderr)
         return 2
 
-    from hf_segcompare.arguments import parse_args
+    from hf_segcompare.config.arguments import parse_args
     from hf_segcompare.errors import Interrupted, SegCompareError, UsageError
-    from hf_segcompare.results import summary_line
-    from hf_segcompare.training import run
+    from hf_segcompare.pipeline.run import run
+    from hf_segcompare.report.results import summary_line
 
     try:
         model_args, data_args, training_args = parse_args(argv)

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 
-from hf_segcompare.arguments import SegTrainingArguments, parse_args
-from hf_segcompare.device_settings import MAX_WORKERS, device_defaults
+from hf_segcompare.config.arguments import SegTrainingArguments, parse_args
+from hf_segcompare.engine.device_settings import MAX_WORKERS, device_defaults
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
-from hf_segcompare.trainer import SegTrainer
-from hf_segcompare.training import run
+from hf_segcompare.pipeline.run import run
 
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU run chooses")
 

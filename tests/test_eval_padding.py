@@ -15,8 +15,8 @@ from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from hf_segcompare.data import generate_synthetic_voc, load_voc
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import IGNORE_INDEX, VOC_LABELS
-from hf_segcompare.trainer import SegTrainer
 
 
 class PixelConfig(PretrainedConfig):
@@ -90,7 +90,7 @@ def test_an_eval_size_that_no_model_can_take_is_refused(voc_tree, tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
 def test_evaluation_hands_freed_memory_back_on_linux(tmp_path):
     """The trainer trims the heap after each evaluation batch (peak RSS: bench/bench_eval.py)."""
-    from hf_segcompare.callbacks import ReturnFreedMemory
+    from hf_segcompare.engine.callbacks import ReturnFreedMemory
 
     model = PerPixelModel(PixelConfig(id2label=VOC_LABELS.id2label))
     trainer = SegTrainer(model, TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True))

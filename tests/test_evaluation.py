@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from hf_segcompare.data.transforms import black_fill
 from hf_segcompare.errors import UsageError
-from hf_segcompare.evaluation import EvalProtocol, predict_probabilities, short_side_size
+from hf_segcompare.evaluation.protocol import EvalProtocol, predict_probabilities, short_side_size
 from hf_segcompare.models import create_model
 from hf_segcompare.models.registry import IMAGENET
 
@@ -130,9 +130,9 @@ def test_protocol_names_and_refusals():
 
 
 def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny"):
-    from hf_segcompare.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import SegTrainingArguments
     from hf_segcompare.data import load_voc
-    from hf_segcompare.trainer import SegTrainer
+    from hf_segcompare.engine.trainer import SegTrainer
 
     torch.manual_seed(0)
     dataset = load_voc(voc_tree, cache_dir=tmp_path / "arrow")
@@ -216,8 +216,8 @@ def test_a_multi_scale_flip_run_writes_two_model_index_entries(voc_tree, tmp_pat
 def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwise(voc_tree, tmp_path, capsys):
     import json
 
-    from hf_segcompare.arguments import parse_args
-    from hf_segcompare.training import _resolve_protocol
+    from hf_segcompare.config.arguments import parse_args
+    from hf_segcompare.pipeline.run import _resolve_protocol
 
     from .conftest import run_seg_in_process
 
@@ -248,7 +248,7 @@ def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_
     evaluation did and answer at the image's own size, pixel for pixel the evaluation's argmax."""
     from transformers import pipeline
 
-    from hf_segcompare.inference import SegImageProcessor, segment
+    from hf_segcompare.evaluation.inference import SegImageProcessor, segment
 
     trainer = _trainer(voc_tree, tmp_path, EvalProtocol(resize="short_side", short_side=96))
     model = trainer.model.eval()

@@ -16,14 +16,14 @@ from safetensors.torch import save_file
 from transformers import SegformerModel
 
 from hf_segcompare.errors import UsageError
-from hf_segcompare.experiments import (
+from hf_segcompare.models import create_model
+from hf_segcompare.pipeline.experiments import (
     ExperimentStopped,
     get_experiment,
     model_commands,
     model_state,
     tiny_variant,
 )
-from hf_segcompare.models import create_model
 
 from .conftest import REPO_ROOT, script_env
 from .hub_server import HubServer

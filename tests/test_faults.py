@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_segcompare.arguments import parse_args
-from hf_segcompare.training import run
+from hf_segcompare.config.arguments import parse_args
+from hf_segcompare.pipeline.run import run
 
 from .conftest import run_seg_in_process
 
@@ -64,7 +64,7 @@ def test_a_killed_run_resumes_exactly_skipping_the_half_written_checkpoint(model
     assert not (interrupted / "checkpoint-4" / "trainer_state.json").exists()
     assert not (interrupted / "results.json").exists()
 
-    with caplog.at_level("WARNING", logger="hf_segcompare.checkpoints"):
+    with caplog.at_level("WARNING", logger="hf_segcompare.engine.checkpoints"):
         run(*parse_args(["--model", model, "--from_scratch",
                          *_train_args(voc_tree, interrupted, cache, "--resume_from_checkpoint", "last")]))
     assert f"skipping {interrupted / 'checkpoint-4'}" in caplog.text
@@ -98,7 +98,7 @@ def test_a_damaged_last_checkpoint_resumes_from_the_one_before_it(voc_tree, tmp_
     line = _one_error_line(stderr)
     assert status == 2 and "checkpoint-6: it cannot be read (model.safetensors: " in line
     assert f"Pass {output / 'checkpoint-4'}, the newest intact checkpoint, or 'last'." in line
-    with caplog.at_level("WARNING", logger="hf_segcompare.checkpoints"):
+    with caplog.at_level("WARNING", logger="hf_segcompare.engine.checkpoints"):
         status, stderr, _ = run_seg_in_process(args, capsys)
     assert status == 0 and "Traceback" not in stderr, stderr[-3000:]
     assert f"skipping {output / 'checkpoint-6'}: it cannot be read (model.safetensors: " in caplog.text
@@ -131,8 +131,9 @@ def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
     assert first.returncode == 0, stderr[-3000:]
     assert json.loads((output / "results.json").read_text())["train"]["steps"] == 12
     # A holder killed without a word: the kernel dropped its lock, and the next run goes ahead.
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hf_segcompare.run_lock import RunLock; "
-                               "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)",
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; "
+                               "from hf_segcompare.engine.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+                               "print('locked', flush=True); time.sleep(600)",
                                str(tmp_path / "other")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()
@@ -239,7 +240,7 @@ def no_data_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the data was loaded before the bad input was reported")
 
-    monkeypatch.setattr("hf_segcompare.training.load_data", refuse)
+    monkeypatch.setattr("hf_segcompare.pipeline.run.load_data", refuse)
 
 
 def _mount_tmpfs(folder, options: str):
@@ -274,9 +275,9 @@ def test_a_diverging_run_stops_at_the_first_nonfinite_step_and_publishes_nothing
     for tensor in load_file(kept[0] / "model.safetensors").values():
         assert torch.isfinite(tensor).all()
     # Nothing downstream takes it for a result.
-    from hf_segcompare.cards import read_runs
     from hf_segcompare.errors import PushError, UsageError
-    from hf_segcompare.hub import push_folder
+    from hf_segcompare.report.cards import read_runs
+    from hf_segcompare.report.push import push_folder
 
     with pytest.raises(UsageError, match="did not finish"):
         read_runs([output_dir])
@@ -536,8 +537,8 @@ def test_option_mistakes_are_reported_before_torch_is_imported(tmp_path):
 
 def test_the_quick_check_accepts_every_option_the_parser_takes():
     """It reads the names from source: it must never refuse what the full parser accepts."""
-    from hf_segcompare.arguments import build_parser
-    from hf_segcompare.option_names import quick_check
+    from hf_segcompare.config.arguments import build_parser
+    from hf_segcompare.config.option_names import quick_check
 
     options = [option for option in build_parser()._option_string_actions if option.startswith("--")]
     assert len(options) > 200

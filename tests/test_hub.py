@@ -118,7 +118,7 @@ def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path
 def test_model_name_or_path_takes_a_hub_id(voc_tree, tmp_path):
     import subprocess
 
-    from hf_segcompare.inference import SegImageProcessor
+    from hf_segcompare.evaluation.inference import SegImageProcessor
     from hf_segcompare.models import create_model
 
     saved = tmp_path / "saved"
@@ -159,8 +159,8 @@ def test_model_name_or_path_with_the_hub_unreachable_fails_fast_saying_what_to_p
 
 
 def test_model_name_or_path_that_is_neither_a_folder_nor_a_hub_id_is_named(tmp_path):
-    from hf_segcompare.arguments import UsageError
-    from hf_segcompare.loading import require_saved_model_reachable
+    from hf_segcompare.config.arguments import UsageError
+    from hf_segcompare.pipeline.loading import require_saved_model_reachable
 
     missing = tmp_path / "outputs" / "segformr-b0"
     with pytest.raises(UsageError, match=f"--model_name_or_path {missing}: no such folder, and not a Hub id"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_segcompare.inference_cost import flops_per_image, inference_speed
+from hf_segcompare.evaluation.cost import flops_per_image, inference_speed
 from hf_segcompare.models import create_model
 
 

@@ -19,8 +19,8 @@ from hf_segcompare.data.label_source import (
 )
 from hf_segcompare.data.validation import validate_sample
 from hf_segcompare.errors import DataError
+from hf_segcompare.evaluation.metrics import SegmentationMetrics, mean_iou
 from hf_segcompare.labels import LabelSet
-from hf_segcompare.metrics import SegmentationMetrics, mean_iou
 
 from .own_data import png_bytes
 

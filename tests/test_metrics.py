@@ -10,7 +10,7 @@ import torch
 from transformers import EvalPrediction
 
 from hf_segcompare.data import IGNORE_INDEX, VOC_CLASSES
-from hf_segcompare.metrics import (
+from hf_segcompare.evaluation.metrics import (
     MEAN_IOU_MODULE,
     SegmentationMetrics,
     confusion_matrices,

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForSemanticSegmentation, TrainingArguments
 
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS
 from hf_segcompare.models import SmpForSemanticSegmentation, SmpSegConfig, count_parameters, create_model, list_models
-from hf_segcompare.trainer import SegTrainer
 
 REFERENCE_PARAMETERS = {  # the reference counts the project was specified with: 21 classes, random init
     "unet": 32_524_005,
@@ -149,9 +149,9 @@ def test_deeplabv3plus_uses_the_papers_rates_for_output_stride_16():
 
 
 def test_atrous_rates_can_be_chosen_and_only_for_deeplabv3plus():
-    from hf_segcompare.arguments import ModelArguments, check_args
+    from hf_segcompare.config.arguments import ModelArguments, check_args
     from hf_segcompare.errors import UsageError
-    from hf_segcompare.loading import load_model
+    from hf_segcompare.pipeline.loading import load_model
 
     model = load_model(ModelArguments(model="deeplabv3plus-tiny", from_scratch=True, atrous_rates=[12, 24, 36]),
                        VOC_LABELS)

@@ -40,7 +40,7 @@ def _assert_carries_the_classes(output, names: list[str], image_path, tmp_path) 
     the data's classes, by name and count."""
     from transformers import pipeline
 
-    from hf_segcompare.cards import write_comparison
+    from hf_segcompare.report.cards import write_comparison
 
     assert list(json.loads((output / "config.json").read_text())["id2label"].values()) == names
     results = json.loads((output / "results.json").read_text())
@@ -74,8 +74,8 @@ def pets_run(pets, tmp_path_factory):
     import contextlib
     import io
 
-    from hf_segcompare.arguments import parse_args
-    from hf_segcompare.training import run
+    from hf_segcompare.config.arguments import parse_args
+    from hf_segcompare.pipeline.run import run
 
     output = tmp_path_factory.mktemp("pets-run") / "segformer-tiny"
     stdout = io.StringIO()

@@ -14,12 +14,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import SegformerForSemanticSegmentation, SegformerModel, ViTModel
 
-from hf_segcompare.arguments import ModelArguments
+from hf_segcompare.config.arguments import ModelArguments
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.errors import UsageError
 from hf_segcompare.labels import VOC_CLASSES, VOC_LABELS
-from hf_segcompare.loading import load_model
 from hf_segcompare.models import create_model, model_normalization
-from hf_segcompare.trainer import SegTrainer
+from hf_segcompare.pipeline.loading import load_model
 
 from .conftest import free_port, run_seg_in_process
 
@@ -113,7 +113,7 @@ def test_the_sources_normalisation_wins_over_the_registrys(tmp_path):
 
 
 def _args(tmp_path):
-    from hf_segcompare.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import SegTrainingArguments
 
     return SegTrainingArguments.from_recipe("vit-tiny", "demo", output_dir=str(tmp_path / "trainer"))
 
@@ -160,7 +160,7 @@ def test_pipeline_and_segment_agree_on_a_non_square_image(tmp_path, capfd):
     `segment` give the same class for every pixel of a 70x45 image."""
     from transformers import pipeline
 
-    from hf_segcompare.inference import SegImageProcessor, segment
+    from hf_segcompare.evaluation.inference import SegImageProcessor, segment
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (45, 70, 3), dtype=np.uint8))
     for name in ("unet-tiny", "deeplabv3plus-tiny", "vit-tiny", "segformer-tiny"):

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from hf_segcompare.arguments import RUN_ARGS_FILE, parse_args, recipe_defaults, resolved_args, write_run_args
+from hf_segcompare.config.arguments import RUN_ARGS_FILE, parse_args, recipe_defaults, resolved_args, write_run_args
+from hf_segcompare.engine.optim import no_decay_parameter_names
+from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
-from hf_segcompare.optim import no_decay_parameter_names
-from hf_segcompare.trainer import SegTrainer
 
 from .conftest import TINY_TREE, launch
 
@@ -210,7 +210,7 @@ def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path):
 
 def test_from_recipe_gives_python_the_command_lines_arguments(tmp_path):
     """No parse_args: the same resolved arguments, training fields only, and the budget rule."""
-    from hf_segcompare.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import SegTrainingArguments
 
     args = SegTrainingArguments.from_recipe("unet", "published", output_dir=str(tmp_path))
     _, _, parsed = parse_args(["--model", "unet", "--dataset_name", "voc", "--output_dir", str(tmp_path)])

@@ -21,7 +21,7 @@ from hf_segcompare.models import (
     unregister_model,
 )
 from hf_segcompare.models.smp import load_smp_encoder
-from hf_segcompare.results import RunResults
+from hf_segcompare.report.results import RunResults
 
 from .conftest import run_seg_in_process
 
@@ -61,7 +61,7 @@ def test_a_model_registered_from_a_test_file_trains_evaluates_and_gets_a_card(fp
     assert type(loaded) is SmpForSemanticSegmentation and loaded.config.arch == "fpn"
     assert loaded.config.segcompare_model == "fpn-tiny"
     # And it compares with the four.
-    from hf_segcompare.cards import write_comparison
+    from hf_segcompare.report.cards import write_comparison
 
     other = tmp_path / "segformer"
     assert run_seg_in_process(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name",
@@ -87,9 +87,9 @@ def test_the_registry_refuses_what_would_go_wrong_later():
 
 def test_python_callers_get_python_wording_and_the_command_line_its_options(tmp_path):
     """The model layer names no command-line option; the argument layer words the same facts with them."""
-    from hf_segcompare.arguments import ModelArguments
+    from hf_segcompare.config.arguments import ModelArguments
     from hf_segcompare.labels import VOC_LABELS
-    from hf_segcompare.loading import load_model
+    from hf_segcompare.pipeline.loading import load_model
 
     bad = tmp_path / "encoder.pth"
     bad.write_bytes(b"not a state dict")

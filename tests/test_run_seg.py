@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from hf_segcompare.arguments import DataArguments, ModelArguments, parse_args
-from hf_segcompare.inference_cost import flops_per_image
+from hf_segcompare.config.arguments import DataArguments, ModelArguments, parse_args
+from hf_segcompare.evaluation.cost import flops_per_image
 from hf_segcompare.labels import VOC_CLASSES
 from hf_segcompare.models import count_parameters, create_model, list_models
-from hf_segcompare.training import run
+from hf_segcompare.pipeline.run import run
 
 from .conftest import TINY_TREE, free_port, launch, run_seg_in_process
 
@@ -149,7 +149,7 @@ def test_bad_data_folder_fails_before_any_model_is_built(layout, tmp_path, monke
     def no_model(*args, **kwargs):
         raise AssertionError("a model was built before the data was checked")
 
-    monkeypatch.setattr("hf_segcompare.training.load_model", no_model)
+    monkeypatch.setattr("hf_segcompare.pipeline.run.load_model", no_model)
     model_args, data_args, training_args = parse_args(
         ["--model", "unet", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(data_dir),
          "--output_dir", str(tmp_path / "out")]
@@ -262,7 +262,7 @@ def test_the_same_seed_repeats_a_run_exactly(voc_tree, tmp_path):
 
 def test_a_warmup_as_long_as_the_run_stops_before_training_saying_what_to_pass(voc_tree, tmp_path):
     """transformers' polynomial schedule would divide by zero at the last step, after all the training."""
-    from hf_segcompare.arguments import UsageError
+    from hf_segcompare.config.arguments import UsageError
 
     args = parse_args(["--model", "segformer-tiny", "--from_scratch", *_voc_args(voc_tree, tmp_path / "out"),
                        "--max_steps", "3", "--warmup_steps", "3", "--eval_strategy", "no", "--save_strategy", "no",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hf_segcompare.threads import chosen_threads
+from hf_segcompare.engine.threads import chosen_threads
 
 from .conftest import launch
 

@@ -40,7 +40,7 @@ SPLIT_SEED = 0  # the held-out validation split does not move with --seed: every
 
 def _check_hub_reachable(dataset_id: str) -> None:
     """Fail within seconds when the Hub cannot be reached (datasets itself retries for ~25 s)."""
-    from ..hub import require_hub
+    from ..hub_access import require_hub
 
     if os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return  # offline mode: datasets answers from its cache, or says it has nothing
@@ -116,7 +116,7 @@ def hub_id2label(dataset_id: str, cache_dir: str | None = None) -> tuple[tuple[s
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    from ..hub import hub_endpoint
+    from ..hub_access import hub_endpoint
 
     try:
         path = hf_hub_download(dataset_id, ID2LABEL_FILE, repo_type="dataset", cache_dir=cache_dir,

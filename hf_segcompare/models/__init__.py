@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModelForSemanticSegmentation, SegformerConfig
 
-from ..recipes import DEMO, PUBLISHED, PUBLISHED_BY_DATASET, recipe_set
+from .recipes import DEMO, PUBLISHED, PUBLISHED_BY_DATASET, recipe_set
 from .registry import (
     HALF,
     IMAGENET,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PretrainedUnavailable, UsageError
-from ..hub import hub_problem
+from ..hub_access import hub_problem
 from .registry import Normalization, get_entry
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"

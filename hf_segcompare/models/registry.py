@@ -67,7 +67,7 @@ class ModelEntry:
         load_pretrained: the adapter function that loads a source's encoder weights.
         normalization: the input mean/std of the default weights (also used from random weights,
             so a model keeps the same inputs whichever way it starts).
-        recipes: recipe name -> `hf_segcompare.recipes.Recipe`.
+        recipes: recipe name -> `hf_segcompare.models.recipes.Recipe`.
         parent: for a test variant, the full-size model it stands in for (recipes come from it).
     """
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # Trainer's own rule (Trainer.get_decay_parameter_names): no decay for biases and normalisation.
 _TRANSFORMERS_NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]

@@ -26,12 +26,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import checkpoints
-from .errors import SegCompareError, UsageError, choose
-from .models import get_entry, list_models
-from .results import RESULTS_FILE, RunResults
+from ..engine.checkpoints import checkpoints
+from ..errors import SegCompareError, UsageError, choose
+from ..models import get_entry, list_models
+from ..report.results import RESULTS_FILE, RunResults
 
-RUN_SEG = Path(__file__).resolve().parents[1] / "scripts" / "run_seg.py"
+RUN_SEG = Path(__file__).resolve().parents[2] / "scripts" / "run_seg.py"
 PLAN_FILE = "experiment.json"
 PAGE_FOLDER = "comparison"
 
@@ -197,8 +197,8 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
         ExperimentStopped: a model failed, or a folder holds a run this plan did not produce.
         PushError: trained and saved, but a push failed (rerun the command to push what is missing).
     """
-    from .cards import write_comparison
-    from .hub import push_folder
+    from ..report.cards import write_comparison
+    from ..report.push import push_folder
 
     output_dir = Path(output_dir)
     for position, (model, command) in enumerate(commands.items(), start=1):

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # The optimizer's kind and its parameter groups (multipliers, decay exemptions) are its saved state's shape.
 NEVER = ("model", "from_scratch", "pretrained", "model_name_or_path", "atrous_rates", "labels", "ignore_index",
@@ -32,7 +32,7 @@ WITH_CONSENT = ("recipe", "learning_rate", "weight_decay", "lr_scheduler_type",
                 "sbd_dir", "sbd_list", "train_val_split", "max_train_samples", "image_column_name",
                 "label_column_name", "crop_size", "protocol", "short_side")
 # Applied to the optimizer restored from the checkpoint, whose groups would otherwise keep the old values
-# (`hf_segcompare.callbacks.ChangedOptimizerOptions`); the schedule's shape follows the new options by itself.
+# (`hf_segcompare.engine.callbacks.ChangedOptimizerOptions`); the schedule's shape follows the new options by itself.
 OPTIMIZER_OPTIONS = ("learning_rate", "weight_decay")
 RUN_FACTS = ("global_batch_size", "num_processes")  # what the run ran on, compared like options
 

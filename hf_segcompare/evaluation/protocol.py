@@ -29,8 +29,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .data.transforms import SIZE_MULTIPLE, pad_batch, size_to_fit
-from .errors import UsageError
+from ..data.transforms import SIZE_MULTIPLE, pad_batch, size_to_fit
+from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
 
@@ -157,9 +157,9 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     The image: resized to the protocol's short side (``short_side``); else as it is, except that
     whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
     """
-    from .data.images import to_rgb
-    from .data.masks import mask_to_array
-    from .data.transforms import shrunk_size, to_float_and_normalize
+    from ..data.images import to_rgb
+    from ..data.masks import mask_to_array
+    from ..data.transforms import shrunk_size, to_float_and_normalize
 
     normalize = v2.Compose(to_float_and_normalize(mean, std))
 

@@ -46,7 +46,7 @@ class RunResults:
     (None for an evaluation-only run) the wall time, samples/s, steps, epochs, mean loss and the
     checkpoint it resumed from; `hub` the repo and commit of its push; `speed` the device switches
     it ran with (precision, TF32, memory format, compile, data-loader workers); `inference` what the
-    trained model costs to run (`hf_segcompare.inference_cost`); `augmented_eval` the final weights'
+    trained model costs to run (`hf_segcompare.evaluation.cost`); `augmented_eval` the final weights'
     scores under test-time augmentation (``protocol`` says which), beside the single-scale
     `final_eval`; `confusion_matrix` the final evaluation's pixel counts, rows the annotation's
     class and columns the prediction's; `changed_on_resume` every option (or process count) a resume

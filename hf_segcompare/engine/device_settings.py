@@ -54,7 +54,7 @@ def resolve_device_defaults(args) -> None:
     device the arguments will train on; called before `TrainingArguments.__post_init__`."""
     cuda = torch.cuda.is_available() and not args.use_cpu
     if not cuda and not args.use_cpu and (args.bf16 or args.fp16):
-        from .errors import UsageError
+        from ..errors import UsageError
 
         raise UsageError(f"--{'bf16' if args.bf16 else 'fp16'} without a CUDA GPU: add --use_cpu to train in it on the "
                          "CPU (not exact there), or leave it unset.")
@@ -76,7 +76,7 @@ def uses_channels_last(args, model) -> bool:
     """``--channels_last`` as given; unset: on for a CNN trained on a CUDA GPU."""
     if getattr(args, "channels_last", None) is not None:
         return bool(args.channels_last)
-    from .models import get_entry
+    from ..models import get_entry
 
     name = getattr(model.config, "segcompare_model", None)
     try:

@@ -1,7 +1,7 @@
 """`evaluate` module: mean IoU with the semantics of evaluate's ``mean_iou``, loadable offline.
 
     import evaluate
-    from hf_segcompare.metrics import MEAN_IOU_MODULE
+    from hf_segcompare.evaluation.metrics import MEAN_IOU_MODULE
 
     metric = evaluate.load(MEAN_IOU_MODULE)
     metric.add_batch(predictions=[pred_map, ...], references=[ref_map, ...])
@@ -10,7 +10,7 @@
 `add_batch` folds each map pair into a joint histogram of raw (reference, prediction) values at
 once instead of storing the maps in Arrow (what makes the Hub version slow and its memory grow
 with the set), so `compute` can still apply any ``num_labels``, ``ignore_index``, ``label_map``
-and ``reduce_labels``. Semantics: see `hf_segcompare.metrics`.
+and ``reduce_labels``. Semantics: see `hf_segcompare.evaluation.metrics`.
 """
 
 from typing import Dict, Optional
@@ -18,7 +18,7 @@ from typing import Dict, Optional
 import datasets
 import evaluate
 
-from hf_segcompare.metrics import JointHistogram, scores_from_confusion
+from hf_segcompare.evaluation.metrics import JointHistogram, scores_from_confusion
 
 _DESCRIPTION = "Mean Intersection over Union of segmentation maps (semantics of evaluate's mean_iou)."
 _KWARGS_DESCRIPTION = """

@@ -8,22 +8,22 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-from .arguments import DataArguments, ModelArguments
-from .checkpoints import WEIGHT_FILES
-from .data import ensure_synthetic_voc, load_voc
-from .data.ade20k import WHERE_TO_GET as ADE20K_WHERE
-from .data.ade20k import load_ade20k
-from .data.cityscapes import WHERE_TO_GET as CITYSCAPES_WHERE
-from .data.cityscapes import load_cityscapes
-from .data.download import download_voc
-from .data.image_mask import load_image_mask_dataset
-from .data.label_source import LabelOptions
-from .data.synthetic import DEFAULT_CACHE_DIR
-from .errors import PretrainedUnavailable, UsageError
-from .hub import hub_offline_mode, require_hub
-from .labels import LabelSet
-from .models import create_model, get_entry
-from .models.pretrained import check_pretrained_source
+from ..config.arguments import DataArguments, ModelArguments
+from ..data import ensure_synthetic_voc, load_voc
+from ..data.ade20k import WHERE_TO_GET as ADE20K_WHERE
+from ..data.ade20k import load_ade20k
+from ..data.cityscapes import WHERE_TO_GET as CITYSCAPES_WHERE
+from ..data.cityscapes import load_cityscapes
+from ..data.download import download_voc
+from ..data.image_mask import load_image_mask_dataset
+from ..data.label_source import LabelOptions
+from ..data.synthetic import DEFAULT_CACHE_DIR
+from ..engine.checkpoints import WEIGHT_FILES
+from ..errors import PretrainedUnavailable, UsageError
+from ..hub_access import hub_offline_mode, require_hub
+from ..labels import LabelSet
+from ..models import create_model, get_entry
+from ..models.pretrained import check_pretrained_source
 
 # The releases read in place by name (--dataset_name); any other name is a Hub id or a local dataset.
 RELEASE_LOADERS = {"ade20k": (load_ade20k, ADE20K_WHERE), "cityscapes": (load_cityscapes, CITYSCAPES_WHERE)}

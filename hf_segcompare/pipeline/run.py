@@ -1,9 +1,9 @@
 """One run: train and/or evaluate one model as the arguments say, and publish what it measured.
 
-`run(model_args, data_args, training_args)` loads the data and the model (`hf_segcompare.loading`),
+`run(model_args, data_args, training_args)` loads the data and the model (`hf_segcompare.pipeline.loading`),
 trains and evaluates through `SegTrainer`, and writes into the output folder: ``run_args.json``
 (the resolved arguments, before anything is trained), the model with its image processor, its card,
-and its record (`hf_segcompare.results.RunResults`: results.json for a training run). The command
+and its record (`hf_segcompare.report.results.RunResults`: results.json for a training run). The command
 line (``scripts/run_seg.py``) is `parse_args` followed by `run`.
 """
 
@@ -19,22 +19,30 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, set_seed
 
-from .arguments import RUN_FACTS, DataArguments, ModelArguments, check_args, resolved_args, run_facts, write_run_args
-from .callbacks import ChangedOptimizerOptions, samples_seen, steps_per_epoch
-from .cards import write_model_card
-from .checkpoints import clear_previous_run, holds_the_whole_budget, resolve_resume, trained_steps
-from .errors import CheckpointError, TrainingDiverged, UsageError
-from .hub import push_folder
-from .inference import SegImageProcessor
-from .inference_cost import measure_inference
+from ..config.arguments import (
+    RUN_FACTS,
+    DataArguments,
+    ModelArguments,
+    check_args,
+    resolved_args,
+    run_facts,
+    write_run_args,
+)
+from ..engine.callbacks import ChangedOptimizerOptions, samples_seen, steps_per_epoch
+from ..engine.checkpoints import clear_previous_run, holds_the_whole_budget, resolve_resume, trained_steps
+from ..engine.run_lock import RunLock
+from ..engine.threads import apply_cpu_threads
+from ..engine.trainer import SegTrainer, describe_write_error, with_fields
+from ..errors import CheckpointError, TrainingDiverged, UsageError
+from ..evaluation.cost import measure_inference
+from ..evaluation.inference import SegImageProcessor
+from ..models import count_parameters, get_entry, model_normalization
+from ..models.recipes import default_protocol, get_recipe, recipe_reason
+from ..report.cards import write_model_card
+from ..report.push import push_folder
+from ..report.results import RESULTS_FILE, RunResults, record_name
 from .loading import check_start, load_data, load_model
-from .models import count_parameters, get_entry, model_normalization
-from .recipes import default_protocol, get_recipe, recipe_reason
-from .results import RESULTS_FILE, RunResults, record_name
 from .resume_check import OPTIMIZER_OPTIONS, changed_options, check_changes, saved_options
-from .run_lock import RunLock
-from .threads import apply_cpu_threads
-from .trainer import SegTrainer, describe_write_error, with_fields
 
 
 def _environment(trainer: SegTrainer) -> dict[str, Any]:
@@ -284,7 +292,7 @@ def prepare_output_dir(training_args: TrainingArguments, lock: RunLock | None = 
 
 def _resume_changes(resume_from: str, model_args: ModelArguments, data_args: DataArguments,
                     training_args: TrainingArguments, trainer: SegTrainer) -> list[dict[str, Any]]:
-    """The options this resume changes against the run it continues (`hf_segcompare.resume_check`),
+    """The options this resume changes against the run it continues (`hf_segcompare.pipeline.resume_check`),
     after refusing what may not change; those it accepts apply from here (the optimizer restored from
     the checkpoint takes the new learning rate and weight decay). Returns every change of the run,
     earlier resumes' included, as the record lists them.

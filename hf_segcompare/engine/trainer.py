@@ -38,9 +38,7 @@ from pathlib import Path
 import torch
 from transformers import ProgressCallback, Trainer, TrainerState, TrainingArguments
 
-from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
-from .checkpoints import TRAINER_STATE, checkpoints, missing_parts
-from .data.transforms import (
+from ..data.transforms import (
     MAX_CROP_SIZE,
     MAX_EVAL_SIZE,
     SIZE_MULTIPLE,
@@ -55,14 +53,16 @@ from .data.transforms import (
     size_to_fit,
     train_transforms,
 )
+from ..errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
+from ..evaluation.metrics import SegmentationMetrics
+from ..evaluation.protocol import EvalProtocol, predict_probabilities, protocol_transform
+from ..labels import IGNORE_INDEX
+from ..models import model_normalization
+from ..models.recipes import get_recipe
+from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
+from .checkpoints import TRAINER_STATE, checkpoints, missing_parts
 from .device_settings import speed_record, uses_channels_last
-from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
-from .evaluation import EvalProtocol, predict_probabilities, protocol_transform
-from .labels import IGNORE_INDEX
-from .metrics import SegmentationMetrics
-from .models import model_normalization
 from .optim import trainer_optimizer
-from .recipes import get_recipe
 
 # Below this much free space a failed write is a full disk, whatever the library's message says
 # (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
@@ -90,7 +90,7 @@ def restore_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -
 class _NumericalCheckpointOrder(logging.Filter):
     """Trainer orders checkpoints by modification time and, when they were written less than a second
     apart (short runs), warns that it falls back to ordering them by step: the order this toolkit uses
-    anyway (`hf_segcompare.checkpoints`). Drop that one line, which reads as a fault."""
+    anyway (`hf_segcompare.engine.checkpoints`). Drop that one line, which reads as a fault."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "mtime may not be reliable" not in record.getMessage()
@@ -163,7 +163,7 @@ class SegTrainer(Trainer):
             else the smallest multiple of 32 holding the split's largest image, at most 512.
         eval_padding: ``"batch"`` evaluates images of one padded shape together, each batch padded
             to its own shape (`SegCollator`); ``"square"`` pads every image to `eval_size`.
-        eval_protocol: how every evaluation runs (`hf_segcompare.evaluation.EvalProtocol`; default:
+        eval_protocol: how every evaluation runs (`hf_segcompare.evaluation.protocol.EvalProtocol`; default:
             whole images at native resolution). A protocol resizing to a short side is
             mmsegmentation's VOC pipeline, training included: the training scale jitter then draws
             the short side from 0.5-2.0 × the crop size. Its scales and flip are not used by the

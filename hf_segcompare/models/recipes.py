@@ -49,7 +49,7 @@ class Recipe:
     lr_scheduler_kwargs: dict[str, float]
     optim_args: str | None = None  # e.g. SGD's momentum, in TrainingArguments' "key=value,..." form
     lr_multipliers: str = ""  # "name_part=factor,...": a larger learning rate for matching parameters
-    no_decay: str = "transformers"  # what trains without weight decay (see hf_segcompare.optim)
+    no_decay: str = "transformers"  # what trains without weight decay (see hf_segcompare.engine.optim)
     lr_scheduler_type: str = "polynomial"
     warmup_steps: float = 0  # >= 1: steps; < 1: a fraction of the run
     max_steps: int = -1
@@ -308,7 +308,7 @@ def get_recipe(name: str, model: str, dataset: str | None = None) -> Recipe:
     Raises:
         UsageError: an unknown model or recipe; the message lists the valid ones.
     """
-    from .models.registry import get_entry
+    from .registry import get_entry
 
     return get_entry(model).recipe(name, dataset)
 

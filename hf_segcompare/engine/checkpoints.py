@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `parse_args` reads `ModelArguments`, `DataArguments` and `SegTrainingArguments` (TrainingArguments
 plus the recipe's own options) with `HfArgumentParser`. The chosen model's recipe (see
-`hf_segcompare.recipes`) supplies every default; anything on the command line overrides it. A run
+`hf_segcompare.models.recipes`) supplies every default; anything on the command line overrides it. A run
 writes its resolved arguments to ``run_args.json``, and ``run_seg.py outputs/<model>/run_args.json``
 replays them (further options after the file still override it).
 """
@@ -20,14 +20,14 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from .data.download import VOC_TRAINVAL_URL
-from .data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
-from .device_settings import resolve_device_defaults
-from .errors import UsageError
-from .evaluation import EvalProtocol
-from .models import get_entry, list_models
+from ..data.download import VOC_TRAINVAL_URL
+from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
+from ..engine.device_settings import resolve_device_defaults
+from ..errors import UsageError
+from ..evaluation.protocol import EvalProtocol
+from ..models import get_entry, list_models
+from ..models.recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
-from .recipes import RECIPE_NAMES, default_recipe_name, get_recipe
 
 RUN_ARGS_FILE = "run_args.json"
 RUN_FACTS = "_run"  # run_args.json's record of what the run ran on; not an option (replaying skips it)
@@ -228,7 +228,7 @@ class SegTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = _default("remove_unused_columns", False)
     # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
     batch_eval_metrics: bool = _default("batch_eval_metrics", True)
-    # None: chosen for the device (hf_segcompare.device_settings): on a CUDA GPU bf16 (fp16 where
+    # None: chosen for the device (hf_segcompare.engine.device_settings): on a CUDA GPU bf16 (fp16 where
     # bf16 is not supported), TF32, workers from the cores; on a CPU fp32 and no workers.
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on for a CUDA GPU "
                                                               "that supports it, off on a CPU)."})
@@ -396,7 +396,7 @@ def recipe_defaults(model: str, recipe_name: str, gradient_accumulation_steps: i
     """The training defaults `recipe_name` gives `model` on `dataset`: the recipe's values, the
     per-device batch that gives the recipe's global batch on this many processes, and the output
     folder. (The recipe's data values, such as its crop, are `DataArguments`': see
-    `hf_segcompare.training`.)
+    `hf_segcompare.pipeline.run`.)
 
     Raises:
         UsageError: the recipe's batch does not split evenly over the processes.

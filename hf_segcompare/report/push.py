@@ -7,61 +7,15 @@ local files: when it fails, everything trained and written stays, and the error 
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
-from .errors import PushError, UsageError
+from ..errors import PushError, UsageError
+from ..hub_access import repo_id_problem
 from .results import RESULTS_FILE, RunResults
 
 # Trainer's pickled arguments and checkpoints stay local: the former would carry any token
 # the arguments held, the latter are for resuming, not for users of the model.
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "training_args.bin", "*.part", ".hf_segcompare.lock"]
-
-
-def hub_endpoint() -> str:
-    """The Hub endpoint the huggingface_hub client will use (HF_ENDPOINT, else huggingface.co)."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def hub_offline_mode() -> bool:
-    """True when HF_HUB_OFFLINE asks every client to stay off the network."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
-    """None when the Hub endpoint accepts a connection within `timeout`, else why not.
-
-    The clients' own retries take tens of seconds to give up; this answers in at most `timeout`.
-    """
-    endpoint = urlparse(hub_endpoint())
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
-    except OSError as error:
-        return f"the Hub at {hub_endpoint()} cannot be reached: {error}"
-    return None
-
-
-def hub_problem() -> str | None:
-    """Why the Hub cannot be used now (None when it can, or when HF_HUB_OFFLINE leaves the answer to
-    the clients' local cache): the one reachability check every Hub-reading path makes first."""
-    return None if hub_offline_mode() else hub_unreachable_reason()
-
-
-def require_hub(what: str, ways_out: str, error=UsageError) -> None:
-    """Fail within seconds, naming `what` needed the Hub and the `ways_out`, when it cannot be reached.
-
-    With HF_HUB_OFFLINE set this passes: the clients then answer from their local cache, or say
-    themselves that it holds nothing.
-
-    Raises:
-        UsageError (or `error`): ``"{what}: the Hub at ... cannot be reached: ... {ways_out}"``.
-    """
-    reason = hub_problem()
-    if reason:
-        raise error(f"{what}: {reason}. {ways_out}")
 
 
 def retry_command(output_dir: str | Path, repo_id: str) -> str:
@@ -75,13 +29,10 @@ def retry_command(output_dir: str | Path, repo_id: str) -> str:
 
 def check_repo_id(repo_id: str) -> None:
     """Raise `UsageError` for a repo id the Hub would refuse, before anything is sent."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise UsageError(f"--hub_model_id {repo_id!r} is not a Hub repo id ({str(error).splitlines()[0]}): pass "
-                         "owner/name, e.g. you/segformer-b0-voc.") from None
+    problem = repo_id_problem(repo_id)
+    if problem is not None:
+        raise UsageError(f"--hub_model_id {repo_id!r} is not a Hub repo id ({problem}): pass owner/name, e.g. "
+                         "you/segformer-b0-voc.")
 
 
 def push_folder(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,

@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 LOCK_FILE = ".hf_segcompare.lock"
 

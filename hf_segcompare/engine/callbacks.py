@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .data.transforms import AugmentationSeeds
-from .errors import UsageError
+from ..data.transforms import AugmentationSeeds
+from ..errors import UsageError
 
 
 class ResourceMeter(TrainerCallback):

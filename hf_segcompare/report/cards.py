@@ -16,9 +16,9 @@ import numpy as np
 from huggingface_hub import ModelCardData
 from huggingface_hub.repocard_data import eval_results_to_model_index
 
-from .errors import UsageError
-from .evaluation import protocol_from_record
-from .labels import VOC_CLASSES, LabelSet
+from ..errors import UsageError
+from ..evaluation.protocol import protocol_from_record
+from ..labels import VOC_CLASSES, LabelSet
 from .results import RESULTS_FILE, RunResults
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -197,9 +197,9 @@ def plot_confused_pairs(model: str, shares: np.ndarray, names: list[str], path: 
 def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
     """Rows of image | ground truth | prediction (in the VOC palette, which colours any label set) for
     the first `count` validation images."""
-    from .data.images import to_rgb
-    from .data.masks import mask_to_array, voc_palette
-    from .inference import segment
+    from ..data.images import to_rgb
+    from ..data.masks import mask_to_array, voc_palette
+    from ..evaluation.inference import segment
 
     if validation is None or len(validation) == 0:
         return False
@@ -629,7 +629,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
 
     from jinja2 import Template
 
-    from .hub import hub_endpoint
+    from ..hub_access import hub_endpoint
 
     page = Template((TEMPLATES / "comparison.md").read_text()).render(
         runs=runs, setups=[run_setup(run) for run in runs], differences=setup_differences(runs),

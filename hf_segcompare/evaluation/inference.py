@@ -26,11 +26,11 @@ from torchvision.transforms.v2 import functional as F
 from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .data.images import to_rgb
-from .data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
-from .evaluation import short_side_size
-from .models import SmpSegConfig, ViTSegConfig, model_normalization
-from .models.registry import IMAGENET
+from ..data.images import to_rgb
+from ..data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
+from ..models import SmpSegConfig, ViTSegConfig, model_normalization
+from ..models.registry import IMAGENET
+from .protocol import short_side_size
 
 
 class SegImageProcessor(BaseImageProcessor):

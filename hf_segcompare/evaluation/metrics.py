@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .labels import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
