@@ -34,10 +34,11 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
     from transformers import AutoModelForSemanticSegmentation
 
-    import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
     from hf_segcompare.data import voc_palette
     from hf_segcompare.data.images import UnsupportedImage, open_rgb
-    from hf_segcompare.evaluation.inference import load_image_processor
+    from hf_segcompare.evaluation.inference import load_image_processor, register_auto_classes, segment
+
+    register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters load through the Auto classes
 
     local = Path(args.model).expanduser()
     # owner/name whose owner is no folder here reads as a Hub id; anything else names a folder.
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         except (UnidentifiedImageError, OSError, UnsupportedImage) as error:
             failed.append(f"{path}: {error}")
             continue
-        mask = Image.fromarray(hf_segcompare.segment(model, image, processor), mode="L").convert("P")
+        mask = Image.fromarray(segment(model, image, processor), mode="L").convert("P")
         mask.putpalette(flat_palette)
         mask.save(output_dir / f"{path.stem}_mask.png")
         Image.blend(image, mask.convert("RGB"), args.alpha).save(output_dir / f"{path.stem}_overlay.jpg", quality=92)

@@ -59,29 +59,14 @@ run_args.json, the model, its checkpoints, card and results.json into --output_d
 outputs/<model>).
 """
 
-import importlib.util
 import sys
-from pathlib import Path
 
-
-def _quick_check(argv: list[str]) -> str | None:
-    """An unknown option or model name, found before torch and transformers load (they take seconds).
-
-    `hf_segcompare.config.option_names` is loaded by path: importing the package would load them first.
-    """
-    package = importlib.util.find_spec("hf_segcompare")
-    if package is None or not package.submodule_search_locations:
-        return None
-    spec = importlib.util.spec_from_file_location(
-        "hf_segcompare_option_names", Path(package.submodule_search_locations[0]) / "config" / "option_names.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.quick_check(argv)
+from hf_segcompare.config.option_names import quick_check  # the standard library and the registry only
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    mistake = _quick_check(argv)
+    mistake = quick_check(argv)  # an unknown option or model, answered before torch loads
     if mistake:
         print(f"error: {mistake}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import json, sys, torch
 import hf_segcompare
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSemanticSegmentation
+hf_segcompare.register_auto_classes()  # as the card says
 repo, local = sys.argv[1], sys.argv[2]
 pulled = AutoModelForSemanticSegmentation.from_pretrained(repo).eval()
 saved = AutoModelForSemanticSegmentation.from_pretrained(local).eval()

@@ -317,6 +317,12 @@ class SegTrainingArguments(TrainingArguments):
         return cls(**{**values, **overrides})
 
 
+def from_recipe(model: str, recipe: str = "published", dataset: str | None = None,
+                **overrides) -> SegTrainingArguments:
+    """`SegTrainingArguments.from_recipe`: the arguments of a `model` run under `recipe`."""
+    return SegTrainingArguments.from_recipe(model, recipe, dataset, **overrides)
+
+
 _AUTO_SWITCHES = ("bf16", "fp16", "tf32", "channels_last")
 
 
@@ -519,6 +525,7 @@ __all__ = [
     "SegTrainingArguments",
     "build_parser",
     "check_args",
+    "from_recipe",
     "parse_args",
     "resolved_args",
     "recipe_defaults",

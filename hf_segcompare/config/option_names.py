@@ -1,14 +1,13 @@
-"""The command line's option names, read from source without importing torch.
+"""The command line's option names and model names, checked without importing torch.
 
-Importing torch and transformers takes seconds; a mistyped option should not wait for them.
-`quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the dataclasses
-the real parser is built from (ours in ``arguments.py`` and transformers' ``TrainingArguments``)
-with `ast`, and refuses only what is certainly wrong. Model names are left to the registry: a model
-can be registered by code this check cannot see. The full parser still checks everything once the
-libraries are loaded, so if a source cannot be read this check simply passes.
+Importing torch and transformers takes seconds; a mistyped option or model should not wait for
+them. `quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the
+dataclasses the real parser is built from (ours in ``arguments.py`` and transformers'
+``TrainingArguments``) with `ast`, asks the model registry (which imports no torch) for
+``--model``, and refuses only what is certainly wrong. The full parser still checks everything
+once the libraries are loaded, so if a source cannot be read this check simply passes.
 
-This module must import nothing but the standard library: ``run_seg.py`` loads it by path, before
-the package (whose ``__init__`` registers the models with transformers) is imported.
+This module imports the standard library, the errors and the model registry only.
 """
 
 from __future__ import annotations
@@ -18,6 +17,9 @@ import difflib
 import functools
 import importlib.util
 from pathlib import Path
+
+from ..errors import UsageError
+from ..models.registry import get_entry
 
 HERE = Path(__file__).parent
 ARGUMENT_CLASSES = ("ModelArguments", "DataArguments", "SegTrainingArguments")
@@ -61,13 +63,25 @@ def unknown_options_message(arguments: list[str], options) -> str:
     return f"unrecognised argument(s): {', '.join(parts)}. See run_seg.py --help."
 
 
+def _model_names(argv: list[str]) -> list[str]:
+    """The values given to ``--model`` in `argv` (``--model X`` or ``--model=X``)."""
+    names = [argument.partition("=")[2] for argument in argv if argument.startswith("--model=")]
+    names += [value for flag, value in zip(argv, argv[1:]) if flag == "--model"]
+    return names
+
+
 def quick_check(argv: list[str]) -> str | None:
-    """The usage error of an unknown option in `argv`, or None."""
+    """The usage error of an unknown option or model in `argv`, or None."""
+    if argv and argv[0].endswith(CONFIG_SUFFIXES):
+        argv = argv[1:]
+    for name in _model_names(argv):
+        try:
+            get_entry(name)
+        except UsageError as error:
+            return str(error)
     options = known_options()
     if options is None:
         return None
-    if argv and argv[0].endswith(CONFIG_SUFFIXES):
-        argv = argv[1:]
     unknown = []
     for argument in argv:
         if not argument.startswith("--") or argument == "--":

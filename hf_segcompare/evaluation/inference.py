@@ -5,8 +5,8 @@ weights were trained with and pad it (bottom/right) to its height and width roun
 multiple of 32 (a batch: to its largest), never resizing, so the aspect ratio is kept; its
 `post_process_semantic_segmentation` upsamples the logits to the padded size and crops the padding
 away. It is saved in every output folder and registered with
-`AutoImageProcessor` (on ``import hf_segcompare``), so ``pipeline("image-segmentation",
-model=folder)`` and `segment` give the same class for every pixel.
+`AutoImageProcessor` (by `register_auto_classes`, which importing this module calls), so
+``pipeline("image-segmentation", model=folder)`` and `segment` give the same class for every pixel.
 
 No transformers image processor pads to a multiple and crops in post-processing (SegFormer's
 resizes to a fixed square, which distorts a 500x375 image), hence this small class.
@@ -28,8 +28,10 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from ..data.images import to_rgb
 from ..data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
-from ..models import SmpSegConfig, ViTSegConfig, model_normalization
-from ..models.registry import IMAGENET
+from ..models import register_auto_classes as register_model_classes
+from ..models.registry import IMAGENET, model_normalization
+from ..models.smp import SmpSegConfig
+from ..models.vit import ViTSegConfig
 from .protocol import short_side_size
 
 
@@ -113,13 +115,20 @@ class SegImageProcessor(BaseImageProcessor):
         return labels
 
 
-# The pipeline finds the class by the name in preprocessor_config.json among registered processors;
-# one registration (any config) makes it findable for every model, SegFormer's included.
-# It works on torchvision tensors: registered as the torchvision backend.
-for _config_class in (SmpSegConfig, ViTSegConfig):
-    AutoImageProcessor.register(
-        _config_class, image_processor_classes={"torchvision": SegImageProcessor}, exist_ok=True
-    )
+def register_auto_classes() -> None:
+    """Register every adapter (U-Net / DeepLabV3+, ViT) and `SegImageProcessor` with transformers'
+    Auto classes, so ``AutoModelForSemanticSegmentation.from_pretrained(folder)`` and
+    ``pipeline("image-segmentation", model=folder)`` load a saved model. Idempotent."""
+    register_model_classes()
+    # The pipeline finds the class by the name in preprocessor_config.json among registered
+    # processors; one registration (any config) makes it findable for every model, SegFormer's
+    # included. It works on torchvision tensors: registered as the torchvision backend.
+    for config_class in (SmpSegConfig, ViTSegConfig):
+        AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": SegImageProcessor},
+                                    exist_ok=True)
+
+
+register_auto_classes()
 
 
 class _RegisteredModelsAreSupported(logging.Filter):
@@ -167,4 +176,4 @@ def segment(model, image: Image.Image, processor: SegImageProcessor | None = Non
     return labels.to(torch.uint8).cpu().numpy()
 
 
-__all__ = ["SegImageProcessor", "load_image_processor", "segment"]
+__all__ = ["SegImageProcessor", "load_image_processor", "register_auto_classes", "segment"]

@@ -13,6 +13,7 @@ architecture family is new (a config, a `PreTrainedModel` and an encoder loader)
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -60,11 +61,13 @@ class ModelEntry:
         name: the registry name (``--model``), lowercase-hyphenated like a Hub id.
         family: ``"cnn"`` or ``"transformer"``: the two sides of the comparison.
         description: one line for cards and results.json.
-        config_class, model_class: the transformers config and `PreTrainedModel` that build it.
+        config_class, model_class: the transformers config and `PreTrainedModel` that build it, or
+            their names as ``"module:attribute"``, imported when a model is first built (so the
+            registry is readable without torch).
         config_kwargs: config values beyond the labels (sizes, encoder name...).
         pretrained: the default pretrained source (a Hub id, an smp weights name); None: none.
         pretrained_hint: what a local pretrained source for this model looks like (for errors).
-        load_pretrained: the adapter function that loads a source's encoder weights.
+        load_pretrained: the adapter function that loads a source's encoder weights (or its name).
         normalization: the input mean/std of the default weights (also used from random weights,
             so a model keeps the same inputs whichever way it starts).
         recipes: recipe name -> `hf_segcompare.models.recipes.Recipe`.
@@ -74,12 +77,12 @@ class ModelEntry:
     name: str
     family: str
     description: str
-    config_class: type
-    model_class: type
+    config_class: type | str
+    model_class: type | str
     config_kwargs: Mapping[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
     pretrained_hint: str = "a local copy of the weights"
-    load_pretrained: PretrainedLoader | None = None
+    load_pretrained: PretrainedLoader | str | None = None
     normalization: Normalization = IMAGENET
     recipes: Mapping[str, Any] = field(default_factory=dict)
     parent: str | None = None
@@ -103,6 +106,10 @@ class ModelEntry:
             raise UsageError(f"model {self.name} has no recipe {name!r}; it has: {', '.join(general) or 'none'}.")
         return recipes[name]
 
+    def classes(self) -> tuple[type, type, PretrainedLoader | None]:
+        """The config class, model class and pretrained loader, imported now if named."""
+        return _imported(self.config_class), _imported(self.model_class), _imported(self.load_pretrained)
+
     def config_field(self, name: str) -> Any:
         """A value this entry sets in the model config (None when unset), looking into smp's arch_kwargs too."""
         if name in self.config_kwargs:
@@ -110,29 +117,45 @@ class ModelEntry:
         return dict(self.config_kwargs.get("arch_kwargs", {})).get(name)
 
 
+def _imported(reference):
+    """`reference` itself, or the attribute a ``"module:attribute"`` string names."""
+    if not isinstance(reference, str):
+        return reference
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 _REGISTRY: dict[str, ModelEntry] = {}
+_BUILT_IN = "hf_segcompare.models.catalog"
+
+
+def _registry() -> dict[str, ModelEntry]:
+    """Every registered entry, the built-in ones first (registered when the registry is first asked)."""
+    importlib.import_module(_BUILT_IN)
+    return _REGISTRY
 
 
 def register_model(entry: ModelEntry, replace: bool = False) -> ModelEntry:
     """Add `entry` to the registry; return it. A name taken already is refused unless `replace`."""
-    if entry.name in _REGISTRY and not replace:
+    registry = _registry()
+    if entry.name in registry and not replace:
         raise ValueError(f"model {entry.name!r} is registered already (pass replace=True to redefine it)")
     if entry.family not in ("cnn", "transformer"):
         raise ValueError(f"model {entry.name!r}: family must be 'cnn' or 'transformer', not {entry.family!r}")
-    if entry.parent is not None and entry.parent not in _REGISTRY:
+    if entry.parent is not None and entry.parent not in registry:
         raise ValueError(f"model {entry.name!r}: its parent {entry.parent!r} is not registered")
-    _REGISTRY[entry.name] = entry
+    registry[entry.name] = entry
     return entry
 
 
 def unregister_model(name: str) -> None:
     """Remove `name` from the registry (for tests that register a model of their own)."""
-    _REGISTRY.pop(name, None)
+    _registry().pop(name, None)
 
 
 def list_models(include_test_variants: bool = False) -> list[str]:
     """Registered model names; the ``-tiny`` test variants only when asked for."""
-    return [name for name, entry in _REGISTRY.items() if include_test_variants or not entry.is_test_variant]
+    return [name for name, entry in _registry().items() if include_test_variants or not entry.is_test_variant]
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -141,7 +164,7 @@ def get_entry(name: str) -> ModelEntry:
     Raises:
         UsageError: an unknown name; the message lists the registered ones.
     """
-    return choose(_REGISTRY, name, "model")  # every registered name, the test variants included
+    return choose(_registry(), name, "model")  # every registered name, the test variants included
 
 
 def _labels(num_labels: int | None, id2label: Mapping[int, str] | None) -> dict[int, str]:
@@ -184,18 +207,19 @@ def create_model(
     """
     entry = get_entry(name)
     labels = _labels(num_labels, id2label)
-    config = entry.config_class(**{**entry.config_kwargs, **config_overrides}, **label_config(labels, ignore_index))
+    config_class, model_class, load_pretrained = entry.classes()
+    config = config_class(**{**entry.config_kwargs, **config_overrides}, **label_config(labels, ignore_index))
     config.segcompare_model = name  # saved into config.json: a folder says which registered model it holds
-    model = entry.model_class(config)
+    model = model_class(config)
     normalization = entry.normalization
     if pretrained:
         source = entry.pretrained if pretrained is True else str(pretrained)
         if source is None:
             raise PretrainedUnavailable(name, "the default", "the model has no default pretrained weights",
                                         entry.pretrained_hint)
-        if entry.load_pretrained is None:
+        if load_pretrained is None:
             raise UsageError(f"model {name} cannot load pretrained weights (its entry has no loader).")
-        normalization = entry.load_pretrained(model, source) or entry.normalization
+        normalization = load_pretrained(model, source) or entry.normalization
         model.config.pretrained_from = source  # saved in config.json: where the encoder came from
     model.config.update(normalization.to_config())
     return model

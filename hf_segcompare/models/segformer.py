@@ -12,17 +12,10 @@ from transformers import SegformerForSemanticSegmentation, SegformerModel
 from .pretrained import load_hf_encoder
 from .registry import Normalization
 
-SEGFORMER_TINY = {
-    "depths": [1, 1, 1, 1],
-    "hidden_sizes": [8, 16, 32, 64],
-    "num_attention_heads": [1, 1, 2, 4],
-    "decoder_hidden_size": 32,
-}
-
 
 def load_segformer_encoder(model: SegformerForSemanticSegmentation, source: str) -> Normalization | None:
     """The MiT encoder of a `SegformerModel` or SegFormer segmentation checkpoint (folder or Hub id)."""
     return load_hf_encoder(model, source, SegformerModel, model.segformer)
 
 
-__all__ = ["SEGFORMER_TINY", "SegformerForSemanticSegmentation", "load_segformer_encoder"]
+__all__ = ["SegformerForSemanticSegmentation", "load_segformer_encoder"]

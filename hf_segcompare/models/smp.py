@@ -2,7 +2,7 @@
 `transformers` models.
 
 `SmpSegConfig` + `SmpForSemanticSegmentation` make an smp model a real `PreTrainedModel`:
-`save_pretrained` writes config.json + model.safetensors, and after ``import hf_segcompare``
+`save_pretrained` writes config.json + model.safetensors, and once this module is imported
 ``AutoModelForSemanticSegmentation.from_pretrained(folder)`` rebuilds it, with no
 `trust_remote_code`. The forward follows the transformers semantic-segmentation contract, so
 `Trainer` treats these CNNs exactly like SegFormer.
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSemanticSegmentation, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ..labels import IGNORE_INDEX
@@ -155,3 +155,8 @@ def load_smp_encoder(model: SmpForSemanticSegmentation, source: str) -> Normaliz
     # Dilation (output stride) changes no weight: the encoder smp built loads into ours as is.
     load_into(model, model.smp.encoder, encoder.state_dict(), source, f"a {encoder_name} encoder")
     return normalization
+
+
+# A saved folder loads through the Auto classes (no trust_remote_code).
+AutoConfig.register(SmpSegConfig.model_type, SmpSegConfig, exist_ok=True)
+AutoModelForSemanticSegmentation.register(SmpSegConfig, SmpForSemanticSegmentation, exist_ok=True)

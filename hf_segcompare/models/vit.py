@@ -17,7 +17,7 @@ import math
 
 import torch
 from torch import nn
-from transformers import ViTConfig, ViTModel
+from transformers import AutoConfig, AutoModelForSemanticSegmentation, ViTConfig, ViTModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
@@ -115,3 +115,8 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
 def load_vit_encoder(model: ViTSegForSemanticSegmentation, source: str) -> Normalization | None:
     """The encoder of a `ViTModel` checkpoint (folder or Hub id, e.g. ``google/vit-base-patch16-224-in21k``)."""
     return load_hf_encoder(model, source, ViTModel, model.vit, add_pooling_layer=False)
+
+
+# A saved folder loads through the Auto classes (no trust_remote_code).
+AutoConfig.register(ViTSegConfig.model_type, ViTSegConfig, exist_ok=True)
+AutoModelForSemanticSegmentation.register(ViTSegConfig, ViTSegForSemanticSegmentation, exist_ok=True)

@@ -22,7 +22,7 @@ from ..engine.checkpoints import WEIGHT_FILES
 from ..errors import PretrainedUnavailable, UsageError
 from ..hub_access import hub_offline_mode, require_hub
 from ..labels import LabelSet
-from ..models import create_model, get_entry
+from ..models import create_model, get_entry, register_auto_classes
 from ..models.pretrained import check_pretrained_source
 
 # The releases read in place by name (--dataset_name); any other name is a Hub id or a local dataset.
@@ -145,6 +145,7 @@ def _load_saved_model(name_or_path: str):
     and saying what to pass when it cannot be had."""
     from transformers import AutoModelForSemanticSegmentation
 
+    register_auto_classes()
     is_local = Path(name_or_path).expanduser().is_dir()
     require_saved_model_reachable(name_or_path)
     try:
@@ -183,6 +184,7 @@ def _require_saved_model_folder(folder: Path) -> None:
     """A folder that save_pretrained wrote: a readable config.json of a known model type, and safetensors weights."""
     from transformers import AutoConfig
 
+    register_auto_classes()  # a folder holding one of our adapters names its model_type
     def refuse(what: str) -> UsageError:
         return UsageError(f"--model_name_or_path {folder}: {what}, so it is not a model saved by save_pretrained. "
                           + SAVED_MODEL_WAYS_OUT)

@@ -31,8 +31,9 @@ CONFUSED_PAIRS_SHOWN = 30
 SNIPPET = '''from PIL import Image
 from transformers import AutoModelForSemanticSegmentation
 
-import hf_segcompare  # registers the U-Net / DeepLabV3+ / ViT adapters with the Auto classes
+import hf_segcompare
 
+hf_segcompare.register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters and the image processor
 model = AutoModelForSemanticSegmentation.from_pretrained("{model_ref}")
 mask = hf_segcompare.segment(model, Image.open("{image_path}"))  # H x W array of class ids
 print(sorted(model.config.id2label[int(i)] for i in set(mask.flat)))'''

@@ -1,0 +1,120 @@
+"""The package's layout is its flow: the layering holds, importing it is cheap, and the command line
+answers a mistake before torch loads."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "hf_segcompare"
+# The layers, lowest first, as the README's "Layout" section states them: a module may import
+# modules of its own layer and of lower ones only.
+LAYERS = (
+    ("errors", "labels", "hub_access"),
+    ("data",),
+    ("models",),
+    ("evaluation",),
+    ("engine",),
+    ("report",),
+    ("config",),
+    ("pipeline",),
+)
+LAYER_OF = {part: index for index, parts in enumerate(LAYERS) for part in parts}
+
+
+def _part(module: str) -> str | None:
+    """The top-level part of the package a dotted module name belongs to (None: outside, or the root)."""
+    names = module.split(".")
+    return names[1] if len(names) > 1 and names[0] == "hf_segcompare" else None
+
+
+def _imports(path: Path) -> list[str]:
+    """Every hf_segcompare module `path` imports, relative imports resolved (deferred ones included)."""
+    module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    package = package.removesuffix(".__init__")
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found += [target] if node.module else [f"{target}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("hf_segcompare."):
+            found.append(node.value.split(":")[0])  # a class named by "module:attribute" (the model catalog)
+    return [name for name in found if name.startswith("hf_segcompare")]
+
+
+def test_no_module_imports_a_higher_layer_and_no_two_parts_import_each_other():
+    upward, edges = [], set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = _part(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts))
+        if own is None or own == "__init__":
+            continue  # the lazy root names everything and imports nothing
+        assert own in LAYER_OF, f"{path} lies in {own}, which no layer names: add it to the README's layout and here"
+        for target in _imports(path):
+            other = _part(target)
+            if other is None or other == own:
+                continue
+            edges.add((own, other))
+            if LAYER_OF[other] > LAYER_OF[own]:
+                upward.append(f"{path.relative_to(REPO_ROOT)} imports {target} (layer {LAYER_OF[other]} > "
+                              f"{LAYER_OF[own]})")
+    assert not upward, "\n".join(upward)
+    assert not [(a, b) for a, b in edges if (b, a) in edges], "two parts import each other"
+
+
+def test_the_layers_here_are_the_readmes():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    stated = readme[readme.index("## Layout"):]
+    positions = [stated.index(f"`{parts[0]}") for parts in LAYERS]
+    assert positions == sorted(positions), "the README lists the layers in another order"
+
+
+def _fresh(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=120)
+
+
+HEAVY = ("torch", "transformers", "datasets")
+
+
+def test_importing_the_package_and_listing_models_loads_no_framework():
+    done = _fresh("import json, sys, hf_segcompare\n"
+                  "names = hf_segcompare.list_models()\n"
+                  "entry = hf_segcompare.get_entry('segformer-b0')\n"
+                  f"print(json.dumps([names, entry.pretrained, [m for m in {HEAVY!r} if m in sys.modules]]))")
+    assert done.returncode == 0, done.stderr
+    names, pretrained, loaded = json.loads(done.stdout)
+    assert names == ["unet", "deeplabv3plus", "vit", "segformer-b0"] and pretrained == "nvidia/mit-b0"
+    assert loaded == []
+
+
+def test_every_public_name_resolves():
+    done = _fresh("import hf_segcompare as h\nmissing = [n for n in h.__all__ if getattr(h, n, None) is None]\n"
+                  "print(missing)")
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_option_and_model_mistakes_are_answered_before_torch_loads():
+    script = REPO_ROOT / "scripts" / "run_seg.py"
+    code = ("import json, runpy, sys\nsys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as stop:\n"
+            f"    print(json.dumps([stop.code, [m for m in {HEAVY!r} if m in sys.modules]]))\n")
+    for argv, expected in ((["--model", "nope"], "error: unknown model 'nope'; choose one of: unet, "),
+                           (["--num_train_epoch", "3"], "error: unrecognised argument(s): --num_train_epoch (did you "
+                                                        "mean --num_train_epochs?)")):
+        done = _fresh(code, str(script), *argv)
+        status, loaded = json.loads(done.stdout)
+        assert status == 2 and loaded == [], (argv, done.stdout)
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith(expected), done.stderr
