@@ -36,7 +36,7 @@ import torch
 from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
 from transformers import TrainerCallback
 
-from hf_segcompare.config.arguments import SegTrainingArguments
+from hf_segcompare.config.arguments import SegTrainingArguments, from_recipe
 from hf_segcompare.data import generate_synthetic_voc, load_voc
 from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import VOC_LABELS
@@ -59,7 +59,7 @@ class StepClock(TrainerCallback):
 
 
 def _arguments(model: str, workdir: Path, options) -> SegTrainingArguments:
-    return SegTrainingArguments.from_recipe(
+    return from_recipe(
         model, "published", output_dir=str(workdir / "trainer"), max_steps=options.warmup + options.steps,
         per_device_train_batch_size=options.batch_size, do_eval=False, eval_strategy="no", save_strategy="no",
         logging_steps=10_000, disable_tqdm=True, report_to="none", seed=0, overwrite_output_dir=True,

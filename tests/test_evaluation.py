@@ -130,13 +130,13 @@ def test_protocol_names_and_refusals():
 
 
 def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny"):
-    from hf_segcompare.config.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import from_recipe
     from hf_segcompare.data import load_voc
     from hf_segcompare.engine.trainer import SegTrainer
 
     torch.manual_seed(0)
     dataset = load_voc(voc_tree, cache_dir=tmp_path / "arrow")
-    args = SegTrainingArguments.from_recipe(model, "demo", output_dir=str(tmp_path / "out"),
+    args = from_recipe(model, "demo", output_dir=str(tmp_path / "out"),
                                             per_device_eval_batch_size=3, use_cpu=True)
     return SegTrainer(create_model(model).eval(), args, None, dataset["validation"], eval_size=64,
                       eval_protocol=protocol)
@@ -217,7 +217,7 @@ def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwis
     import json
 
     from hf_segcompare.config.arguments import parse_args
-    from hf_segcompare.pipeline.run import _resolve_protocol
+    from hf_segcompare.pipeline.resolve import resolve_run
 
     from .conftest import run_seg_in_process
 
@@ -240,7 +240,7 @@ def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwis
     for argv, expected in ((["--recipe", "published", "--protocol", "native"], "native"),
                            (["--recipe", "quick-10"], "native"), (["--recipe", "published"], "mmseg")):
         model_args, data_args, training_args = parse_args(["--model", "unet", "--dataset_name", "voc", *argv])
-        assert _resolve_protocol(model_args, data_args, training_args)[0].protocol == expected
+        assert resolve_run(model_args, data_args, training_args).data_args.protocol == expected
 
 
 def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_tree, tmp_path):

@@ -118,3 +118,35 @@ def test_option_and_model_mistakes_are_answered_before_torch_loads():
         status, loaded = json.loads(done.stdout)
         assert status == 2 and loaded == [], (argv, done.stdout)
         assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith(expected), done.stderr
+
+
+def test_the_trainer_knows_no_recipe_and_no_command_line():
+    trainer_module = PACKAGE / "engine" / "trainer.py"
+    imported = _imports(trainer_module)
+    assert not [name for name in imported if name.startswith(("hf_segcompare.models.recipes",
+                                                              "hf_segcompare.config"))], imported
+    source = trainer_module.read_text(encoding="utf-8")
+    assert "hasattr(args" not in source and 'getattr(args, "recipe"' not in source
+
+
+def test_a_trainer_from_plain_training_arguments_and_explicit_values(voc_tree, tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_segcompare.data import load_voc
+    from hf_segcompare.engine.trainer import SegTrainer
+    from hf_segcompare.evaluation.protocol import EvalProtocol
+    from hf_segcompare.models import create_model
+
+    dataset = load_voc(voc_tree, cache_dir=tmp_path / "cache")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
+                             report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = SegTrainer(create_model("segformer-tiny", id2label=dataset.labels.id2label), args, dataset["train"],
+                         dataset["validation"], crop_size=32, eval_size=64,
+                         eval_protocol=EvalProtocol(resize="short_side", short_side=48))
+    assert (trainer.crop_size, trainer.eval_size, trainer.eval_protocol.short_side) == (32, 64, 48)
+    assert trainer.train_dataset[0]["pixel_values"].shape[-2:] == (32, 32)
+    trainer.train()
+    scores = trainer.evaluate()
+    assert 0.0 <= scores["eval_mean_iou"] <= 1.0 and trainer.state.global_step == 2
+    # Trainer's own two optimizer groups (no toolkit parameter groups asked for).
+    assert len(trainer.optimizer.param_groups) == 2

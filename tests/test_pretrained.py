@@ -113,9 +113,9 @@ def test_the_sources_normalisation_wins_over_the_registrys(tmp_path):
 
 
 def _args(tmp_path):
-    from hf_segcompare.config.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import from_recipe
 
-    return SegTrainingArguments.from_recipe("vit-tiny", "demo", output_dir=str(tmp_path / "trainer"))
+    return from_recipe("vit-tiny", "demo", output_dir=str(tmp_path / "trainer"))
 
 
 def test_segformer_checkpoint_with_another_head(tmp_path):

@@ -210,16 +210,16 @@ def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path):
 
 def test_from_recipe_gives_python_the_command_lines_arguments(tmp_path):
     """No parse_args: the same resolved arguments, training fields only, and the budget rule."""
-    from hf_segcompare.config.arguments import SegTrainingArguments
+    from hf_segcompare.config.arguments import from_recipe
 
-    args = SegTrainingArguments.from_recipe("unet", "published", output_dir=str(tmp_path))
+    args = from_recipe("unet", "published", output_dir=str(tmp_path))
     _, _, parsed = parse_args(["--model", "unet", "--dataset_name", "voc", "--output_dir", str(tmp_path)])
     assert args.to_dict() == parsed.to_dict()
     assert args.optim == "sgd" and args.max_steps == 20_000 and args.global_batch_size() == 16
     assert args.remove_unused_columns is False and args.batch_eval_metrics is True
     with pytest.raises(UsageError, match=r"\['crop_size'\] are DataArguments fields"):
-        SegTrainingArguments.from_recipe("unet", "published", crop_size=256)
+        from_recipe("unet", "published", crop_size=256)
     with pytest.raises(UsageError, match=r"no field \['learning_rat'\]"):
-        SegTrainingArguments.from_recipe("unet", "published", learning_rat=1e-3)
-    epochs = SegTrainingArguments.from_recipe("segformer-tiny", "quick-10", num_train_epochs=2)
+        from_recipe("unet", "published", learning_rat=1e-3)
+    epochs = from_recipe("segformer-tiny", "quick-10", num_train_epochs=2)
     assert epochs.max_steps == -1 and epochs.num_train_epochs == 2 and epochs.lr_multipliers == "decode_head=10"

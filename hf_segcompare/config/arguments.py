@@ -18,15 +18,14 @@ from typing import Any, Literal
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..data.download import VOC_TRAINVAL_URL
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
-from ..engine.device_settings import resolve_device_defaults
+from ..engine.training_args import SegTrainingArguments
 from ..errors import UsageError
 from ..evaluation.protocol import EvalProtocol
 from ..models import get_entry, list_models
-from ..models.recipes import RECIPE_NAMES, default_recipe_name, get_recipe
+from ..models.recipes import default_recipe_name, get_recipe
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
 
 RUN_ARGS_FILE = "run_args.json"
@@ -199,128 +198,30 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
 
 
-def _default(name: str, value=None, factory=None):
-    """TrainingArguments' field `name` (its help kept) with this toolkit's default."""
-    metadata = TrainingArguments.__dataclass_fields__[name].metadata
-    return field(default_factory=factory, metadata=metadata) if factory else field(default=value, metadata=metadata)
-
-
-@dataclass
-class SegTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus what a segmentation recipe needs beyond them.
-
-    The defaults every run starts from are fields here (TRL's `SFTConfig` does the same), so Python
-    and the command line get the same ones; `from_recipe` adds a model's recipe on top.
-    """
-
-    output_dir: str | None = _default("output_dir", "outputs")
-    do_train: bool = _default("do_train", True)
-    do_eval: bool = _default("do_eval", True)
-    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch")
-    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch")
-    save_total_limit: int | None = _default("save_total_limit", 1)
-    logging_steps: float = _default("logging_steps", 10)
-    per_device_eval_batch_size: int = _default("per_device_eval_batch_size", 8)
-    report_to: None | str | list[str] = _default("report_to", "none")
-    # Pinning without a GPU only warns.
-    dataloader_pin_memory: bool = _default("dataloader_pin_memory", factory=torch.cuda.is_available)
-    # The transforms build pixel_values/labels from the image/label columns: Trainer must not drop them.
-    remove_unused_columns: bool = _default("remove_unused_columns", False)
-    # Evaluation keeps no predictions: per-batch confusion matrices are summed as they arrive.
-    batch_eval_metrics: bool = _default("batch_eval_metrics", True)
-    # None: chosen for the device (hf_segcompare.engine.device_settings): on a CUDA GPU bf16 (fp16 where
-    # bf16 is not supported), TF32, workers from the cores; on a CPU fp32 and no workers.
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on for a CUDA GPU "
-                                                              "that supports it, off on a CPU)."})
-    fp16: bool | None = field(default=None, metadata={"help": "fp16 mixed precision with loss scaling (default: on "
-                                                              "for a CUDA GPU without bf16, off on a CPU)."})
-    tf32: bool | None = field(default=None, metadata={"help": "TF32 matmul and convolutions (default: on for an "
-                                                              "Ampere or newer GPU)."})
-    dataloader_num_workers: int | None = field(
-        default=None,
-        metadata={"help": "Data-loader worker processes, for training and evaluation (default: on a CUDA GPU the "
-                          "cores of each process less one, at most 8; on a CPU 0, the cores compute the model)."},
-    )
-
-    recipe: str | None = field(
-        default=None,
-        metadata={"help": "Where the training defaults come from: 'published' (each model's published schedule; the "
-                          "default on Pascal VOC), 'quick-10' / 'quick-15' (the same over 10 / 15 epochs), 'fitted' "
-                          "(the published schedule fitted to data without a published recipe; the default on your "
-                          "own data), or 'demo' (the embedded synthetic data on a CPU; the default with "
-                          "--dataset_name synthetic).",
-                  "choices": list(RECIPE_NAMES)},
-    )
-    lr_multipliers: str = field(
-        default="",
-        metadata={"help": "Learning-rate multipliers by parameter name: 'decode_head=10' trains every parameter "
-                          "whose name contains decode_head at 10x --learning_rate ('' for none)."},
-    )
-    allow_changed_options: bool = field(
-        default=False,
-        metadata={"help": "When resuming: accept options that differ from the interrupted run's (learning rate, "
-                          "schedule, budget, batch, data, seed). They apply from the resume step, and results.json "
-                          "and the card list each change and its step. The model, its start, the label set and the "
-                          "optimizer's kind cannot change mid-run."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Start afresh in --output_dir: remove the checkpoints, model, card and results an earlier run "
-            "wrote there (other files stay). Without it a training run resumes from the last complete "
-            "checkpoint there, and refuses a folder holding a finished run without one."
-        },
-    )
-    channels_last: bool | None = field(
-        default=None,
-        metadata={"help": "Train and evaluate in the channels_last memory format (default: on for the CNNs on a CUDA "
-                          "GPU, where their convolutions run faster so; off otherwise)."},
-    )
-    no_decay: str = field(
-        default="transformers",
-        metadata={"help": "Parameters trained without weight decay: 'transformers' (biases and normalisation "
-                          "weights, Trainer's rule), 'none' (everything decays), or comma-separated parts of "
-                          "parameter names (e.g. 'layer_norm')."},
-    )
-
-    def __post_init__(self):
-        resolve_device_defaults(self)  # before TrainingArguments acts on precision and TF32
-        super().__post_init__()
-
-    def global_batch_size(self) -> int:
-        """Training samples per optimizer step, over every process."""
-        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
-
-    @classmethod
-    def from_recipe(cls, model: str, recipe: str = "published", dataset: str | None = None,
-                    **overrides) -> "SegTrainingArguments":
-        """The arguments of a `model` run under `recipe` (for `dataset`, a release with a published
-        schedule of its own such as ``ade20k``; default: VOC's), with `overrides` on top.
-
-        The recipe's batch is global: the per-device batch is split over the processes this
-        program runs in (``WORLD_SIZE``) and ``gradient_accumulation_steps``. ``num_train_epochs``
-        in `overrides` replaces a recipe's step budget. Data fields (``crop_size``...) belong to
-        `DataArguments`; `SegTrainer` applies a recipe's crop size when none is given.
-
-        Raises:
-            UsageError: an unknown model, recipe or field, a data field, or a batch that cannot be split.
-        """
-        data_fields = sorted(set(overrides) & {item.name for item in fields(DataArguments)} - _TRAINING_FIELDS)
-        if data_fields:
-            raise UsageError(f"{data_fields} are DataArguments fields, not SegTrainingArguments ones: pass them to "
-                             "DataArguments(...).")
-        unknown = sorted(set(overrides) - _TRAINING_FIELDS)
-        if unknown:
-            raise UsageError(f"SegTrainingArguments has no field {unknown}.")
-        values = recipe_defaults(model, recipe, overrides.get("gradient_accumulation_steps", 1), dataset=dataset)
-        values.update(_explicit_choices(set(overrides), overrides))
-        return cls(**{**values, **overrides})
-
-
 def from_recipe(model: str, recipe: str = "published", dataset: str | None = None,
                 **overrides) -> SegTrainingArguments:
-    """`SegTrainingArguments.from_recipe`: the arguments of a `model` run under `recipe`."""
-    return SegTrainingArguments.from_recipe(model, recipe, dataset, **overrides)
+    """The arguments of a `model` run under `recipe` (for `dataset`, a release with a published
+    schedule of its own such as ``ade20k``; default: VOC's), with `overrides` on top.
+
+    The recipe's batch is global: the per-device batch is split over the processes this
+    program runs in (``WORLD_SIZE``) and ``gradient_accumulation_steps``. ``num_train_epochs``
+    in `overrides` replaces a recipe's step budget. Data fields (``crop_size``...) belong to
+    `DataArguments`; pass the recipe's crop (`get_recipe(...).crop_size`) to `SegTrainer` yourself,
+    or let `run` resolve it.
+
+    Raises:
+        UsageError: an unknown model, recipe or field, a data field, or a batch that cannot be split.
+    """
+    data_fields = sorted(set(overrides) & {item.name for item in fields(DataArguments)} - _TRAINING_FIELDS)
+    if data_fields:
+        raise UsageError(f"{data_fields} are DataArguments fields, not SegTrainingArguments ones: pass them to "
+                         "DataArguments(...).")
+    unknown = sorted(set(overrides) - _TRAINING_FIELDS)
+    if unknown:
+        raise UsageError(f"SegTrainingArguments has no field {unknown}.")
+    values = recipe_defaults(model, recipe, overrides.get("gradient_accumulation_steps", 1), dataset=dataset)
+    values.update(_explicit_choices(set(overrides), overrides))
+    return SegTrainingArguments(**{**values, **overrides})
 
 
 _AUTO_SWITCHES = ("bf16", "fp16", "tf32", "channels_last")

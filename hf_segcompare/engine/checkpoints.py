@@ -31,6 +31,12 @@ RUN_PRODUCTS = ("results.json", "run_args.json", "README.md", "learning_curve.pn
                 "model.safetensors", "config.json", "preprocessor_config.json", "training_args.bin", ".eval_results")
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """`path` if it exists, else its nearest existing parent (where a write into it would land)."""
+    path = Path(path)
+    return next(candidate for candidate in (path, *path.parents) if candidate.exists())
+
+
 def missing_parts(checkpoint: Path) -> list[str]:
     """What `checkpoint` lacks to be resumed from exactly ([] when it is complete)."""
     missing = [] if (checkpoint / TRAINER_STATE).is_file() else [TRAINER_STATE]
@@ -195,6 +201,7 @@ def clear_previous_run(output_dir: str | Path) -> list[Path]:
 
 
 __all__ = [
+    "nearest_existing",
     "CheckpointError",
     "checkpoints",
     "clear_previous_run",

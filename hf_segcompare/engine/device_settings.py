@@ -72,10 +72,10 @@ def resolve_device_defaults(args) -> None:
             setattr(args, name, value)
 
 
-def uses_channels_last(args, model) -> bool:
-    """``--channels_last`` as given; unset: on for a CNN trained on a CUDA GPU."""
-    if getattr(args, "channels_last", None) is not None:
-        return bool(args.channels_last)
+def uses_channels_last(requested: bool | None, args, model) -> bool:
+    """`requested` (``--channels_last``) when given; None: on for a CNN trained on a CUDA GPU."""
+    if requested is not None:
+        return bool(requested)
     from ..models import get_entry
 
     name = getattr(model.config, "segcompare_model", None)

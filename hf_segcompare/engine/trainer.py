@@ -2,9 +2,12 @@
 
 Given a model and raw image/mask datasets (``image`` and ``label`` columns, as `load_voc` returns
 them), it applies the training and evaluation transforms with the model's own input normalisation,
-scores with streaming mean IoU, adds the toolkit's callbacks and, for `SegTrainingArguments`, the
-recipe's parameter groups. It never changes what the caller passed: arguments that must differ
-for segmentation (`remove_unused_columns`, `batch_eval_metrics`) are set on a copy.
+scores with streaming mean IoU, adds the toolkit's callbacks and, for `SegTrainingArguments`, its
+parameter groups. Everything else it is given as explicit, resolved values (crop and evaluation
+sizes, the evaluation protocol): it applies no recipe and reads no command line
+(`hf_segcompare.pipeline.resolve` decides those values for a run). It never changes what the caller
+passed: arguments that must differ for segmentation (`remove_unused_columns`, `batch_eval_metrics`)
+are set on a copy.
 
 - **Exact resume.** transformers 5 saves some models (SegFormer, ViT) under their legacy weight
   names, and `Trainer._load_from_checkpoint` loads a checkpoint with a plain `load_state_dict`,
@@ -58,11 +61,11 @@ from ..evaluation.metrics import SegmentationMetrics
 from ..evaluation.protocol import EvalProtocol, predict_probabilities, protocol_transform
 from ..labels import IGNORE_INDEX
 from ..models import model_normalization
-from ..models.recipes import get_recipe
 from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
-from .checkpoints import TRAINER_STATE, checkpoints, missing_parts
+from .checkpoints import TRAINER_STATE, checkpoints, missing_parts, nearest_existing
 from .device_settings import speed_record, uses_channels_last
 from .optim import trainer_optimizer
+from .training_args import SegTrainingArguments
 
 # Below this much free space a failed write is a full disk, whatever the library's message says
 # (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
@@ -123,7 +126,7 @@ def describe_write_error(error: BaseException, folder: Path) -> str:
     """One line for a failed write into `folder`, naming ENOSPC when the disk is full."""
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     try:
-        free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
+        free = shutil.disk_usage(nearest_existing(folder)).free
     except (OSError, StopIteration):
         free = None
     if getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES):
@@ -154,13 +157,14 @@ class SegTrainer(Trainer):
 
     Args:
         model: a model from `create_model` (or any with the same forward contract).
-        args: `SegTrainingArguments` (recipe parameter groups included) or plain `TrainingArguments`.
+        args: `SegTrainingArguments` (its ``lr_multipliers``/``no_decay`` parameter groups and
+            ``channels_last`` apply) or plain `TrainingArguments` (Trainer's own optimizer groups).
         train_dataset, eval_dataset: raw ``image``/``label`` datasets get the transforms here (the
             training set needs an ``id`` column for its per-sample augmentation seeds); datasets
             that already carry a transform are used as they are.
         crop_size, eval_size: training crop, and the largest side an evaluation image may have
-            (larger ones are shrunk); default: the recipe's crop (`SegTrainingArguments.recipe`),
-            else the smallest multiple of 32 holding the split's largest image, at most 512.
+            (larger ones are shrunk); default: the smallest multiple of 32 holding the split's
+            largest image, at most 512 (a recipe's crop is passed here by whoever applies it).
         eval_padding: ``"batch"`` evaluates images of one padded shape together, each batch padded
             to its own shape (`SegCollator`); ``"square"`` pads every image to `eval_size`.
         eval_protocol: how every evaluation runs (`hf_segcompare.evaluation.protocol.EvalProtocol`; default:
@@ -191,7 +195,8 @@ class SegTrainer(Trainer):
         # Padding takes the value loss and metric skip: the label set's void (its ignore index).
         void = getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX)
         # The CNNs' convolutions run faster on a GPU in NHWC; the inputs follow the weights' format.
-        self.channels_last = uses_channels_last(args, model)
+        self.channels_last = uses_channels_last(
+            args.channels_last if isinstance(args, SegTrainingArguments) else None, args, model)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.augmentation = None
@@ -204,7 +209,7 @@ class SegTrainer(Trainer):
                 raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
                                  "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
                                  "[str(i) for i in range(len(dataset))]).")
-            self.crop_size = crop_size or _recipe_crop_size(args, model) or fitted_size(train_dataset, MAX_CROP_SIZE)
+            self.crop_size = crop_size or fitted_size(train_dataset, MAX_CROP_SIZE)
             self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
             short_side = (eval_protocol.short_side or self.crop_size) if eval_protocol.resize == "short_side" else None
             train_dataset = train_dataset.with_transform(make_batch_transform(
@@ -220,8 +225,7 @@ class SegTrainer(Trainer):
             sizes = image_sizes(eval_dataset)
             self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE, sizes)
             self.eval_padding = eval_padding
-            protocol = eval_protocol.with_defaults(
-                self.eval_size, self.crop_size or crop_size or _recipe_crop_size(args, model) or self.eval_size)
+            protocol = eval_protocol.with_defaults(self.eval_size, self.crop_size or crop_size or self.eval_size)
             self.eval_protocol = protocol.single_scale()
             self.augmented_protocol = protocol if protocol.augmented else None
             if eval_padding == "batch":
@@ -242,8 +246,9 @@ class SegTrainer(Trainer):
             kwargs.update(compute_metrics=metrics.compute, preprocess_logits_for_metrics=metrics.preprocess_logits)
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = SegCollator(normalization.mean, normalization.std, void)
-        if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs:
-            kwargs["optimizer_cls_and_kwargs"] = _recipe_optimizer(args, model)
+        if "optimizer_cls_and_kwargs" not in kwargs and "optimizers" not in kwargs \
+                and isinstance(args, SegTrainingArguments):
+            kwargs["optimizer_cls_and_kwargs"] = grouped_optimizer(args, model)
         callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine(), ReturnFreedMemory()]
         callbacks += [AugmentationEpoch(self.augmentation)] if self.augmentation is not None else []
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -300,6 +305,10 @@ class SegTrainer(Trainer):
         """The device switches this trainer runs with (precision, TF32, memory format, compile,
         data-loader workers), as results.json records them."""
         return speed_record(self.args, self.channels_last)
+
+    def logged_evaluations(self) -> list[dict]:
+        """Every evaluation in the run's log, those before a resume included."""
+        return [entry for entry in self.state.log_history if "eval_mean_iou" in entry]
 
     @property
     def resource_meter(self) -> ResourceMeter:
@@ -427,19 +436,9 @@ class SegTrainer(Trainer):
                                   "intact, and the run resumes from the last one when started again.") from None
 
 
-def _recipe_crop_size(args: TrainingArguments, model) -> int | None:
-    """The crop size of the recipe `args` were made from, for a registered model (None: fit the data)."""
-    name = getattr(model.config, "segcompare_model", None)
-    if not getattr(args, "recipe", None) or name is None:
-        return None
-    return get_recipe(args.recipe, name).crop_size
-
-
-def _recipe_optimizer(args: TrainingArguments, model):
-    """Trainer's optimizer factory for the recipe's parameter groups, checked against `model` now
-    rather than steps into training; None for plain TrainingArguments or no groups."""
-    if not hasattr(args, "lr_multipliers"):
-        return None
+def grouped_optimizer(args: SegTrainingArguments, model):
+    """Trainer's optimizer factory for the parameter groups `args` ask for, checked against `model`
+    now rather than steps into training; None where ``--optim`` builds its own groups."""
     factory = trainer_optimizer(args, model)
     if factory is not None:
         factory[0]().groups(model, args.learning_rate)

@@ -21,7 +21,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config.arguments import RUN_FACTS as RUN_FACTS_KEY
+from ..config.arguments import resolved_args, run_facts
+from ..engine.callbacks import ChangedOptimizerOptions
+from ..engine.checkpoints import trained_steps
+from ..engine.trainer import SegTrainer
 from ..errors import UsageError
+from ..report.results import RunResults
+from .resolve import RunPlan
 
 # The optimizer's kind and its parameter groups (multipliers, decay exemptions) are its saved state's shape.
 NEVER = ("model", "from_scratch", "pretrained", "model_name_or_path", "atrous_rates", "labels", "ignore_index",
@@ -87,4 +94,62 @@ def saved_options(output_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["NEVER", "OPTIMIZER_OPTIONS", "WITH_CONSENT", "changed_options", "check_changes", "saved_options"]
+def resume_changes(resume_from: str, plan: RunPlan, trainer: SegTrainer) -> list[dict[str, Any]]:
+    """The options this resume changes against the run it continues (`hf_segcompare.pipeline.resume_check`),
+    after refusing what may not change; those it accepts apply from here (the optimizer restored from
+    the checkpoint takes the new learning rate and weight decay). Returns every change of the run,
+    earlier resumes' included, as the record lists them.
+
+    Raises:
+        UsageError: an option that cannot change, or one changed without ``--allow_changed_options``.
+    """
+    training_args = plan.training_args
+    saved = saved_options(training_args.output_dir)
+    if saved is None:
+        return []
+    changes = changed_options(saved, options_now(plan), trained_steps(resume_from)[0])
+    check_changes(changes, training_args.allow_changed_options, resume_from)
+    changed = {change["option"]: change for change in changes}
+    if "weight_decay" in changed and not changed["weight_decay"]["before"]:
+        raise UsageError("--weight_decay: the run trained without weight decay, so which parameter groups should "
+                         "decay cannot be told from its optimizer; train afresh to change it.")
+    if changed.keys() & set(OPTIMIZER_OPTIONS):
+        lr = changed.get("learning_rate")
+        trainer.add_callback(ChangedOptimizerOptions(
+            lr_ratio=lr["after"] / lr["before"] if lr else None,
+            weight_decay=changed["weight_decay"]["after"] if "weight_decay" in changed else None))
+    if changes and training_args.process_index == 0:
+        print(f"resuming with changed options: {'; '.join(change_text(change) for change in changes)}", flush=True)
+    return (saved.get(RUN_FACTS_KEY) or {}).get("changes", []) + changes
+
+
+def refuse_other_options(finished: RunResults, plan: RunPlan) -> None:
+    """Raise `UsageError` when a finished run is asked for again with other options than it ran with
+    (those the data resolves, such as an unset crop, are compared only where given)."""
+    training_args = plan.training_args
+    saved = saved_options(training_args.output_dir)
+    if saved is None:
+        return
+    changes = [change for change in changed_options(saved, options_now(plan, given_only=True),
+                                                    finished.train["steps"]) if change["after"] is not None]
+    if changes:
+        listed = "; ".join(f"{change['option']} {change['before']} -> {change['after']}" for change in changes)
+        raise UsageError(f"--output_dir {training_args.output_dir} holds this run finished at step "
+                         f"{finished.train['steps']}, with other options ({listed}): pass --overwrite_output_dir to "
+                         "train it again with these, or another --output_dir.")
+
+
+def options_now(plan: RunPlan, given_only: bool = False) -> dict[str, Any]:
+    """This run's options and facts, as run_args.json holds the interrupted run's (`given_only`: the
+    model options as given, for a finished run compared before its data is loaded)."""
+    model_args = plan.model_args if given_only else plan.recorded_model_args()
+    return {**resolved_args(model_args, plan.data_args, plan.training_args),
+            RUN_FACTS_KEY: run_facts(plan.training_args)}
+
+
+def change_text(change: dict[str, Any]) -> str:
+    return f"{change['option']} {change['before']} -> {change['after']} from step {change['at_step']}"
+
+
+__all__ = ["NEVER", "OPTIMIZER_OPTIONS", "WITH_CONSENT", "changed_options", "check_changes", "options_now",
+           "refuse_other_options", "resume_changes", "saved_options"]

@@ -1,0 +1,123 @@
+"""A run's record (`RunResults`) from its plan and its trainer: what was trained on what, how, and
+what it measured, the environment included."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from typing import Any
+
+import torch
+
+from ..engine.trainer import SegTrainer
+from ..models import count_parameters, model_normalization
+from ..report.results import RunResults
+from .resolve import RunPlan
+
+
+def environment(trainer: SegTrainer) -> dict[str, Any]:
+    """The device, process count and library versions the run ran with."""
+    import accelerate
+    import datasets
+    import segmentation_models_pytorch
+    import torchvision
+    import transformers
+
+    device = trainer.args.device
+    return {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "num_processes": trainer.accelerator.num_processes,
+        "torch_threads": torch.get_num_threads(),  # intra-op CPU threads of each process
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+        "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
+    }
+
+
+def optimizer_groups(trainer: SegTrainer) -> list[dict[str, Any]]:
+    """The parameter groups of the optimizer Trainer trained with, as results.json records them."""
+    if trainer.optimizer is None:
+        return []
+    return [
+        {
+            "name": group.get("name", f"group {index}"),
+            "initial_lr": group.get("initial_lr", group["lr"]),
+            "weight_decay": group.get("weight_decay", 0.0),
+            "parameters": sum(parameter.numel() for parameter in group["params"]),
+        }
+        for index, group in enumerate(trainer.optimizer.param_groups)
+    ]
+
+
+def _optimizer_name(trainer: SegTrainer) -> str | None:
+    # accelerate wraps the optimizer; the recipe's is inside.
+    return type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__ \
+        if trainer.optimizer is not None else None
+
+
+def _as_lists(matrix) -> list[list[int]] | None:
+    return None if matrix is None else [[int(count) for count in row] for row in matrix]
+
+
+def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
+                    train_summary: dict[str, Any] | None, evaluations: list[dict], status: str = "complete",
+                    augmented: dict[str, Any] | None = None,
+                    changes: list[dict[str, Any]] | None = None) -> RunResults:
+    """The run's `RunResults` (see there for `status`)."""
+    # Every rank measured its own peak; the run's figure is the largest.
+    peak = trainer.resource_meter.peak_memory()
+    peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
+    peak["per_process"] = trainer.accelerator.num_processes > 1
+    data_args, labels = plan.data_args, dataset.label_info
+    normalization = model_normalization(trainer.model)
+    complete = status == "complete"
+    return RunResults(
+        status=status,
+        model=plan.model_args.model,
+        architecture=plan.entry.description,
+        family=plan.entry.family,
+        parameters=count_parameters(trainer.model),
+        dataset={
+            "name": data_args.dataset_name,
+            "path": str(data_dir),
+            "dropped_invalid": getattr(dataset, "dropped", []),
+            "train_samples": len(dataset["train"]),
+            "validation_samples": len(dataset["validation"]),
+            **labels.record(),  # class_names, ignore_index, where the names came from, label map / reduction
+            "validation_split": getattr(dataset, "split_info", None),
+            "columns": getattr(dataset, "columns", None),
+            "crop_size": data_args.crop_size,
+            "eval_size": data_args.eval_size,
+            "eval_padding": data_args.eval_padding,
+            "protocol": data_args.protocol,
+            "evaluation": trainer.eval_protocol.record() if trainer.eval_protocol else None,
+        },
+        train=train_summary,
+        recipe=plan.recipe_record(_optimizer_name(trainer), optimizer_groups(trainer)),
+        normalization={"mean": list(normalization.mean), "std": list(normalization.std)},
+        peak_memory=peak,
+        evaluations=evaluations,
+        final_eval=evaluations[-1] if evaluations and complete else None,
+        augmented_eval=augmented if complete else None,
+        confusion_matrix=_as_lists(trainer.confusion_matrices.get("eval")) if complete else None,
+        changed_on_resume=list(changes or []),
+        train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
+                    for e in trainer.state.log_history if "loss" in e],
+        environment=environment(trainer),
+        speed=trainer.speed_settings(),
+        args={
+            "model": dataclasses.asdict(plan.recorded_model_args()),
+            "data": dataclasses.asdict(data_args),
+            "training": trainer.args.to_dict(),  # to_dict() masks every *_token value
+        },
+    )
+
+
+__all__ = ["collect_results", "environment", "optimizer_groups"]
