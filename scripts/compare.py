@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from hf_segcompare.errors import UsageError
-from hf_segcompare.report.cards import write_comparison
+from hf_segcompare.report.page import write_comparison
 
 
 def main(argv=None) -> int:

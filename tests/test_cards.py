@@ -18,7 +18,7 @@ from hf_segcompare.config.arguments import parse_args
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
 from hf_segcompare.pipeline.run import run
-from hf_segcompare.report.cards import conclusion, write_comparison
+from hf_segcompare.report.page import conclusion, write_comparison
 from hf_segcompare.report.results import RunResults
 
 from .conftest import REPO_ROOT, run_script_in_process
@@ -118,7 +118,7 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
 
 
 def test_the_scatter_labels_stay_inside_the_frame(runs):
-    from hf_segcompare.report.cards import plot_miou_against
+    from hf_segcompare.report.figures import plot_miou_against
 
     records = [RunResults.read(runs[model] / "results.json") for model in TINY_MODELS]
     for record, name in zip(records, ("a-long-model-name-number-one", "another-rather-long-model-name", "x", "y")):
@@ -178,7 +178,7 @@ def test_compare_refuses_a_folder_without_results_and_mixed_datasets(runs, tmp_p
 def test_eval_results_file_for_a_hub_dataset_only(runs, tmp_path):
     import yaml
 
-    from hf_segcompare.report.cards import write_eval_results
+    from hf_segcompare.report.card import write_eval_results
 
     results = RunResults.read(runs["unet-tiny"] / "results.json")
     assert write_eval_results(results, tmp_path) is None  # a local VOC folder names no Hub benchmark

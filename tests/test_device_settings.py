@@ -46,8 +46,7 @@ def test_on_a_cpu_every_gpu_switch_is_off_unless_the_user_turned_it_on():
 def test_channels_last_puts_a_cnns_weights_in_that_format(tmp_path):
     model = create_model("unet-tiny")
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
-    args.channels_last = True
-    trainer = SegTrainer(model, args)
+    trainer = SegTrainer(model, args, channels_last=True)
     convolutions = [module.weight for module in trainer.model.modules()
                     if isinstance(module, torch.nn.Conv2d) and module.kernel_size != (1, 1)]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)

@@ -276,7 +276,7 @@ def test_a_diverging_run_stops_at_the_first_nonfinite_step_and_publishes_nothing
         assert torch.isfinite(tensor).all()
     # Nothing downstream takes it for a result.
     from hf_segcompare.errors import PushError, UsageError
-    from hf_segcompare.report.cards import read_runs
+    from hf_segcompare.report.page import read_runs
     from hf_segcompare.report.push import push_folder
 
     with pytest.raises(UsageError, match="did not finish"):

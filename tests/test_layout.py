@@ -15,7 +15,7 @@ PACKAGE = REPO_ROOT / "hf_segcompare"
 # The layers, lowest first, as the README's "Layout" section states them: a module may import
 # modules of its own layer and of lower ones only.
 LAYERS = (
-    ("errors", "labels", "hub_access"),
+    ("errors", "labels", "hub_access", "plotting"),
     ("data",),
     ("models",),
     ("evaluation",),
@@ -150,3 +150,11 @@ def test_a_trainer_from_plain_training_arguments_and_explicit_values(voc_tree, t
     assert 0.0 <= scores["eval_mean_iou"] <= 1.0 and trainer.state.global_step == 2
     # Trainer's own two optimizer groups (no toolkit parameter groups asked for).
     assert len(trainer.optimizer.param_groups) == 2
+
+
+def test_the_early_check_knows_every_option_the_parser_takes():
+    from hf_segcompare.config.arguments import build_parser
+    from hf_segcompare.config.option_names import known_options
+
+    parser_options = {action.dest for action in build_parser()._actions if action.dest != "help"}
+    assert parser_options <= known_options()

@@ -40,7 +40,7 @@ def _assert_carries_the_classes(output, names: list[str], image_path, tmp_path) 
     the data's classes, by name and count."""
     from transformers import pipeline
 
-    from hf_segcompare.report.cards import write_comparison
+    from hf_segcompare.report.page import write_comparison
 
     assert list(json.loads((output / "config.json").read_text())["id2label"].values()) == names
     results = json.loads((output / "results.json").read_text())

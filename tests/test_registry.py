@@ -61,7 +61,7 @@ def test_a_model_registered_from_a_test_file_trains_evaluates_and_gets_a_card(fp
     assert type(loaded) is SmpForSemanticSegmentation and loaded.config.arch == "fpn"
     assert loaded.config.segcompare_model == "fpn-tiny"
     # And it compares with the four.
-    from hf_segcompare.report.cards import write_comparison
+    from hf_segcompare.report.page import write_comparison
 
     other = tmp_path / "segformer"
     assert run_seg_in_process(["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name",

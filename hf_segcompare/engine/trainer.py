@@ -172,6 +172,8 @@ class SegTrainer(Trainer):
             mmsegmentation's VOC pipeline, training included: the training scale jitter then draws
             the short side from 0.5-2.0 × the crop size. Its scales and flip are not used by the
             evaluations during training but by `evaluate_augmented`, after it.
+        channels_last: train and evaluate in the channels_last memory format (default: the
+            arguments' ``channels_last``, else on for a CNN on a CUDA GPU).
         **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
             and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
             after the toolkit's.
@@ -183,7 +185,7 @@ class SegTrainer(Trainer):
 
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
                  crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
-                 eval_protocol: EvalProtocol | None = None, **kwargs):
+                 eval_protocol: EvalProtocol | None = None, channels_last: bool | None = None, **kwargs):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -195,8 +197,9 @@ class SegTrainer(Trainer):
         # Padding takes the value loss and metric skip: the label set's void (its ignore index).
         void = getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX)
         # The CNNs' convolutions run faster on a GPU in NHWC; the inputs follow the weights' format.
-        self.channels_last = uses_channels_last(
-            args.channels_last if isinstance(args, SegTrainingArguments) else None, args, model)
+        if channels_last is None and isinstance(args, SegTrainingArguments):
+            channels_last = args.channels_last
+        self.channels_last = uses_channels_last(channels_last, args, model)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.augmentation = None

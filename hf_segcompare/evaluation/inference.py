@@ -32,7 +32,7 @@ from ..models import register_auto_classes as register_model_classes
 from ..models.registry import IMAGENET, model_normalization
 from ..models.smp import SmpSegConfig
 from ..models.vit import ViTSegConfig
-from .protocol import short_side_size
+from .protocol import resize_image, short_side_size
 
 
 class SegImageProcessor(BaseImageProcessor):
@@ -81,8 +81,8 @@ class SegImageProcessor(BaseImageProcessor):
         tensors = [
             image if isinstance(image, torch.Tensor) else F.pil_to_tensor(to_rgb(image)) for image in images
         ]
-        if self.short_side:  # as the evaluation resized them (bilinear, antialiased like PIL's)
-            tensors = [F.resize(tensor, list(self.run_size(*tensor.shape[-2:])), antialias=True) for tensor in tensors]
+        if self.short_side:  # as the evaluation resized them
+            tensors = [resize_image(tensor, self.run_size(*tensor.shape[-2:])) for tensor in tensors]
         normalize = v2.Compose(to_float_and_normalize(self.image_mean, self.image_std))
         pad = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
         features = [{"pixel_values": normalize(tv_tensors.Image(tensor)).as_subclass(torch.Tensor)}

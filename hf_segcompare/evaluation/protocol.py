@@ -149,6 +149,15 @@ def short_side_size(height: int, width: int, short_side: int,
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def resize_image(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """An image tensor [..., H, W] at `size` (height, width), resized bilinearly with antialiasing
+    (as PIL does): the one resize every evaluation and the saved image processor apply, so that
+    `segment()` and the pipeline answer what the evaluation scored. Unchanged when already that size."""
+    if tuple(pixels.shape[-2:]) == tuple(size):
+        return pixels
+    return TF.resize(pixels, list(size), antialias=True)
+
+
 def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     """A `Dataset.with_transform` function for `protocol`: {image, label} -> pixel_values (the image
     as the protocol runs it, normalised), labels (the annotation untouched), and both sizes, so
@@ -174,9 +183,7 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
                 size = shrunk_size(height, width, eval_size)
             else:
                 size = (height, width)
-            pixels = TF.pil_to_tensor(image)
-            if size != (height, width):  # the same resize as SegImageProcessor's, so predict() agrees
-                pixels = TF.resize(pixels, list(size), antialias=True)
+            pixels = resize_image(TF.pil_to_tensor(image), size)
             pixels = normalize(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
             labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
             output["pixel_values"].append(pixels)
@@ -250,4 +257,5 @@ def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
     return total / (len(protocol.scales) * (2 if protocol.flip else 1))
 
 
-__all__ = ["EvalProtocol", "predict_probabilities", "protocol_from_record", "protocol_transform", "short_side_size"]
+__all__ = ["EvalProtocol", "predict_probabilities", "protocol_from_record", "protocol_transform", "resize_image",
+           "short_side_size"]

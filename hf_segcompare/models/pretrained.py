@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PretrainedUnavailable, UsageError
-from ..hub_access import hub_problem
+from ..hub_access import hub_problem, repo_id_problem
 from .registry import Normalization, get_entry
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -121,16 +121,6 @@ def source_normalization(source: str) -> Normalization | None:
     return Normalization.from_mapping(json.loads(Path(path).read_text()))
 
 
-def _is_repo_id(source: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(source)
-    except HFValidationError:
-        return False
-    return True
-
-
 def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **encoder_kwargs) -> Normalization | None:
     """Load a transformers encoder (`encoder_class`, e.g. `ViTModel`) from a folder or Hub id into `part`.
 
@@ -138,7 +128,7 @@ def load_hf_encoder(model, source: str, encoder_class, part: torch.nn.Module, **
     its encoder and drops the head. Returns the source's normalisation if it states one.
     """
     if not Path(source).expanduser().exists():
-        if not _is_repo_id(source):
+        if repo_id_problem(source) is not None:
             raise unavailable(model, source, "no such file or folder, and not a Hub id either")
         require_hub_for(model, source)
     try:

@@ -197,7 +197,7 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
         ExperimentStopped: a model failed, or a folder holds a run this plan did not produce.
         PushError: trained and saved, but a push failed (rerun the command to push what is missing).
     """
-    from ..report.cards import write_comparison
+    from ..report.page import write_comparison
     from ..report.push import push_folder
 
     output_dir = Path(output_dir)

@@ -20,7 +20,7 @@ from ..data.label_source import LabelOptions
 from ..data.synthetic import DEFAULT_CACHE_DIR
 from ..engine.checkpoints import WEIGHT_FILES
 from ..errors import PretrainedUnavailable, UsageError
-from ..hub_access import hub_offline_mode, require_hub
+from ..hub_access import hub_offline_mode, local_or_hub
 from ..labels import LabelSet
 from ..models import create_model, get_entry, register_auto_classes
 from ..models.pretrained import check_pretrained_source
@@ -166,18 +166,9 @@ def require_saved_model_reachable(name_or_path: str) -> None:
     Raises:
         UsageError: naming the argument and both ways out.
     """
-    folder = Path(name_or_path).expanduser()
-    if folder.is_dir():
+    folder = local_or_hub(name_or_path, f"--model_name_or_path {name_or_path}", SAVED_MODEL_WAYS_OUT)
+    if folder is not None:
         _require_saved_model_folder(folder)
-        return
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name_or_path)
-    except HFValidationError:
-        raise UsageError(f"--model_name_or_path {name_or_path}: no such folder, and not a Hub id either. "
-                         + SAVED_MODEL_WAYS_OUT) from None
-    require_hub(f"--model_name_or_path {name_or_path}: not a local folder, and as a Hub id", SAVED_MODEL_WAYS_OUT)
 
 
 def _require_saved_model_folder(folder: Path) -> None:

@@ -25,7 +25,9 @@ from ..engine.training_args import SegTrainingArguments
 from ..errors import CheckpointError, TrainingDiverged
 from ..evaluation.cost import measure_inference
 from ..evaluation.inference import SegImageProcessor
-from ..report.cards import write_model_card
+from ..evaluation.samples import plot_sample_predictions
+from ..report.card import write_model_card
+from ..report.figures import SAMPLE_PREDICTIONS
 from ..report.push import push_folder
 from ..report.results import RESULTS_FILE, RunResults, record_name
 from .loading import check_start, load_data, load_model
@@ -116,9 +118,10 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
     SegImageProcessor.for_model(trainer.model, short_side=protocol.short_side if protocol and
                                 protocol.resize == "short_side" else None).save_pretrained(output_dir)
     results.write(output_dir / RESULTS_FILE)
+    # Drawn now, while the model is at hand: the card reads only the record and the folder.
+    plot_sample_predictions(trainer.model, dataset["validation"], output_dir / SAMPLE_PREDICTIONS)
     # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
-    write_model_card(results, output_dir, model=trainer.model, validation=dataset["validation"],
-                     model_ref=push_repo or trainer.args.hub_model_id)
+    write_model_card(results, output_dir, model_ref=push_repo or trainer.args.hub_model_id)
     if push_repo:  # records the commit in the local results.json
         commit_url = push_folder(output_dir, push_repo, token=hub_token, private=hub_private)
         results.hub = {"repo_id": push_repo, "commit_url": commit_url}

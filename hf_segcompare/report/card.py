@@ -1,0 +1,295 @@
+"""The model card: ``templates/model_card.md`` rendered with `huggingface_hub.ModelCard.from_template`
+(front matter from `ModelCardData` with an `EvalResult` model-index) from a run's record only, with
+the figures beside it (`hf_segcompare.report.figures`; the sample predictions are drawn when the
+run finishes). Every number comes from the record; nothing is typed in. Class names and the ignore
+index come from the record's data, never from a VOC constant.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from huggingface_hub import ModelCardData
+from huggingface_hub.repocard_data import eval_results_to_model_index
+
+from ..evaluation.protocol import protocol_from_record
+from ..labels import VOC_CLASSES, LabelSet
+from .figures import (
+    CONFUSION_MATRIX,
+    LEARNING_CURVE,
+    MATRIX_CLASSES_SHOWN,
+    SAMPLE_PREDICTIONS,
+    plot_confusion_matrix,
+    plot_learning_curve,
+)
+from .results import RunResults
+
+TEMPLATES = Path(__file__).parent / "templates"
+SNIPPET = '''from PIL import Image
+from transformers import AutoModelForSemanticSegmentation
+
+import hf_segcompare
+
+hf_segcompare.register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters and the image processor
+model = AutoModelForSemanticSegmentation.from_pretrained("{model_ref}")
+mask = hf_segcompare.segment(model, Image.open("{image_path}"))  # H x W array of class ids
+print(sorted(model.config.id2label[int(i)] for i in set(mask.flat)))'''
+DATASET_DESCRIPTIONS = {
+    "synthetic": ("synthetic-voc", "hf_segcompare synthetic VOC-format data", "the embedded synthetic VOC-format data"),
+    "voc": ("pascal-voc-2012", "Pascal VOC 2012", "Pascal VOC 2012 segmentation"),
+}
+
+
+def _speed_line(speed: dict | None) -> str | None:
+    """The device switches a run used, in words (None for records older than schema 3)."""
+    if not speed:
+        return None
+    parts = [f"{speed['mixed_precision']} {'autocast' if speed['mixed_precision'] != 'fp32' else 'throughout'}",
+             f"TF32 {'on' if speed['tf32'] else 'off'}",
+             "channels_last memory format" if speed["channels_last"] else "contiguous (NCHW) memory format",
+             "torch.compile" if speed["torch_compile"] else "eager mode"]
+    workers = speed["dataloader_num_workers"]
+    parts.append(f"{workers} data-loader worker(s){' (persistent)' if speed['dataloader_persistent_workers'] else ''}"
+                 if workers else "data prepared in the main process")
+    return ", ".join(parts)
+
+
+def fmt(value) -> str:
+    """A metric to four decimals; "n/a" for a missing one (None, NaN, or absent from the template's data)."""
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def dataset_identity(results: RunResults) -> tuple[str, str, str]:
+    """(model-index dataset type, dataset name, the card's words for it). A Hub dataset is named by its
+    id (the type the Hub links to); a local one by its folder's name, never by the path on this machine."""
+    name = results.dataset["name"]
+    if name in DATASET_DESCRIPTIONS:
+        return DATASET_DESCRIPTIONS[name]
+    hub_id = _hub_dataset_id(name)
+    if hub_id:
+        return hub_id, hub_id, f"the Hub dataset `{hub_id}`"
+    local = Path(name).name or name
+    return local, local, f"`{local}` (a local dataset)"
+
+
+def _public(text: str) -> str:
+    """`text` with the local folders of this machine reduced to the file's name: a card is published."""
+    return " ".join(Path(word).name if "/" in word and Path(word).is_absolute() else word for word in text.split(" "))
+
+
+def label_set_of(results: RunResults) -> LabelSet:
+    """The label set a run was trained and scored on."""
+    return LabelSet(tuple(results.class_names), results.ignore_index)
+
+
+def _labels_line(results: RunResults) -> str:
+    """The data's classes, where their names came from and how raw mask values were read, for the card."""
+    dataset = results.dataset
+    labels = label_set_of(results)
+    line = f"{labels.describe(shown=8)}"
+    if dataset.get("label_source"):
+        line += f"; names from {_public(dataset['label_source'])}"
+    return line + (f"; {_public(dataset['mask_decoding'])}" if dataset.get("mask_decoding") else "")
+
+
+def read_evaluations(output_dir: Path) -> list[dict]:
+    """The evaluation-only records (``eval_*.json``) written beside a trained model: one line each,
+    and one more for a test-time-augmented evaluation."""
+    records = []
+    for path in sorted(Path(output_dir).glob("eval_*.json")):
+        record = RunResults.read(path)
+        protocol = protocol_from_record(record.dataset.get("evaluation")).brief()
+        for scores, name in ((record.final_eval or {}, "single-scale"),
+                             (record.augmented_eval, (record.augmented_eval or {}).get("protocol", {}).get("name"))):
+            if scores is None:
+                continue
+            records.append({
+                "file": path.name, "dataset": record.dataset["name"], "protocol": f"{name}, {protocol}",
+                "samples": record.dataset["validation_samples"], "processes": record.environment["num_processes"],
+                **{key: scores.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
+            })
+    return records
+
+
+class SegModelCardData(ModelCardData):
+    """`ModelCardData` whose model-index lists the test-time-augmented results (multi-scale, flip)
+    as a model entry of their own, named so, after the single-scale one: as benchmark tables give
+    each a row, and so that neither is mistaken for the other."""
+
+    def __init__(self, augmented_name: str | None = None, augmented_results=None, **kwargs):
+        super().__init__(**kwargs)
+        self.augmented_name, self.augmented_results = augmented_name, augmented_results
+
+    def _to_dict(self, data_dict):
+        name, augmented = data_dict.pop("augmented_name", None), data_dict.pop("augmented_results", None)
+        super()._to_dict(data_dict)
+        if augmented and "model-index" in data_dict:
+            data_dict["model-index"] += eval_results_to_model_index(name, augmented)
+
+
+def _eval_results(scores: dict, dataset_type: str, dataset_name: str, metric_args: dict) -> list:
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
+                   dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
+                   metric_value=scores[f"eval_{key}"], metric_args=metric_args)
+        for key, label in (("mean_iou", "Mean IoU"), ("mean_accuracy", "Mean accuracy"),
+                           ("overall_accuracy", "Overall accuracy"))
+        if scores.get(f"eval_{key}") is not None
+    ]
+
+
+def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
+                     evaluations: list[dict] | None = None, has_confusion: bool = False):
+    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
+    from huggingface_hub import ModelCard
+
+    final = results.final_eval or {}
+    dataset_type, dataset_name, dataset_line = dataset_identity(results)
+    metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
+    hub_dataset = _hub_dataset_id(results.dataset["name"])
+    eval_results = _eval_results(final, dataset_type, dataset_name, metric_args)
+    augmented = results.augmented_eval
+    start = results.args["model"]
+    card_data = SegModelCardData(
+        augmented_name=f"{results.model} on {dataset_name}, {augmented['protocol']['name']}" if augmented else None,
+        augmented_results=_eval_results(augmented, dataset_type, dataset_name, metric_args) if augmented else None,
+        model_name=f"{results.model} on {dataset_name}",
+        pipeline_tag="image-segmentation",
+        library_name="transformers",
+        license="apache-2.0",
+        tags=["image-segmentation", "semantic-segmentation", "hf_segcompare", results.model, results.family]
+        + (["synthetic-data"] if results.dataset["name"] == "synthetic" else []),
+        datasets=[hub_dataset] if hub_dataset else None,
+        base_model=start.get("model_name_or_path")
+        if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists()
+        else None,
+        metrics=["mean_iou"],
+        eval_results=eval_results or None,
+    )
+    training = results.args["training"] if results.train else None
+    if training:
+        warmup = training.get("warmup_steps") or 0
+        training = {
+            **training,
+            "optim": str(training.get("optim")),
+            "lr_scheduler_type": str(training.get("lr_scheduler_type")),
+            # TrainingArguments reads a warm-up below 1 as a share of the run
+            "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps",
+        }
+    precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
+    environment = results.environment
+    versions = [
+        (name, environment[name])
+        for name in (
+            "torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch", "python",
+        )
+        if name in environment
+    ]
+    class_names = results.class_names
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "model_card.md"),
+        title=f"{results.model}: {results.architecture}",
+        description=(
+            f"{results.architecture} ({results.family.upper() if results.family == 'cnn' else results.family}, "
+            f"{results.parameters:,} parameters) for semantic segmentation of the "
+            f"{len(class_names)} {'Pascal VOC ' if tuple(class_names) == VOC_CLASSES else ''}classes of "
+            f"{dataset_line} ({_class_list(class_names)}), trained with the Hugging Face `Trainer` by hf_segcompare."
+        ),
+        labels_line=_labels_line(results),
+        synthetic=results.dataset["name"] == "synthetic",
+        snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
+        dataset_line=dataset_line,
+        start_line=(
+            f"`{start['model_name_or_path']}`"
+            if start.get("model_name_or_path")
+            else "random initialisation (`--from_scratch`)"
+            if start.get("from_scratch")
+            else f"encoder weights from `{start.get('pretrained') or 'the model default'}`, "
+            "decoder and head freshly initialised"
+        ),
+        results=results,
+        final=final,
+        training=training,
+        precision=precision,
+        speed_line=_speed_line(results.speed),
+        per_class=[(name, final.get(f"eval_iou_{name}")) for name in class_names],
+        memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
+            results.peak_memory["kind"], results.peak_memory["kind"]
+        ),
+        versions=versions,
+        has_curve=has_curve,
+        has_samples=has_samples,
+        has_confusion=has_confusion,
+        matrix_classes_shown=MATRIX_CLASSES_SHOWN,
+        augmented=augmented,
+        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(),
+        evaluations=evaluations or [],
+        fmt=fmt,
+    )
+    # from_template parses the rendered card back with the plain ModelCardData, whose model-index
+    # reader folds every model entry into one: keep ours, so the augmented entry stays its own.
+    card.data = card_data
+    return card
+
+
+def _class_list(names: list[str], shown: int = 12) -> str:
+    return ", ".join(names) if len(names) <= shown else ", ".join(names[: shown - 1]) + f", ... {names[-1]}"
+
+
+def _hub_dataset_id(name: str) -> str | None:
+    """`name` when it looks like a Hub dataset id (``owner/name``) and is not a local path."""
+    import re
+
+    return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists() else None
+
+
+def write_eval_results(results: RunResults, output_dir: Path) -> Path | None:
+    """`.eval_results/mean_iou.yaml` (the Hub's newer eval-results format) for runs scored on a Hub
+    dataset; that format names a benchmark dataset on the Hub, so other data has no such file."""
+    dataset_id = _hub_dataset_id(results.dataset["name"])
+    value = (results.final_eval or {}).get("eval_mean_iou")
+    try:
+        from huggingface_hub import EvalResultEntry
+        from huggingface_hub._eval_results import eval_result_entries_to_yaml
+    except ImportError:  # an older huggingface_hub without the format
+        return None
+    if dataset_id is None or value is None:
+        return None
+    import yaml
+
+    entry = EvalResultEntry(dataset_id=dataset_id, task_id="semantic-segmentation-mean-iou", value=value,
+                            notes=f"validation split; num_labels={len(results.class_names)}, "
+                                  f"ignore_index={results.ignore_index}")
+    path = output_dir / ".eval_results" / "mean_iou.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(eval_result_entries_to_yaml([entry]), sort_keys=False))
+    return path
+
+
+def write_model_card(results: RunResults, output_dir: str | Path, model_ref: str | None = None) -> Path:
+    """Write README.md (the card) and its figures into `output_dir` from the run's record; return the
+    card's path. The sample predictions, drawn when the run finished, are shown where that figure
+    is in the folder.
+
+    Args:
+        results: the run's record.
+        model_ref: what the snippet loads (a Hub repo id; default: the output folder).
+    """
+    output_dir = Path(output_dir)
+    has_curve = plot_learning_curve(results, output_dir / LEARNING_CURVE)
+    has_samples = (output_dir / SAMPLE_PREDICTIONS).is_file()
+    has_confusion = plot_confusion_matrix(results, output_dir / CONFUSION_MATRIX)
+    card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples,
+                            read_evaluations(output_dir), has_confusion=has_confusion)
+    write_eval_results(results, output_dir)
+    path = output_dir / "README.md"
+    card.save(path)
+    return path
+
+
