@@ -25,7 +25,7 @@ What stays different, by design: the example resizes every image and mask to 512
 image processor's size) and scores there, nearest-neighbour masks included; the toolkit scores at
 each mask's own resolution. Both mIoUs are reported; they differ by that resize.
 
-Writes one JSON (``--output``); ``bench/report.py`` turns it into the README's table.
+Writes one JSON (``--output``); ``bench/report.py`` turns it into the table of docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ gradient clipping, on synthetic 500x375 and 375x500 images, VOC's usual sizes):
   overlapped. Target: <= 5 %.
 
 Every figure, the device (GPU name), thread count and load average go into one JSON (``--output``),
-from which ``bench/report.py`` writes the README's table.
+from which ``bench/report.py`` writes the table of docs/benchmarks.md.
 """
 
 from __future__ import annotations

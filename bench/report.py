@@ -1,10 +1,10 @@
-"""Write the benchmarks' README tables from their JSON files (no figure is typed by hand).
+"""Write the benchmarks' tables of docs/benchmarks.md from their JSON files (no figure is typed by hand).
 
     python bench/report.py                # print the tables
-    python bench/report.py --write README.md
+    python bench/report.py --write docs/benchmarks.md
 
-Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in the
-README, for NAME in eval (bench_eval.py), train (bench_train.py) and padding (bench_padding.py),
+Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in that
+page, for NAME in eval (bench_eval.py), train (bench_train.py) and padding (bench_padding.py),
 from ``bench/results/NAME.json`` and any ``NAME-*.json`` (the same benchmark on other data); a
 benchmark without a JSON leaves its block as it is.
 """
@@ -96,7 +96,7 @@ def tables() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", type=Path, help="the README whose marked blocks are replaced")
+    parser.add_argument("--write", type=Path, help="the page whose marked blocks are replaced (docs/benchmarks.md)")
     options = parser.parse_args()
     rendered = tables()
     if not options.write:

@@ -151,10 +151,3 @@ def test_a_trainer_from_plain_training_arguments_and_explicit_values(voc_tree, t
     # Trainer's own two optimizer groups (no toolkit parameter groups asked for).
     assert len(trainer.optimizer.param_groups) == 2
 
-
-def test_the_early_check_knows_every_option_the_parser_takes():
-    from hf_segcompare.config.arguments import build_parser
-    from hf_segcompare.config.option_names import known_options
-
-    parser_options = {action.dest for action in build_parser()._actions if action.dest != "help"}
-    assert parser_options <= known_options()

@@ -1,4 +1,5 @@
-"""The README's Python snippet runs as written, and uses a recipe without parse_args."""
+"""The README and docs/: the Python snippet runs as written, every command uses the project's venv,
+every link and linked image is tracked, and the README stays a front page."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .conftest import REPO_ROOT
 
 def test_the_readme_python_snippet_runs(tmp_path, monkeypatch, capsys):
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("## Python API"):readme.index("## Running")]
+    section = readme[readme.index("## Python API"):readme.index("## Reference")]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "from_recipe(" in snippet and "parse_args" not in snippet
     monkeypatch.chdir(tmp_path)  # it writes outputs/api where it runs
@@ -37,7 +38,8 @@ def _shell_commands(readme: str) -> list[str]:
 
 def test_every_readme_command_runs_in_the_venv_its_set_up_creates():
     """A bare `python` or `accelerate` is not the project's: it fails with ModuleNotFoundError."""
-    commands = _shell_commands((REPO_ROOT / "README.md").read_text())
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    commands = [command for page in pages for command in _shell_commands(page.read_text())]
     assert len(commands) > 20
     for command in commands:
         for part in command.split("&&"):
@@ -70,3 +72,42 @@ def test_the_quick_start_run_twice_is_quiet(tmp_path):
         for noise in ("missing keys", "unexpected keys", "Traceback", "were not passed to `accelerate launch`",
                       "mtime may not be reliable"):
             assert noise not in output, noise
+
+
+def _tracked() -> set[str]:
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return set(listed.stdout.splitlines())
+
+
+def _relative_links(page) -> list[str]:
+    """The targets of a markdown page's links and images that are files of this repository."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+    return [target.split("#")[0] for target in targets
+            if not target.startswith(("http://", "https://", "#", "mailto:")) and target.split("#")[0]]
+
+
+def test_every_link_and_linked_image_is_tracked_by_git():
+    """The README's and docs/' relative links, and every image a committed card or page shows, are
+    files git tracks: a clone shows no broken image (a .gitignore pattern once hid two)."""
+    tracked = _tracked()
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")),
+             *sorted(REPO_ROOT.glob("model_cards/**/*.md"))]
+    broken = []
+    for page in pages:
+        if str(page.relative_to(REPO_ROOT)) not in tracked:
+            continue  # written by a run into a folder git ignores
+        for target in _relative_links(page):
+            path = (page.parent / target).resolve().relative_to(REPO_ROOT)
+            if str(path) not in tracked:
+                broken.append(f"{page.relative_to(REPO_ROOT)} -> {target}")
+    assert not broken, broken
+    assert any(name.endswith("comparison/miou_vs_flops.png") for name in tracked)
+
+
+def test_the_readme_is_a_front_page_and_links_every_reference_page():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 260
+    for page in sorted((REPO_ROOT / "docs").glob("*.md")):
+        assert f"(docs/{page.name}" in readme, page.name

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
 from ..data.download import VOC_TRAINVAL_URL
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
@@ -27,9 +27,7 @@ from ..evaluation.protocol import EvalProtocol
 from ..models import get_entry, list_models
 from ..models.recipes import default_recipe_name, get_recipe
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
-
-RUN_ARGS_FILE = "run_args.json"
-RUN_FACTS = "_run"  # run_args.json's record of what the run ran on; not an option (replaying skips it)
+from .run_args import RUN_ARGS_FILE, RUN_FACTS, resolved_args, write_run_args
 
 
 @dataclass
@@ -391,32 +389,6 @@ def check_args(model_args: ModelArguments) -> None:
             raise UsageError(f"--atrous_rates {model_args.atrous_rates}: give three positive integers, e.g. 6 12 18.")
         if model_args.model_name_or_path:
             raise UsageError("--atrous_rates builds a new model; a saved one keeps the rates in its config.json.")
-
-
-def resolved_args(model_args: ModelArguments, data_args: DataArguments,
-                  training_args: SegTrainingArguments) -> dict[str, Any]:
-    """All arguments as one flat mapping that `parse_args([file])` reads back; tokens left out."""
-    training = {key: value for key, value in training_args.to_dict().items() if not key.endswith("_token")}
-    return {**asdict(model_args), **asdict(data_args), **training}
-
-
-def run_facts(training_args: TrainingArguments, changes: list | None = None) -> dict[str, Any]:
-    """What a run runs on, beside its options: processes and global batch (a resume compares them),
-    and the options changed at earlier resumes."""
-    return {"num_processes": training_args.world_size,
-            "global_batch_size": training_args.per_device_train_batch_size * training_args.world_size
-            * training_args.gradient_accumulation_steps, "changes": list(changes or [])}
-
-
-def write_run_args(output_dir: str | Path, model_args: ModelArguments, data_args: DataArguments,
-                   training_args: SegTrainingArguments, changes: list | None = None) -> Path:
-    """Write `resolved_args` to ``output_dir/run_args.json``, with `run_facts` under `RUN_FACTS` (not
-    options: replaying the file skips them); return its path."""
-    path = Path(output_dir) / RUN_ARGS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    values = {**resolved_args(model_args, data_args, training_args), RUN_FACTS: run_facts(training_args, changes)}
-    path.write_text(json.dumps(values, indent=2, default=str) + "\n")
-    return path
 
 
 __all__ = [

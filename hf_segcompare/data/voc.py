@@ -106,7 +106,7 @@ def load_voc(
     """
     from datasets import DatasetDict
 
-    from .sources import FolderSource, open_voc_source
+    from .sources import open_voc_source
 
     source = open_voc_source(data_dir)
     found = next(filter(None, (id2label_in_folder(folder) for folder in _roots(data_dir, source))),
@@ -115,18 +115,7 @@ def load_voc(
     ids = {split: read_split_ids(source, split_file) for split, split_file in SPLIT_FILES.items()}
     sbd = None
     if sbd_dir is not None:
-        sbd_dir = Path(sbd_dir).expanduser()
-        aug_root = sbd_dir / "SegmentationClassAug" if (sbd_dir / "SegmentationClassAug").is_dir() else sbd_dir
-        if not aug_root.is_dir():
-            raise FileNotFoundError(f"SBD folder {sbd_dir} does not exist (expected a SegmentationClassAug folder).")
-        sbd_list = Path(sbd_list) if sbd_list else next(
-            (p for p in (sbd_dir / "train_aug.txt", aug_root.parent / "train_aug.txt") if p.is_file()),
-            sbd_dir / "train_aug.txt",
-        )
-        val_ids = set(ids["validation"])
-        # train_aug = (VOC train | SBD) - VOC val: the 10,582-image set the published DeepLab numbers use.
-        ids["train"] = [i for i in dict.fromkeys(ids["train"] + read_id_list(sbd_list)) if i not in val_ids]
-        sbd = FolderSource(aug_root)
+        ids["train"], sbd = _train_aug(ids, sbd_dir, sbd_list)
     overlap = sorted(set(ids["train"]) & set(ids["validation"]))
     if overlap:
         raise DataError(
@@ -145,6 +134,24 @@ def load_voc(
                sbd.signature([s[2] for s in samples if s[3] is not None]) if sbd else None]
         splits[split] = validated_split(source, samples, split, labels, key, "voc", cache_dir)
     return finish_validation(DatasetDict(splits), drop_invalid, labels)
+
+
+def _train_aug(ids: dict[str, list[str]], sbd_dir: str | Path, sbd_list: str | Path | None):
+    """VOC "train_aug": (VOC train | SBD) - VOC val, the 10,582-image set the published DeepLab
+    numbers use, and the source of SBD's masks."""
+    from .sources import FolderSource
+
+    sbd_dir = Path(sbd_dir).expanduser()
+    aug_root = sbd_dir / "SegmentationClassAug" if (sbd_dir / "SegmentationClassAug").is_dir() else sbd_dir
+    if not aug_root.is_dir():
+        raise FileNotFoundError(f"SBD folder {sbd_dir} does not exist (expected a SegmentationClassAug folder).")
+    sbd_list = Path(sbd_list) if sbd_list else next(
+        (p for p in (sbd_dir / "train_aug.txt", aug_root.parent / "train_aug.txt") if p.is_file()),
+        sbd_dir / "train_aug.txt",
+    )
+    val_ids = set(ids["validation"])
+    train = [i for i in dict.fromkeys(ids["train"] + read_id_list(sbd_list)) if i not in val_ids]
+    return train, FolderSource(aug_root)
 
 
 def _roots(data_dir: str | Path, source) -> list[Path]:

@@ -10,6 +10,8 @@ complete one in ``--output_dir``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import re
@@ -200,7 +202,76 @@ def clear_previous_run(output_dir: str | Path) -> list[Path]:
     return removed
 
 
+# Below this much free space a failed write is a full disk, whatever the library's message says
+# (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
+FULL_DISK_BYTES = 16 * 2**20
+
+
+def restore_checkpoint_weights(model, checkpoint: str | Path) -> None:
+    """Load `checkpoint`'s weights into `model` under the names the model uses today.
+
+    Raises:
+        CheckpointError: the checkpoint lacks weights of `model`, or holds ones of another shape.
+    """
+    saved, info = type(model).from_pretrained(str(checkpoint), output_loading_info=True, use_safetensors=True)
+    problems = [f"{kind.replace('_', ' ')} {sorted(info[kind])[:3]}" for kind in ("missing_keys", "mismatched_keys")
+                if info.get(kind)]
+    if problems:
+        raise CheckpointError(
+            f"{checkpoint} does not hold every weight of this {model.config.model_type} model ({'; '.join(problems)}): "
+            "resuming from it would train partly random weights. Pass another --resume_from_checkpoint, or "
+            "--overwrite_output_dir to start afresh."
+        )
+    model.load_state_dict(saved.state_dict(), strict=True)
+
+
+class _NumericalCheckpointOrder(logging.Filter):
+    """Trainer orders checkpoints by modification time and, when they were written less than a second
+    apart (short runs), warns that it falls back to ordering them by step: the order this toolkit uses
+    anyway (`hf_segcompare.engine.checkpoints`). Drop that one line, which reads as a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mtime may not be reliable" not in record.getMessage()
+
+
+logging.getLogger("transformers.trainer_utils").addFilter(_NumericalCheckpointOrder())
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' warnings and progress bars off for the duration (errors still show)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def describe_write_error(error: BaseException, folder: Path) -> str:
+    """One line for a failed write into `folder`, naming ENOSPC when the disk is full."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    try:
+        free = shutil.disk_usage(nearest_existing(folder)).free
+    except (OSError, StopIteration):
+        free = None
+    if getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES):
+        return (
+            f"no space left on device (ENOSPC) while writing {folder} ({free // 2**20 if free is not None else '?'} "
+            "MiB free): free some space, or pass an --output_dir on a larger disk"
+        )
+    return f"writing {folder} failed ({type(error).__name__}: {reason})"
+
+
 __all__ = [
+    "describe_write_error",
+    "quiet_transformers",
+    "restore_checkpoint_weights",
     "nearest_existing",
     "CheckpointError",
     "checkpoints",

@@ -15,7 +15,7 @@ are set on a copy.
   resumed SegFormer silently keeps random weights for 116 tensors. `SegTrainer` reloads the
   checkpoint through `from_pretrained` after Trainer's own load, and stops if any weight of the
   model is still not in it. Once transformers fixes the bug the reload is a harmless repeat and
-  `restore_checkpoint_weights` can go; the check stays.
+  `checkpoints.restore_checkpoint_weights` can go; the check stays.
 - **Divergence stops the run.** A non-finite loss or gradient norm at any optimizer step (on any
   process), or a non-finite weight before an evaluation or a save, raises `TrainingDiverged`
   naming the step. No checkpoint with non-finite weights is ever written, so the last one on disk
@@ -30,10 +30,7 @@ are set on a copy.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import errno
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -62,79 +59,21 @@ from ..evaluation.protocol import EvalProtocol, predict_probabilities, protocol_
 from ..labels import IGNORE_INDEX
 from ..models import model_normalization
 from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
-from .checkpoints import TRAINER_STATE, checkpoints, missing_parts, nearest_existing
+from .checkpoints import (
+    TRAINER_STATE,
+    checkpoints,
+    describe_write_error,
+    missing_parts,
+    quiet_transformers,
+    restore_checkpoint_weights,
+)
 from .device_settings import speed_record, uses_channels_last
 from .optim import trainer_optimizer
 from .training_args import SegTrainingArguments
 
-# Below this much free space a failed write is a full disk, whatever the library's message says
-# (torch reports ENOSPC while writing optimizer.pt as "[enforce fail at inline_container.cc]").
-FULL_DISK_BYTES = 16 * 2**20
-
-
-def restore_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load `checkpoint`'s weights into `model` under the names the model uses today.
-
-    Raises:
-        CheckpointError: the checkpoint lacks weights of `model`, or holds ones of another shape.
-    """
-    saved, info = type(model).from_pretrained(str(checkpoint), output_loading_info=True, use_safetensors=True)
-    problems = [f"{kind.replace('_', ' ')} {sorted(info[kind])[:3]}" for kind in ("missing_keys", "mismatched_keys")
-                if info.get(kind)]
-    if problems:
-        raise CheckpointError(
-            f"{checkpoint} does not hold every weight of this {model.config.model_type} model ({'; '.join(problems)}): "
-            "resuming from it would train partly random weights. Pass another --resume_from_checkpoint, or "
-            "--overwrite_output_dir to start afresh."
-        )
-    model.load_state_dict(saved.state_dict(), strict=True)
-
-
-class _NumericalCheckpointOrder(logging.Filter):
-    """Trainer orders checkpoints by modification time and, when they were written less than a second
-    apart (short runs), warns that it falls back to ordering them by step: the order this toolkit uses
-    anyway (`hf_segcompare.engine.checkpoints`). Drop that one line, which reads as a fault."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "mtime may not be reliable" not in record.getMessage()
-
-
-logging.getLogger("transformers.trainer_utils").addFilter(_NumericalCheckpointOrder())
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """transformers' warnings and progress bars off for the duration (errors still show)."""
-    from transformers.utils import logging as transformers_logging
-
-    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if bars:
-            transformers_logging.enable_progress_bar()
-
 
 def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
     return [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
-
-
-def describe_write_error(error: BaseException, folder: Path) -> str:
-    """One line for a failed write into `folder`, naming ENOSPC when the disk is full."""
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    try:
-        free = shutil.disk_usage(nearest_existing(folder)).free
-    except (OSError, StopIteration):
-        free = None
-    if getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES):
-        return (
-            f"no space left on device (ENOSPC) while writing {folder} ({free // 2**20 if free is not None else '?'} "
-            "MiB free): free some space, or pass an --output_dir on a larger disk"
-        )
-    return f"writing {folder} failed ({type(error).__name__}: {reason})"
 
 
 def with_fields(args: TrainingArguments, **changes) -> TrainingArguments:
@@ -208,40 +147,10 @@ class SegTrainer(Trainer):
         self._raw_eval_dataset = self._active_protocol = None
         eval_protocol = eval_protocol or EvalProtocol()
         if train_dataset is not None and _is_raw(train_dataset):
-            if "id" not in train_dataset.column_names:
-                raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
-                                 "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
-                                 "[str(i) for i in range(len(dataset))]).")
-            self.crop_size = crop_size or fitted_size(train_dataset, MAX_CROP_SIZE)
-            self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
-            short_side = (eval_protocol.short_side or self.crop_size) if eval_protocol.resize == "short_side" else None
-            train_dataset = train_dataset.with_transform(make_batch_transform(
-                train_transforms(self.crop_size, normalization.mean, normalization.std, short_side=short_side,
-                                 mask_fill=void),
-                self.augmentation))
+            train_dataset = self._training_set(train_dataset, args, crop_size, eval_protocol, normalization, void)
         if eval_dataset is not None and _is_raw(eval_dataset):
-            if eval_padding not in ("batch", "square"):
-                raise UsageError(f"eval_padding={eval_padding!r}: use 'batch' or 'square'.")
-            if eval_size is not None and eval_size % SIZE_MULTIPLE:
-                raise UsageError(f"--eval_size {eval_size} is not a multiple of {SIZE_MULTIPLE}, which every model "
-                                 f"here needs: pass {size_to_fit(eval_size)}.")
-            sizes = image_sizes(eval_dataset)
-            self.eval_size = eval_size or fitted_size(eval_dataset, MAX_EVAL_SIZE, sizes)
-            self.eval_padding = eval_padding
-            protocol = eval_protocol.with_defaults(self.eval_size, self.crop_size or crop_size or self.eval_size)
-            self.eval_protocol = protocol.single_scale()
-            self.augmented_protocol = protocol if protocol.augmented else None
-            if eval_padding == "batch":
-                # The metric is a sum over pixels, so the order is free: group the shapes.
-                eval_dataset = eval_dataset.select(shape_order(sizes, self.eval_size))
-            self._raw_eval_dataset = eval_dataset
-            if self.eval_protocol.plain:  # batched, at native resolution
-                square = eval_padding == "square"
-                eval_dataset = eval_dataset.with_transform(make_batch_transform(
-                    eval_transforms(self.eval_size, normalization.mean, normalization.std, square=square,
-                                    mask_fill=void)))
-            else:
-                eval_dataset = self._protocol_dataset(self.eval_protocol, normalization)
+            eval_dataset = self._evaluation_set(eval_dataset, eval_size, eval_padding,
+                                                eval_protocol.with_defaults, crop_size, normalization, void)
         self.segmentation_metrics = None
         if "compute_metrics" not in kwargs:
             metrics = SegmentationMetrics([model.config.id2label[i] for i in range(model.config.num_labels)], void)
@@ -262,6 +171,49 @@ class SegTrainer(Trainer):
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
         # The last evaluation's [C, C] pixel counts per metric prefix ("eval", "eval_tta").
         self.confusion_matrices: dict[str, object] = {}
+
+    # ---- the datasets, transformed as the run trains and scores them
+    def _training_set(self, dataset, args, crop_size, eval_protocol: EvalProtocol, normalization, void: int):
+        """`dataset` with the training transform: a crop of `crop_size` (default: fitted to the
+        data), each sample's augmentation seeded by its id, the protocol's scale jitter."""
+        if "id" not in dataset.column_names:
+            raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
+                             "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
+                             "[str(i) for i in range(len(dataset))]).")
+        self.crop_size = crop_size or fitted_size(dataset, MAX_CROP_SIZE)
+        self.augmentation = AugmentationSeeds(args.data_seed if args.data_seed is not None else args.seed)
+        short_side = (eval_protocol.short_side or self.crop_size) if eval_protocol.resize == "short_side" else None
+        return dataset.with_transform(make_batch_transform(
+            train_transforms(self.crop_size, normalization.mean, normalization.std, short_side=short_side,
+                             mask_fill=void),
+            self.augmentation))
+
+    def _evaluation_set(self, dataset, eval_size, eval_padding: str, completed_protocol, crop_size, normalization,
+                        void: int):
+        """`dataset` ordered by shape and transformed as the evaluation protocol runs it; sets the
+        eval size (default: fitted to the data) and the single-scale and augmented protocols
+        (`completed_protocol(eval_size, short_side)` fills in what the protocol left open)."""
+        if eval_padding not in ("batch", "square"):
+            raise UsageError(f"eval_padding={eval_padding!r}: use 'batch' or 'square'.")
+        if eval_size is not None and eval_size % SIZE_MULTIPLE:
+            raise UsageError(f"--eval_size {eval_size} is not a multiple of {SIZE_MULTIPLE}, which every model "
+                             f"here needs: pass {size_to_fit(eval_size)}.")
+        sizes = image_sizes(dataset)
+        self.eval_size = eval_size or fitted_size(dataset, MAX_EVAL_SIZE, sizes)
+        self.eval_padding = eval_padding
+        protocol = completed_protocol(self.eval_size, self.crop_size or crop_size or self.eval_size)
+        self.eval_protocol = protocol.single_scale()
+        self.augmented_protocol = protocol if protocol.augmented else None
+        if eval_padding == "batch":
+            # The metric is a sum over pixels, so the order is free: group the shapes.
+            dataset = dataset.select(shape_order(sizes, self.eval_size))
+        self._raw_eval_dataset = dataset
+        if not self.eval_protocol.plain:
+            return self._protocol_dataset(self.eval_protocol, normalization)
+        # batched, at native resolution
+        return dataset.with_transform(make_batch_transform(
+            eval_transforms(self.eval_size, normalization.mean, normalization.std, square=eval_padding == "square",
+                            mask_fill=void)))
 
     # ---- evaluation protocols
     def _protocol_dataset(self, protocol: EvalProtocol, normalization):
@@ -324,7 +276,7 @@ class SegTrainer(Trainer):
         weights, its state (steps, logged losses and evaluations, seconds trained) and the recipe's
         optimizer groups, as `train` would have left them. (Trainer's own resume trains one more
         step when the budget ends mid-epoch.)"""
-        with _quiet_transformers():
+        with quiet_transformers():
             restore_checkpoint_weights(self.model, checkpoint)
         self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
         self.create_optimizer()  # the record lists the parameter groups the run trained with
@@ -336,7 +288,7 @@ class SegTrainer(Trainer):
             return
         # Trainer's plain load_state_dict misses every renamed weight and logs kilobytes of "missing
         # keys" that read as a failure; the reload below restores them all, and says so in one line.
-        with _quiet_transformers():
+        with quiet_transformers():
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             restore_checkpoint_weights(model if model is not None else self.model, resume_from_checkpoint)
         if self.is_world_process_zero():
@@ -448,4 +400,4 @@ def grouped_optimizer(args: SegTrainingArguments, model):
     return factory
 
 
-__all__ = ["SegTrainer", "describe_write_error", "restore_checkpoint_weights", "with_fields"]
+__all__ = ["SegTrainer", "with_fields"]

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config.arguments import RUN_FACTS as RUN_FACTS_KEY
-from ..config.arguments import resolved_args, run_facts
+from ..config.run_args import RUN_FACTS as RUN_FACTS_KEY
+from ..config.run_args import resolved_args, run_facts
 from ..engine.callbacks import ChangedOptimizerOptions
 from ..engine.checkpoints import trained_steps
 from ..engine.trainer import SegTrainer

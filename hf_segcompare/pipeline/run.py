@@ -16,11 +16,13 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..config.arguments import DataArguments, ModelArguments, write_run_args
+from ..config.arguments import DataArguments, ModelArguments
+from ..config.run_args import write_run_args
 from ..engine.callbacks import samples_seen, steps_per_epoch
+from ..engine.checkpoints import describe_write_error
 from ..engine.run_lock import RunLock
 from ..engine.threads import apply_cpu_threads
-from ..engine.trainer import SegTrainer, describe_write_error, with_fields
+from ..engine.trainer import SegTrainer, with_fields
 from ..engine.training_args import SegTrainingArguments
 from ..errors import CheckpointError, TrainingDiverged
 from ..evaluation.cost import measure_inference

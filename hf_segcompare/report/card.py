@@ -35,6 +35,8 @@ hf_segcompare.register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters a
 model = AutoModelForSemanticSegmentation.from_pretrained("{model_ref}")
 mask = hf_segcompare.segment(model, Image.open("{image_path}"))  # H x W array of class ids
 print(sorted(model.config.id2label[int(i)] for i in set(mask.flat)))'''
+VERSIONS_SHOWN = ("torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch",
+                  "python")
 DATASET_DESCRIPTIONS = {
     "synthetic": ("synthetic-voc", "hf_segcompare synthetic VOC-format data", "the embedded synthetic VOC-format data"),
     "voc": ("pascal-voc-2012", "Pascal VOC 2012", "Pascal VOC 2012 segmentation"),
@@ -143,19 +145,16 @@ def _eval_results(scores: dict, dataset_type: str, dataset_name: str, metric_arg
     ]
 
 
-def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
-                     evaluations: list[dict] | None = None, has_confusion: bool = False):
-    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
-    from huggingface_hub import ModelCard
-
+def _card_data(results: RunResults) -> SegModelCardData:
+    """The card's front matter: tags, data, base model, and the model-index of the final evaluation
+    (and of the test-time-augmented one, as a model entry of its own)."""
     final = results.final_eval or {}
-    dataset_type, dataset_name, dataset_line = dataset_identity(results)
+    dataset_type, dataset_name, _ = dataset_identity(results)
     metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
     hub_dataset = _hub_dataset_id(results.dataset["name"])
-    eval_results = _eval_results(final, dataset_type, dataset_name, metric_args)
     augmented = results.augmented_eval
     start = results.args["model"]
-    card_data = SegModelCardData(
+    return SegModelCardData(
         augmented_name=f"{results.model} on {dataset_name}, {augmented['protocol']['name']}" if augmented else None,
         augmented_results=_eval_results(augmented, dataset_type, dataset_name, metric_args) if augmented else None,
         model_name=f"{results.model} on {dataset_name}",
@@ -169,27 +168,46 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         if start.get("model_name_or_path") and not Path(start["model_name_or_path"]).exists()
         else None,
         metrics=["mean_iou"],
-        eval_results=eval_results or None,
+        eval_results=_eval_results(final, dataset_type, dataset_name, metric_args) or None,
     )
+
+
+def _training_section(results: RunResults) -> dict | None:
+    """The training arguments as the card's procedure section shows them (None: not trained)."""
     training = results.args["training"] if results.train else None
-    if training:
-        warmup = training.get("warmup_steps") or 0
-        training = {
-            **training,
-            "optim": str(training.get("optim")),
-            "lr_scheduler_type": str(training.get("lr_scheduler_type")),
-            # TrainingArguments reads a warm-up below 1 as a share of the run
-            "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps",
-        }
+    if not training:
+        return None
+    warmup = training.get("warmup_steps") or 0
+    return {
+        **training,
+        "optim": str(training.get("optim")),
+        "lr_scheduler_type": str(training.get("lr_scheduler_type")),
+        # TrainingArguments reads a warm-up below 1 as a share of the run
+        "warmup": f"{warmup:.1%} of the steps as warm-up" if 0 < warmup < 1 else f"{int(warmup)} warm-up steps",
+    }
+
+
+def _start_line(start: dict) -> str:
+    """Where the run's weights started, in words."""
+    if start.get("model_name_or_path"):
+        return f"`{start['model_name_or_path']}`"
+    if start.get("from_scratch"):
+        return "random initialisation (`--from_scratch`)"
+    return (f"encoder weights from `{start.get('pretrained') or 'the model default'}`, "
+            "decoder and head freshly initialised")
+
+
+def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
+                     evaluations: list[dict] | None = None, has_confusion: bool = False):
+    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
+    from huggingface_hub import ModelCard
+
+    final = results.final_eval or {}
+    dataset_line = dataset_identity(results)[2]
+    card_data = _card_data(results)
+    training = _training_section(results)
     precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
-    environment = results.environment
-    versions = [
-        (name, environment[name])
-        for name in (
-            "torch", "torchvision", "transformers", "accelerate", "datasets", "segmentation_models_pytorch", "python",
-        )
-        if name in environment
-    ]
+    versions = [(name, results.environment[name]) for name in VERSIONS_SHOWN if name in results.environment]
     class_names = results.class_names
     card = ModelCard.from_template(
         card_data,
@@ -205,14 +223,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         synthetic=results.dataset["name"] == "synthetic",
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
-        start_line=(
-            f"`{start['model_name_or_path']}`"
-            if start.get("model_name_or_path")
-            else "random initialisation (`--from_scratch`)"
-            if start.get("from_scratch")
-            else f"encoder weights from `{start.get('pretrained') or 'the model default'}`, "
-            "decoder and head freshly initialised"
-        ),
+        start_line=_start_line(results.args["model"]),
         results=results,
         final=final,
         training=training,
@@ -227,7 +238,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         has_samples=has_samples,
         has_confusion=has_confusion,
         matrix_classes_shown=MATRIX_CLASSES_SHOWN,
-        augmented=augmented,
+        augmented=results.augmented_eval,
         protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(),
         evaluations=evaluations or [],
         fmt=fmt,
