@@ -76,7 +76,8 @@ def test_no_module_imports_a_higher_layer_and_no_two_parts_import_each_other():
 def test_the_layers_here_are_the_readmes():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     stated = readme[readme.index("## Layout"):]
-    positions = [stated.index(f"`{parts[0]}") for parts in LAYERS]
+    positions = [stated.index(f"{parts[0]}.py" if index == 0 else f"`{parts[0]}/`")
+                 for index, parts in enumerate(LAYERS)]
     assert positions == sorted(positions), "the README lists the layers in another order"
 
 

@@ -40,6 +40,10 @@ class RunPlan:
         eval_protocol: how every evaluation runs (windows and short side completed once fitted).
         pretrained_source: where the encoder's weights start (None: random weights or a saved model).
         push_repo: the Hub repo the run publishes to (None: no push).
+        resume_from: the checkpoint training resumes from (None: a fresh start), and whether it
+            holds the whole budget already (`whole_budget`), once the output folder is checked
+            (`hf_segcompare.pipeline.output_folder`).
+        fitted: whether the sizes were fitted to the data.
     """
 
     model_args: ModelArguments
@@ -52,7 +56,13 @@ class RunPlan:
     eval_protocol: EvalProtocol
     pretrained_source: str | None
     push_repo: str | None
+    resume_from: str | None = None
+    whole_budget: bool = False
     fitted: bool = False
+
+    def resuming(self, resume_from: str | None, whole_budget: bool) -> "RunPlan":
+        """This plan resuming from `resume_from` (None: a fresh start)."""
+        return dataclasses.replace(self, resume_from=resume_from, whole_budget=whole_budget)
 
     def fitted_to(self, dataset) -> "RunPlan":
         """This plan with the crop and evaluation sizes the data decides where none was given (the

@@ -56,22 +56,22 @@ def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str 
     return None if resume_from else this_call
 
 
-def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, at_budget: bool = False
+def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budget: bool = False
                         ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None]:
     """Train (resuming from `resume_from` if set; taking it up without a step when it holds the whole
-    budget, `at_budget`) and save if asked, then make sure the last step was evaluated; return the
+    budget, `whole_budget`) and save if asked, then make sure the last step was evaluated; return the
     train summary, every evaluation (those before a resume included) and the test-time-augmented
     evaluation of the final weights (None unless the protocol asks for one)."""
     args = trainer.args
     train_summary = None
     if args.do_train:
-        if at_budget:
+        if whole_budget:
             trainer.resume_finished(resume_from)
             if trainer.is_world_process_zero():
                 print(f"nothing left to train: {Path(resume_from).name} holds the whole budget "
                       f"({trainer.state.global_step} steps); evaluating and writing the record", flush=True)
         try:
-            train_output = None if at_budget else trainer.train(resume_from_checkpoint=resume_from)
+            train_output = None if whole_budget else trainer.train(resume_from_checkpoint=resume_from)
         except KeyboardInterrupt:
             raise trainer.interrupted() from None
         try:
@@ -195,8 +195,8 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     args = plan.training_args
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(args, lock)
-    whole_budget = at_budget(resume_from, args)
-    finished = finished_record(Path(args.output_dir), resume_from) if whole_budget else None
+    plan = plan.resuming(resume_from, at_budget(resume_from, args))
+    finished = finished_record(Path(args.output_dir), resume_from) if plan.whole_budget else None
     if finished is not None:
         return _publish_finished(finished, plan)
     check_start(plan.model_args)  # before the data: a missing model should not wait for it
@@ -214,7 +214,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     if args.process_index == 0 and args.do_train:
         write_run_args(args.output_dir, plan.recorded_model_args(), plan.data_args, args, changes)
     try:
-        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from, whole_budget)
+        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from, plan.whole_budget)
     except TrainingDiverged as error:
         results = collect_results(plan, trainer, dataset, data_dir, None, trainer.logged_evaluations(),
                                   status="diverged", changes=changes)

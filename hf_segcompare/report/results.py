@@ -84,7 +84,7 @@ class RunResults:
     @property
     def ignore_index(self) -> int | None:
         """The mask value loss and metric skipped (None: none was)."""
-        return self.dataset.get("ignore_index", 255)  # records before schema 2 were all VOC's
+        return self.dataset["ignore_index"]
 
     @property
     def mean_iou(self) -> float | None:
@@ -116,8 +116,21 @@ class RunResults:
         missing = sorted(required - set(values))
         if missing:
             raise ValueError(f"{path} is not a run record of hf_segcompare (no {missing}).")
-        values.setdefault("schema_version", 1)
-        return cls(**{key: value for key, value in values.items() if key in names})
+        return cls(**{key: value for key, value in _upgraded(values).items() if key in names})
+
+
+def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
+    """An older record's content in today's form: the one place that knows the older formats (every
+    reader of a record sees the current fields). Fields added later that mean "absent" (a hub block,
+    speed, inference) simply take their defaults."""
+    values = {**values, "dataset": dict(values["dataset"])}
+    version = values.setdefault("schema_version", 1)
+    if version < 2:  # before label sets were read from the data, every run was on VOC's
+        values["dataset"].setdefault("ignore_index", 255)
+    if version < 4:  # before evaluation protocols were recorded, every image ran at its own size
+        values["dataset"].setdefault("protocol", "native")
+        values["dataset"].setdefault("evaluation", None)
+    return values
 
 
 def evaluation_record_name(dataset_name: str, split: str = "validation") -> str:
