@@ -152,6 +152,59 @@ def _column(dataset, given: str | None, candidates: tuple[str, ...], option: str
                     f"{dataset.column_names}. Pass {option}.")
 
 
+def _named_splits(raw, source: str, train_val_split: float | None) -> dict:
+    """The train and validation splits of `raw` under their usual names (``val``, ``valid``...).
+
+    Raises:
+        DataError: no train split; a validation split and --train_val_split both, or neither; a
+            share outside (0, 1).
+    """
+    splits = {}
+    for name, dataset in raw.items():
+        if SPLIT_ALIASES.get(name) and SPLIT_ALIASES[name] not in splits:
+            splits[SPLIT_ALIASES[name]] = dataset
+    if "train" not in splits:
+        raise DataError(f"dataset {source} has splits {sorted(raw)}; it needs a train split (named train).")
+    if "validation" in splits and train_val_split:
+        raise DataError(f"dataset {source} has a validation split: drop --train_val_split, which would hold out "
+                        "part of train instead.")
+    if "validation" not in splits and not train_val_split:
+        raise DataError(f"dataset {source} has splits {sorted(raw)} and no validation split (named validation, val "
+                        "or valid): pass --train_val_split 0.15 to hold out 15% of train as validation.")
+    if train_val_split is not None and not 0 < train_val_split < 1:
+        raise DataError(f"--train_val_split {train_val_split}: give the share of train to hold out, e.g. 0.15.")
+    return splits
+
+
+def _validated_split(dataset, split: str, source: str, image_column: str, label_column: str, labels):
+    """One split validated against `labels` (`ResolvedLabels`), its files read undecoded.
+
+    Raises:
+        DataError: the split lacks the image or the label column.
+    """
+    from datasets import Image
+
+    absent = [column for column in (image_column, label_column) if column not in dataset.column_names]
+    if absent:
+        raise DataError(
+            f"dataset {source} ({split}) has no column {absent}; its columns are {dataset.column_names}. "
+            "Pass --image_column_name / --label_column_name."
+        )
+    undecoded = dataset.select_columns([image_column, label_column])
+    for column in (image_column, label_column):
+        undecoded = undecoded.cast_column(column, Image(decode=False))
+    return undecoded.map(
+        _validate_row,
+        input_columns=[image_column, label_column],
+        with_indices=True,
+        fn_kwargs={"split": split, "image_column": image_column, "label_column": label_column,
+                   "labels": labels.labels, "lookup": labels.lookup()},
+        remove_columns=[image_column, label_column],
+        features=validated_features(),
+        desc=f"validating {split}",
+    )
+
+
 def load_image_mask_dataset(
     source: str,
     image_column: str | None = None,
@@ -177,50 +230,18 @@ def load_image_mask_dataset(
         DataError: the Hub is unreachable, a split or column is missing (the message lists what
             there is), the classes are named nowhere, or samples are invalid (`InvalidSamplesError`).
     """
-    from datasets import DatasetDict, Image
+    from datasets import DatasetDict
 
     raw = _load_raw(source, arrow_cache(cache_dir))
-    splits = {}
-    for name, dataset in raw.items():
-        if SPLIT_ALIASES.get(name) and SPLIT_ALIASES[name] not in splits:
-            splits[SPLIT_ALIASES[name]] = dataset
-    if "train" not in splits:
-        raise DataError(f"dataset {source} has splits {sorted(raw)}; it needs a train split (named train).")
-    if "validation" in splits and train_val_split:
-        raise DataError(f"dataset {source} has a validation split: drop --train_val_split, which would hold out "
-                        "part of train instead.")
-    if "validation" not in splits and not train_val_split:
-        raise DataError(f"dataset {source} has splits {sorted(raw)} and no validation split (named validation, val "
-                        "or valid): pass --train_val_split 0.15 to hold out 15% of train as validation.")
-    if train_val_split is not None and not 0 < train_val_split < 1:
-        raise DataError(f"--train_val_split {train_val_split}: give the share of train to hold out, e.g. 0.15.")
+    splits = _named_splits(raw, source, train_val_split)
     first = splits["train"]
     image_column = _column(first, image_column, IMAGE_COLUMNS, "--image_column_name", source)
     label_column = _column(first, label_column, LABEL_COLUMNS, "--label_column_name", source)
     labels = (label_options or LabelOptions()).resolve(
         None if (label_options and label_options.names) else _names_in_data(
             source, raw, label_column, arrow_cache(cache_dir)), source)
-    result = {}
-    for split, dataset in splits.items():
-        absent = [c for c in (image_column, label_column) if c not in dataset.column_names]
-        if absent:
-            raise DataError(
-                f"dataset {source} ({split}) has no column {absent}; its columns are {dataset.column_names}. "
-                "Pass --image_column_name / --label_column_name."
-            )
-        undecoded = dataset.select_columns([image_column, label_column])
-        for column in (image_column, label_column):
-            undecoded = undecoded.cast_column(column, Image(decode=False))
-        result[split] = undecoded.map(
-            _validate_row,
-            input_columns=[image_column, label_column],
-            with_indices=True,
-            fn_kwargs={"split": split, "image_column": image_column, "label_column": label_column,
-                       "labels": labels.labels, "lookup": labels.lookup()},
-            remove_columns=[image_column, label_column],
-            features=validated_features(),
-            desc=f"validating {split}",
-        )
+    result = {split: _validated_split(dataset, split, source, image_column, label_column, labels)
+              for split, dataset in splits.items()}
     dataset_dict = finish_validation(DatasetDict(result), drop_invalid, labels)
     dataset_dict.split_info = None
     if train_val_split:

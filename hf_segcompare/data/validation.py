@@ -68,6 +68,20 @@ def _png(image: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _palette_ids(pixels: np.ndarray, labels: LabelSet) -> tuple[np.ndarray | None, str | None]:
+    """An RGB mask's class ids, read through the VOC palette of the label set's ids; or, where a
+    colour is no such palette colour, None and what is wrong."""
+    palette = _palette_lookup(labels)
+    colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
+    unknown = [tuple(int(c) for c in colour) for colour in colours if tuple(int(c) for c in colour) not in palette]
+    if unknown:
+        void = "" if labels.ignore_index is None else f"; {labels.ignore_index} is {voc_palette()[labels.ignore_index]}"
+        return None, (f"colours that are not VOC palette colours of the label set's ids {unknown[:5]} (the palette "
+                      f"maps class ids to colours{void})")
+    indices = np.array([palette[tuple(int(c) for c in colour)] for colour in colours], dtype=np.uint8)
+    return indices[inverse.reshape(-1)].reshape(pixels.shape[:2]), None
+
+
 def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask_name: str,
                     labels: LabelSet = VOC_LABELS, lookup: np.ndarray | None = None) -> SampleCheck:
     """Check one image/mask pair against `labels`, decoding its mask values with `lookup` first.
@@ -120,17 +134,10 @@ def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask
     upright_bytes = _png(shown) if turn != 1 else None
     recoded = turned_mask
     if mode not in ("P", "L"):
-        palette = _palette_lookup(labels)
-        colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
-        unknown = [tuple(int(c) for c in colour) for colour in colours if tuple(int(c) for c in colour) not in palette]
-        if unknown:
-            void = "" if labels.ignore_index is None else \
-                f"; {labels.ignore_index} is {voc_palette()[labels.ignore_index]}"
-            return SampleCheck(mask_bytes, image_size, f"{mask_name}: {mode} mask with colours that are not VOC "
-                                                       f"palette colours of the label set's ids {unknown[:5]} (the "
-                                                       f"palette maps class ids to colours{void})")
-        indices = np.array([palette[tuple(int(c) for c in colour)] for colour in colours], dtype=np.uint8)
-        pixels, recoded = indices[inverse.reshape(-1)].reshape(pixels.shape[:2]), True
+        pixels, problem = _palette_ids(pixels, labels)
+        if problem:
+            return SampleCheck(mask_bytes, image_size, f"{mask_name}: {mode} mask with {problem}")
+        recoded = True
     raw_values = np.unique(pixels)
     values = raw_values if lookup is None else lookup[raw_values]
     bad = tuple(int(raw) for raw, value in zip(raw_values, values) if not labels.is_valid(int(value)))
