@@ -155,8 +155,11 @@ def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(voc_tree, t
     args = [str(RUN_SEG), "--model", "segformer-tiny", "--from_scratch",
             *_train_args(voc_tree, output, tmp_path / "c"), "--max_steps", "400", "--eval_strategy", "no",
             "--do_eval", "false"]
+    # As from a terminal: a suite started in the background (`cmd &` without job control) ignores
+    # SIGINT, and its children would inherit that.
     run = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Any whole checkpoint will do: with --save_total_limit 1, checkpoint-2 lives only until
     # checkpoint-4 is written, a window a poll can miss on a fast machine.
     deadline = time.monotonic() + 240
