@@ -20,7 +20,7 @@ command line's option checks answer in milliseconds. Loading a saved model throu
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -48,17 +48,7 @@ _PUBLIC = {
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    globals()[name] = value  # imported once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF)
 
 
 __all__ = sorted(_MODULE_OF)

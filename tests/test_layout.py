@@ -15,7 +15,7 @@ PACKAGE = REPO_ROOT / "hf_segcompare"
 # The layers, lowest first, as the README's "Layout" section states them: a module may import
 # modules of its own layer and of lower ones only.
 LAYERS = (
-    ("errors", "labels", "hub_access", "plotting"),
+    ("errors", "labels", "hub_access", "plotting", "lazy"),
     ("data",),
     ("models",),
     ("evaluation",),

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..lazy import lazy_attributes
+
 _NAMES = {
     "registry": ("HALF", "IMAGENET", "ModelEntry", "Normalization", "count_parameters", "create_model", "get_entry",
                  "list_models", "model_normalization", "register_model", "unregister_model"),
@@ -43,17 +45,7 @@ def register_auto_classes() -> None:
     for module in ADAPTER_MODULES:
         importlib.import_module(f"{__name__}.{module}")
 
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    globals()[name] = value  # imported once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF)
 
 
 __all__ = [*sorted(_MODULE_OF), "register_auto_classes"]

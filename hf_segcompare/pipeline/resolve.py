@@ -43,7 +43,6 @@ class RunPlan:
         resume_from: the checkpoint training resumes from (None: a fresh start), and whether it
             holds the whole budget already (`whole_budget`), once the output folder is checked
             (`hf_segcompare.pipeline.output_folder`).
-        fitted: whether the sizes were fitted to the data.
     """
 
     model_args: ModelArguments
@@ -58,7 +57,6 @@ class RunPlan:
     push_repo: str | None
     resume_from: str | None = None
     whole_budget: bool = False
-    fitted: bool = False
 
     def resuming(self, resume_from: str | None, whole_budget: bool) -> "RunPlan":
         """This plan resuming from `resume_from` (None: a fresh start)."""
@@ -75,7 +73,7 @@ class RunPlan:
         eval_size = data.eval_size or fitted_size(validation, MAX_EVAL_SIZE, image_sizes(validation))
         return dataclasses.replace(
             self, data_args=dataclasses.replace(data, crop_size=crop, eval_size=eval_size),
-            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size), fitted=True)
+            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size))
 
     def recorded_model_args(self) -> ModelArguments:
         """The model options as run_args.json holds them: the pretrained source named."""

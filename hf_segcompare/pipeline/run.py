@@ -196,7 +196,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(args, lock)
     plan = plan.resuming(resume_from, at_budget(resume_from, args))
-    finished = finished_record(Path(args.output_dir), resume_from) if plan.whole_budget else None
+    finished = finished_record(Path(args.output_dir), plan.resume_from) if plan.whole_budget else None
     if finished is not None:
         return _publish_finished(finished, plan)
     check_start(plan.model_args)  # before the data: a missing model should not wait for it
@@ -209,12 +209,12 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     set_seed(args.seed)
     trainer = _build_trainer(plan, load_model(plan.model_args, dataset.labels), dataset)
     lock.acquire()  # a folder that did not exist is locked as the run first writes it
-    changes = resume_changes(resume_from, plan, trainer) if resume_from is not None and args.do_train else []
+    changes = resume_changes(plan.resume_from, plan, trainer) if plan.resume_from and args.do_train else []
     # Written before anything trains, so even an interrupted run says how it was started.
     if args.process_index == 0 and args.do_train:
         write_run_args(args.output_dir, plan.recorded_model_args(), plan.data_args, args, changes)
     try:
-        train_summary, evaluations, augmented = _train_and_evaluate(trainer, resume_from, plan.whole_budget)
+        train_summary, evaluations, augmented = _train_and_evaluate(trainer, plan.resume_from, plan.whole_budget)
     except TrainingDiverged as error:
         results = collect_results(plan, trainer, dataset, data_dir, None, trainer.logged_evaluations(),
                                   status="diverged", changes=changes)
