@@ -152,6 +152,13 @@ def test_the_per_image_path_scores_what_the_batched_path_scores(voc_tree, tmp_pa
     assert slide.eval_protocol.mode == "slide" and not slide.eval_protocol.plain
     assert (slide.confusion_matrices["eval"] == plain.confusion_matrices["eval"]).all()
     assert slide_scores["eval_mean_iou"] == plain_scores["eval_mean_iou"]
+    # Per image too, boundary regions included; the protocol's probabilities give the same calibration.
+    plain_counts, slide_counts = plain.final_counts(), slide.final_counts()
+    assert plain_counts.ids == slide_counts.ids and len(plain_counts) == 7
+    for name in ("intersection", "predicted_area", "label_area", "boundary"):
+        assert np.array_equal(getattr(plain_counts, name), getattr(slide_counts, name)), name
+    assert slide_scores["eval_boundary_iou"] == plain_scores["eval_boundary_iou"]
+    assert slide_scores["eval_ece"] == pytest.approx(plain_scores["eval_ece"], abs=1e-6)
 
 
 def test_the_short_side_protocol_runs_resized_images_and_scores_native_annotations(voc_tree, tmp_path):

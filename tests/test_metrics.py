@@ -168,7 +168,7 @@ def test_streaming_metric_equals_direct_computation(seed):
     batches = _random_batches(seed)
     for index, (logits, labels) in enumerate(batches):
         matrices = metrics.preprocess_logits(logits, labels)
-        assert matrices.shape == (3, 22, 22)
+        assert matrices[0].shape == (3, 22, 22)
         result = metrics.compute(EvalPrediction(predictions=matrices, label_ids=labels),
                                  compute_result=index == len(batches) - 1)
     expected = direct_mean_iou([p for logits, _ in batches for p in logits.argmax(1).numpy()],
@@ -189,7 +189,7 @@ def test_low_resolution_logits_are_upsampled_to_the_labels():
     metrics = SegmentationMetrics(VOC_CLASSES)
     (logits, labels), = _random_batches(3, num_batches=1, size=(32, 32))
     small = torch.nn.functional.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
-    matrices = metrics.preprocess_logits(small, labels)
+    matrices, _, _ = metrics.preprocess_logits(small, labels)
     upsampled = torch.nn.functional.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
     direct = direct_mean_iou(upsampled.argmax(1).numpy(), labels.numpy(), 21)
     scores = scores_from_confusion(matrices.sum(0).numpy())
@@ -211,7 +211,8 @@ def test_the_whole_set_at_once_gives_the_same_scores():
     matrices = [streaming.preprocess_logits(logits, r) for logits, r in batches]
     for index, m in enumerate(matrices):
         result = streaming.compute(EvalPrediction(predictions=m, label_ids=None), compute_result=index == 3)
-    at_once = stacked.compute(EvalPrediction(predictions=torch.cat(matrices).numpy(), label_ids=None))
+    at_once = stacked.compute(EvalPrediction(predictions=tuple(torch.cat(parts).numpy() for parts in zip(*matrices)),
+                                             label_ids=None))
     assert at_once == pytest.approx(result, nan_ok=True)
 
 
@@ -236,7 +237,7 @@ def test_the_trainer_path_compares_uint8_labels_without_wrapping():
     logits = torch.from_numpy(rng.normal(size=(2, num_labels, 24, 24)).astype(np.float32))
     logits[:, 156, :8] += 10  # predict class 156 where it is the reference, so its IoU is not 0
     metrics = SegmentationMetrics([f"c{i}" for i in range(num_labels)], ignore_index=-1)
-    matrices = metrics.preprocess_logits(logits, references)
+    matrices, _, _ = metrics.preprocess_logits(logits, references)
     expected = direct_mean_iou(logits.argmax(1).numpy(), references.numpy(), num_labels, ignore_index=-1)
     assert expected["per_category_iou"][156] > 0
     assert_same_scores(scores_from_confusion(matrices.sum(0).numpy()), expected)

@@ -50,11 +50,13 @@ from ..data.transforms import (
     image_sizes,
     make_batch_transform,
     shape_order,
+    shrunk_size,
     size_to_fit,
     train_transforms,
 )
 from ..errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
-from ..evaluation.metrics import SegmentationMetrics
+from ..evaluation.metrics import TRAINER_PAD_INDEX, SegmentationMetrics
+from ..evaluation.per_image import PerImageCounts
 from ..evaluation.protocol import EvalProtocol, predict_probabilities, protocol_transform
 from ..labels import IGNORE_INDEX
 from ..models import model_normalization
@@ -70,6 +72,10 @@ from .checkpoints import (
 from .device_settings import speed_record, uses_channels_last
 from .optim import trainer_optimizer
 from .training_args import SegTrainingArguments
+
+
+# The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
+PROBABILITY_FLOOR = 1e-30
 
 
 def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
@@ -169,8 +175,10 @@ class SegTrainer(Trainer):
         # skip its own loss averaging over accumulation steps; no model here uses that count.
         self.model_accepts_loss_kwargs = False
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
-        # The last evaluation's [C, C] pixel counts per metric prefix ("eval", "eval_tta").
+        # The last evaluation's [C, C] pixel counts per metric prefix ("eval", "eval_tta"), and its
+        # per-image counts with the step it scored.
         self.confusion_matrices: dict[str, object] = {}
+        self.per_image_counts: dict[str, tuple[int, PerImageCounts]] = {}
 
     # ---- the datasets, transformed as the run trains and scores them
     def _training_set(self, dataset, args, crop_size, eval_protocol: EvalProtocol, normalization, void: int):
@@ -211,9 +219,9 @@ class SegTrainer(Trainer):
         if not self.eval_protocol.plain:
             return self._protocol_dataset(self.eval_protocol, normalization)
         # batched, at native resolution
-        return dataset.with_transform(make_batch_transform(
+        return dataset.with_transform(with_label_sizes(make_batch_transform(
             eval_transforms(self.eval_size, normalization.mean, normalization.std, square=eval_padding == "square",
-                            mask_fill=void)))
+                            mask_fill=void)), self.eval_size))
 
     # ---- evaluation protocols
     def _protocol_dataset(self, protocol: EvalProtocol, normalization):
@@ -223,7 +231,9 @@ class SegTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         if "image_size" not in inputs:  # the plain protocol: Trainer's batched forward
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            label_sizes = inputs.pop("label_size", None)
+            loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            return loss, logits, outside_marked(labels, label_sizes)
         # Another protocol: each image on its own (its own size, windows, scales), the prediction
         # brought back to its annotation's size; no loss (the protocol's outputs are probabilities).
         protocol = self._active_protocol or self.eval_protocol
@@ -241,7 +251,9 @@ class SegTrainer(Trainer):
                     predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
                                                                 mode="bilinear", align_corners=False)
                 probabilities[index, :, :label_height, :label_width] = predicted[0]
-        return None, probabilities, labels
+        # Log-probabilities, which the metrics' softmax turns back into these probabilities (its argmax
+        # is theirs); the padding's uniform output is never scored.
+        return None, probabilities.clamp_min_(PROBABILITY_FLOOR).log_(), outside_marked(labels, label_sizes)
 
     def evaluate_augmented(self) -> dict[str, float] | None:
         """Evaluate once under the protocol's test-time augmentation (scales, flip); the metrics
@@ -374,7 +386,26 @@ class SegTrainer(Trainer):
         if self.segmentation_metrics is not None:
             prefix = kwargs.get("metric_key_prefix", args[2] if len(args) > 2 else "eval")
             self.confusion_matrices[prefix] = self.segmentation_metrics.last_confusion
+            self.per_image_counts[prefix] = (self.state.global_step, self._per_image_counts())
         return scores
+
+    def _per_image_counts(self) -> PerImageCounts:
+        """The last evaluation's per-image counts, named by the validation images' ids (their position
+        where the data has no ``id`` column)."""
+        counts = self.segmentation_metrics.last_counts
+        images = len(counts["intersection"])
+        raw = self._raw_eval_dataset
+        if raw is not None and len(raw) == images and "id" in raw.column_names:
+            ids = [str(image_id) for image_id in raw["id"]]
+        else:
+            ids = [str(position) for position in range(images)]
+        return PerImageCounts(ids, self.segmentation_metrics.class_names, **counts)
+
+    def final_counts(self, prefix: str = "eval") -> PerImageCounts | None:
+        """The per-image counts of the evaluation `prefix` if it scored the current weights (the
+        trainer's step), else None."""
+        step, counts = self.per_image_counts.get(prefix, (None, None))
+        return counts if step == self.state.global_step else None
 
     # ---- checkpoints: finite, and whole or not at all
     def _save_checkpoint(self, model, trial):
@@ -389,6 +420,31 @@ class SegTrainer(Trainer):
                 shutil.rmtree(folder, ignore_errors=True)  # a resume must never pick it
             raise CheckpointError(f"{message}. The incomplete {folder.name} was removed; earlier checkpoints are "
                                   "intact, and the run resumes from the last one when started again.") from None
+
+
+def with_label_sizes(transform, eval_size: int):
+    """`transform` (a plain evaluation's) adding each sample's ``label_size``: its mask's size before
+    padding (shrunk to fit `eval_size` as the image is), which tells the metrics where the image ends."""
+
+    def transform_with_sizes(batch: dict) -> dict:
+        output = transform(batch)
+        output["label_size"] = [list(shrunk_size(image.height, image.width, eval_size)) for image in batch["image"]]
+        return output
+
+    return transform_with_sizes
+
+
+def outside_marked(labels: torch.Tensor | None, label_sizes) -> torch.Tensor | None:
+    """`labels` with every pixel beyond its sample's ``label_size`` (bottom and right padding) set to
+    Trainer's -100: not scored, and the image's edge for boundary IoU. The loss was computed before."""
+    if labels is None or label_sizes is None:
+        return labels
+    labels = labels.to(torch.int64, copy=True)  # -100 must not wrap in a byte
+    sizes = label_sizes.tolist() if isinstance(label_sizes, torch.Tensor) else label_sizes
+    for index, (height, width) in enumerate(sizes):
+        labels[index, height:, :] = TRAINER_PAD_INDEX
+        labels[index, :, width:] = TRAINER_PAD_INDEX
+    return labels
 
 
 def grouped_optimizer(args: SegTrainingArguments, model):

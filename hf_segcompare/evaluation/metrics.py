@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from ..labels import IGNORE_INDEX
+from .boundary import boundary_counts, boundary_iou
+from .calibration import calibration_counts, expected_calibration_error
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
@@ -265,12 +267,17 @@ def mean_iou(
 
 
 class SegmentationMetrics:
-    """The pair of callables `Trainer` needs for streaming mean IoU.
+    """The pair of callables `Trainer` needs for streaming mean IoU, boundary IoU and calibration.
 
     Use ``preprocess_logits_for_metrics=metrics.preprocess_logits`` and
-    ``compute_metrics=metrics.compute`` with ``batch_eval_metrics=True``. `compute` sums the
-    gathered per-sample matrices of each batch and returns the scores on the last batch; it
-    also accepts the whole stacked set at once (``batch_eval_metrics=False``).
+    ``compute_metrics=metrics.compute`` with ``batch_eval_metrics=True``. `compute` keeps each
+    image's counts (`hf_segcompare.evaluation.per_image`: mean IoU's three areas per class, boundary
+    IoU's, the calibration bins) and returns the scores on the last batch; it also accepts the whole
+    stacked set at once (``batch_eval_metrics=False``). The last complete evaluation's counts stay in
+    `last_counts`, one row per image in the evaluation's order.
+
+    Labels marked ``-100`` (Trainer's padding across processes, and the padding `SegTrainer` marks
+    so) are outside the image: never scored, and where the image's edge lies for boundary IoU.
     """
 
     def __init__(self, class_names: Sequence[str], ignore_index: int | None = IGNORE_INDEX):
@@ -278,30 +285,69 @@ class SegmentationMetrics:
         self.num_labels = len(self.class_names)
         self.ignore_index = ignore_index
         self._total: torch.Tensor | None = None
+        self._rows: list[dict[str, np.ndarray]] = []
         # The summed [C, C] matrix of the last complete evaluation (rows: annotation, columns: prediction).
         self.last_confusion: np.ndarray | None = None
+        # The last complete evaluation's per-image arrays (`PerImageCounts` fields, ids aside).
+        self.last_counts: dict[str, np.ndarray] | None = None
 
-    def preprocess_logits(self, logits, labels: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``."""
+    def preprocess_logits(self, logits, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``, boundary counts
+        ``[B, 3, C]`` and calibration bins ``[B, 3, bins]`` (see `boundary`, `calibration`)."""
         if isinstance(logits, (tuple, list)):  # models that also return hidden states
             logits = logits[0]
+        if labels.dtype not in (torch.int32, torch.int64):
+            labels = labels.to(torch.int64)  # in a byte, -100 (and an ignore index of -1) would wrap
+        # Trainer pads the labels' height (only) to the tallest batch of any process; the logits belong
+        # to this process's batch, whose height their aspect gives (models here scale both sides alike).
+        batch_height = logits.shape[-2] * labels.shape[-1] // logits.shape[-1]
+        if labels.shape[-2] > batch_height:
+            labels = labels[:, :batch_height]
         if logits.shape[-2:] != labels.shape[-2:]:
             # SegFormer and ViT predict at a fraction of the input size; score at label resolution.
-            logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        return confusion_matrices(logits.argmax(dim=1), labels, self.num_labels, self.ignore_index)
+            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        probabilities = logits.float().softmax(dim=1)
+        predictions = probabilities.argmax(dim=1)
+        confusion = confusion_matrices(predictions, labels, self.num_labels, self.ignore_index)
+        boundary, calibration = [], []
+        inside = labels != TRAINER_PAD_INDEX  # padding is marked at the bottom and right only
+        for index in range(len(labels)):
+            height = int(inside[index].any(dim=1).sum())
+            width = int(inside[index].any(dim=0).sum())
+            reference = labels[index, :height, :width].to(torch.int64)
+            boundary.append(boundary_counts(predictions[index, :height, :width], reference, self.num_labels,
+                                            self.ignore_index))
+            calibration.append(calibration_counts(probabilities[index, :, :height, :width], reference,
+                                                  self.ignore_index))
+        return confusion, torch.stack(boundary), torch.stack(calibration)
 
     def compute(self, eval_prediction, compute_result: bool = True) -> dict[str, float]:
-        """Accumulate one (gathered) batch of matrices; on the last batch return the scores and reset."""
-        matrices = torch.as_tensor(eval_prediction.predictions)
-        size = self.num_labels + 1
-        batch_total = matrices.reshape(-1, size, size).sum(dim=0).cpu()
+        """Keep one (gathered) batch's per-image counts; on the last batch return the scores and reset."""
+        confusion, boundary, calibration = (torch.as_tensor(part).cpu().numpy() for part in eval_prediction.predictions)
+        size, classes = self.num_labels + 1, self.num_labels
+        confusion = confusion.reshape(-1, size, size)
+        self._rows.append({
+            "intersection": np.diagonal(confusion, axis1=1, axis2=2)[:, :classes].copy(),
+            "predicted_area": confusion[:, :, :classes].sum(axis=1),
+            "label_area": confusion[:, :classes, :].sum(axis=2),
+            "boundary": boundary.reshape(-1, 3, classes),
+            "calibration": calibration.reshape(len(confusion), 3, -1),
+        })
+        batch_total = torch.from_numpy(confusion.sum(axis=0))
         self._total = batch_total if self._total is None else self._total + batch_total
         if not compute_result:
             return {}
         total, self._total = self._total.numpy(), None
+        rows, self._rows = self._rows, []
+        self.last_counts = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
         self.last_confusion = total[: self.num_labels, : self.num_labels]  # without the "outside" bin
         scores = scores_from_confusion(total)
         metrics = {key: scores[key] for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
         for name, value in zip(self.class_names, scores["per_category_iou"]):
             metrics[f"iou_{name}"] = float(value)
+        mean_boundary, per_class_boundary = boundary_iou(self.last_counts["boundary"].sum(axis=0))
+        metrics["boundary_iou"] = mean_boundary
+        for name, value in zip(self.class_names, per_class_boundary):
+            metrics[f"boundary_iou_{name}"] = float(value)
+        metrics["ece"] = expected_calibration_error(self.last_counts["calibration"].sum(axis=0))
         return metrics

@@ -11,7 +11,10 @@ import torch
 
 from ..engine.trainer import SegTrainer
 from ..models import count_parameters, model_normalization
-from ..report.results import RunResults
+from ..evaluation.calibration import reliability
+from ..evaluation.intervals import mean_iou_interval
+from ..evaluation.per_image import per_image_file
+from ..report.results import RunResults, record_name
 from .resolve import RunPlan
 
 
@@ -78,7 +81,8 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
     data_args, labels = plan.data_args, dataset.label_info
     normalization = model_normalization(trainer.model)
     complete = status == "complete"
-    return RunResults(
+    counts = trainer.final_counts() if complete else None
+    results = RunResults(
         status=status,
         model=plan.model_args.model,
         architecture=plan.entry.description,
@@ -118,6 +122,11 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
             "training": trainer.args.to_dict(),  # to_dict() masks every *_token value
         },
     )
+    if counts is not None:
+        results.bootstrap = {**mean_iou_interval(counts, data_args.bootstrap_samples),
+                             "per_image_file": per_image_file(record_name(results)).name}
+        results.calibration = reliability(counts.calibration.sum(axis=0))
+    return results
 
 
 __all__ = ["collect_results", "environment", "optimizer_groups"]

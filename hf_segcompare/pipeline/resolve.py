@@ -19,6 +19,7 @@ from typing import Any
 from ..config.arguments import DataArguments, ModelArguments, check_args
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE, fitted_size, image_sizes
 from ..engine.training_args import SegTrainingArguments
+from ..errors import UsageError
 from ..evaluation.protocol import EvalProtocol
 from ..models import get_entry
 from ..models.recipes import Recipe, default_protocol, get_recipe, recipe_reason
@@ -121,6 +122,9 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
             evaluation window or scale.
     """
     check_args(model_args)
+    if data_args.bootstrap_samples < 1:
+        raise UsageError(f"--bootstrap_samples {data_args.bootstrap_samples}: give at least 1 (1000 for the "
+                         "95 % interval the report shows).")
     entry = get_entry(model_args.model)
     recipe_name = training_args.recipe
     recipe = get_recipe(recipe_name, model_args.model, data_args.dataset_name) if recipe_name else None

@@ -27,6 +27,7 @@ from ..engine.training_args import SegTrainingArguments
 from ..errors import CheckpointError, TrainingDiverged
 from ..evaluation.cost import measure_inference
 from ..evaluation.inference import SegImageProcessor
+from ..evaluation.per_image import per_image_file
 from ..evaluation.samples import plot_sample_predictions
 from ..report.card import write_model_card
 from ..report.figures import SAMPLE_PREDICTIONS
@@ -96,10 +97,14 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
             "resumed_from": Path(resume_from).name if resume_from else None,
         }
     evaluations = trainer.logged_evaluations()
-    if args.do_eval and (not evaluations or evaluations[-1].get("step") != trainer.state.global_step):
+    step = trainer.state.global_step
+    scored_last_step = bool(evaluations) and evaluations[-1].get("step") == step
+    # The interval and the comparison need the final weights' per-image counts: a run taken up at its
+    # budget (or whose last evaluation a resumed process did not see) scores them once more.
+    if args.do_eval and (not scored_last_step or trainer.final_counts() is None):
         trainer.check_weights_finite("the final evaluation")
-        final = trainer.evaluate()
-        evaluations.append({**final, "epoch": trainer.state.epoch, "step": trainer.state.global_step})
+        final = {**trainer.evaluate(), "epoch": trainer.state.epoch, "step": step}
+        evaluations = evaluations[:-1] + [final] if scored_last_step else evaluations + [final]
     augmented = None
     if args.do_eval and trainer.augmented_protocol is not None:
         scores = trainer.evaluate_augmented()
@@ -120,6 +125,7 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
     SegImageProcessor.for_model(trainer.model, short_side=protocol.short_side if protocol and
                                 protocol.resize == "short_side" else None).save_pretrained(output_dir)
     results.write(output_dir / RESULTS_FILE)
+    _write_per_image(trainer, output_dir / RESULTS_FILE)
     # Drawn now, while the model is at hand: the card reads only the record and the folder.
     plot_sample_predictions(trainer.model, dataset["validation"], output_dir / SAMPLE_PREDICTIONS)
     # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
@@ -129,10 +135,19 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
         results.hub = {"repo_id": push_repo, "commit_url": commit_url}
 
 
-def _publish_evaluation(results: RunResults, output_dir: Path, hub_model_id: str | None) -> Path:
+def _write_per_image(trainer: SegTrainer, record_file: Path) -> None:
+    """The final evaluation's per-image counts beside its record (`per_image_file`)."""
+    counts = trainer.final_counts()
+    if counts is not None:
+        counts.save(per_image_file(record_file))
+
+
+def _publish_evaluation(results: RunResults, trainer: SegTrainer, output_dir: Path,
+                        hub_model_id: str | None) -> Path:
     """An evaluation-only run's record, beside the model's: never results.json, which belongs to
     the training run. A trained folder's card is re-rendered with the evaluation added."""
     path = results.write(output_dir / record_name(results))
+    _write_per_image(trainer, path)
     trained = output_dir / RESULTS_FILE
     if trained.is_file():
         training_record = RunResults.read(trained)
@@ -232,7 +247,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
                 results.environment["device"], autocast=trainer.autocast_smart_context_manager)
             _publish_training(results, trainer, dataset, plan.push_repo, args.hub_token, args.hub_private_repo)
         else:
-            _publish_evaluation(results, Path(args.output_dir), args.hub_model_id)
+            _publish_evaluation(results, trainer, Path(args.output_dir), args.hub_model_id)
     return results
 
 

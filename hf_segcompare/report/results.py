@@ -21,8 +21,9 @@ RESULTS_FILE = "results.json"
 # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference; 4: evaluation
 # protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix; 5: the label set's
 # source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
-# columns; ignore_index may be null; 6: changed_on_resume
-SCHEMA_VERSION = 6
+# columns; ignore_index may be null; 6: changed_on_resume; 7: bootstrap (the mean IoU's interval and the
+# per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation
+SCHEMA_VERSION = 7
 
 
 def _json_safe(value):
@@ -50,7 +51,10 @@ class RunResults:
     scores under test-time augmentation (``protocol`` says which), beside the single-scale
     `final_eval`; `confusion_matrix` the final evaluation's pixel counts, rows the annotation's
     class and columns the prediction's; `changed_on_resume` every option (or process count) a resume
-    changed, with its values before and after and the step from which the new one applied.
+    changed, with its values before and after and the step from which the new one applied;
+    `bootstrap` the final mean IoU's confidence interval over validation images
+    (`hf_segcompare.evaluation.intervals`) and the file of per-image counts it came from;
+    `calibration` the final evaluation's reliability bins and expected calibration error.
     """
 
     model: str
@@ -75,6 +79,8 @@ class RunResults:
     augmented_eval: dict[str, Any] | None = None
     confusion_matrix: list[list[int]] | None = None
     changed_on_resume: list[dict[str, Any]] = field(default_factory=list)
+    bootstrap: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
