@@ -18,7 +18,7 @@ from hf_segcompare.config.arguments import parse_args
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
 from hf_segcompare.pipeline.run import run
-from hf_segcompare.report.page import conclusion, write_comparison
+from hf_segcompare.report.page import conclusion, read_per_image, write_comparison
 from hf_segcompare.report.results import RunResults
 
 from .conftest import REPO_ROOT, run_script_in_process
@@ -101,10 +101,14 @@ def test_comparison_page_tables_figures_and_computed_conclusion(runs, tmp_path):
         assert f"`{runs[model]}" in text  # the page names the records it was made from
         card = (runs[model] / "README.md").read_text()
         assert f"| FLOPs per 64×64 image | {r['inference']['flops_per_image'] / 1e9:.3g} G" in card
-    lines = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")])
+    lines = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")],
+                       read_per_image([runs[m] for m in ("segformer-tiny", "unet-tiny")]))
     assert all(line in text for line in lines)
     t, c = results["segformer-tiny"], results["unet-tiny"]
-    assert f"with {t['parameters'] / c['parameters']:.2f}× the parameters" in lines[1]
+    assert f"with {t['parameters'] / c['parameters']:.2f}× the parameters" in lines[2]
+    # Without the per-image counts (an older record) no difference is claimed.
+    unpaired = conclusion([RunResults.read(runs[m] / "results.json") for m in ("segformer-tiny", "unet-tiny")])
+    assert "no claim: a run has no per-image counts" in unpaired[1]
     # Per-class IoU across the models, in class order.
     per_class = text[text.index("## Per-class IoU"):]
     assert "| class | segformer-tiny | unet-tiny |" in per_class
@@ -229,3 +233,73 @@ def test_predict_script_writes_what_segment_predicts(runs, model, tmp_path, caps
     if model == "segformer-tiny":
         status, stderr, _ = _predict(["--model", str(runs[model]), "--input", str(tmp_path / "nothing")], capsys)
         assert status == 2 and "nothing is not an image" in stderr
+
+
+def test_the_page_claims_a_difference_only_when_its_paired_interval_excludes_zero(runs, tmp_path):
+    """A copy of a run under another name (identical predictions) is not distinguishable, with a
+    zero-width interval; the difference between two models follows their paired interval."""
+    from hf_segcompare.evaluation.intervals import paired_difference
+    from hf_segcompare.evaluation.per_image import PerImageCounts
+
+    twin = tmp_path / "twin"
+    shutil.copytree(runs["unet-tiny"], twin)
+    record = json.loads((twin / "results.json").read_text())
+    record["model"] = "unet-twin"
+    (twin / "results.json").write_text(json.dumps(record))
+    text = write_comparison([runs["unet-tiny"], twin], tmp_path / "cmp").read_text()
+    assert "| unet-tiny − unet-twin | +0.0000 | 0.0000 – 0.0000 | paired percentile bootstrap" in text \
+        or "| unet-twin − unet-tiny | +0.0000 | 0.0000 – 0.0000 | paired percentile bootstrap" in text
+    assert "are not distinguishable on this validation set" in text and "is better than" not in text
+    assert "Each model here was trained once" in text
+
+    text = write_comparison([runs["segformer-tiny"], runs["deeplabv3plus-tiny"]], tmp_path / "cmp2").read_text()
+    counts = {m: PerImageCounts.load(runs[m] / "per_image.npz") for m in ("segformer-tiny", "deeplabv3plus-tiny")}
+    results = {m: json.loads((runs[m] / "results.json").read_text()) for m in counts}
+    higher, lower = sorted(counts, key=lambda m: -results[m]["final_eval"]["eval_mean_iou"])
+    difference = paired_difference([counts[higher]], [counts[lower]])
+    low, high = difference.interval
+    assert f"| {higher} − {lower} | {difference.difference:+.4f} | {low:.4f} – {high:.4f} |" in text
+    claim = (f"{higher} is better than {lower} by {difference.difference:.4f} (95 % CI [{low:.4f}, {high:.4f}])."
+             if low > 0 else f"{higher} and {lower} are not distinguishable on this validation set")
+    assert claim in text
+    for model, record in results.items():  # each run's own interval, boundary IoU and ECE in the table
+        interval = record["bootstrap"]["interval"]
+        assert f"| {interval[0]:.4f} – {interval[1]:.4f} | {record['final_eval']['eval_boundary_iou']:.4f} | " \
+               f"{record['final_eval']['eval_ece']:.4f} |" in text
+
+
+def test_runs_on_different_validation_images_are_not_paired_and_nothing_is_claimed(runs, tmp_path):
+    from hf_segcompare.evaluation.per_image import PerImageCounts
+
+    other = tmp_path / "other"
+    shutil.copytree(runs["unet-tiny"], other)
+    counts = PerImageCounts.load(other / "per_image.npz")
+    counts.ids = [f"elsewhere-{image_id}" for image_id in counts.ids]
+    counts.save(other / "per_image.npz")
+    record = json.loads((other / "results.json").read_text())
+    record["model"] = "unet-elsewhere"
+    (other / "results.json").write_text(json.dumps(record))
+    text = write_comparison([runs["segformer-tiny"], other], tmp_path / "cmp").read_text()
+    assert "they were scored on different validation images, so their difference is not paired" in text
+    claims = text[text.index("## What the numbers say"):]
+    assert "is better than" not in text and "are not distinguishable" not in claims
+    assert "no claim: they were scored on different validation images" in claims
+
+
+def test_the_card_shows_the_interval_boundary_iou_calibration_and_the_per_image_file(runs):
+    from hf_segcompare.evaluation.per_image import PerImageCounts
+
+    folder = runs["deeplabv3plus-tiny"]
+    record = json.loads((folder / "results.json").read_text())
+    text = (folder / "README.md").read_text()
+    low, high = record["bootstrap"]["interval"]
+    assert record["bootstrap"]["samples"] == 1000 and record["bootstrap"]["per_image_file"] == "per_image.npz"
+    assert low <= record["final_eval"]["eval_mean_iou"] <= high
+    assert f"| mean IoU, 95 % interval | {low:.4f} – {high:.4f} |" in text
+    assert f"| boundary IoU | {record['final_eval']['eval_boundary_iou']:.4f} |" in text
+    assert f"| expected calibration error | {record['final_eval']['eval_ece']:.4f} |" in text
+    assert record["calibration"]["ece"] == pytest.approx(record["final_eval"]["eval_ece"])
+    assert (folder / "reliability_diagram.png").stat().st_size > 1000 and "](reliability_diagram.png)" in text
+    counts = PerImageCounts.load(folder / "per_image.npz")
+    assert len(counts) == record["dataset"]["validation_samples"] == record["bootstrap"]["images"]
+    assert counts.mean_iou() == pytest.approx(record["final_eval"]["eval_mean_iou"], abs=1e-12)

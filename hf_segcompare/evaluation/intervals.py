@@ -18,9 +18,10 @@ the difference of their seed means gets the interval
 
 where se_images is the standard deviation of the paired resampled differences (of the seed means)
 and sd the standard deviation across each model's seeds: the two sources are independent, so their
-variances add (a normal approximation; with two seeds sd is a rough estimate, and the interval says
-so by its method). With one seed for either model the interval is the paired percentile one, and
-the seed spread is not in it.
+variances add (a normal approximation; with two seeds sd is a rough estimate). A model trained
+once, compared with one trained several times, is given the largest seed variance measured among
+the models compared (the comparison page does so), rather than none. When no model has two seeds
+the interval is the paired percentile one, and the seed spread is not in it (the page says so).
 """
 
 from __future__ import annotations
@@ -93,9 +94,15 @@ class Difference:
 
 
 def paired_difference(runs_a: list[PerImageCounts], runs_b: list[PerImageCounts], samples: int = BOOTSTRAP_SAMPLES,
-                      seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE_LEVEL) -> Difference:
+                      seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE_LEVEL,
+                      assumed_seed_variance: float | None = None) -> Difference:
     """Mean IoU of model A (the mean over its runs, one per seed) minus model B's, with the paired
     interval: every resample scores every run on the same drawn images.
+
+    `assumed_seed_variance`: the seed-to-seed variance a model with a single run is taken to have
+    (e.g. the largest measured among the compared models'), so that the seed spread is not left out
+    because one model was trained once; None: with a single run on either side the interval covers
+    the images only.
 
     Raises:
         ValueError: the runs were not all scored on the same validation images (they cannot be paired).
@@ -112,15 +119,20 @@ def paired_difference(runs_a: list[PerImageCounts], runs_b: list[PerImageCounts]
     difference = float(np.mean(observed[:count_a]) - np.mean(observed[count_a:]))
     resampled_difference = np.mean(resampled[:count_a], axis=0) - np.mean(resampled[count_a:], axis=0)
     seeds = (len(runs_a), len(runs_b))
-    if min(seeds) < 2:
+    if min(seeds) < 2 and (assumed_seed_variance is None or max(seeds) < 2):
         return Difference(difference, tuple(_percentiles(resampled_difference, level)),
                           "paired percentile bootstrap over validation images", level, len(ids), seeds)
+    method = "normal: paired bootstrap over images + spread across seeds"
+    seed_variance = 0.0
+    for values in (observed[:count_a], observed[count_a:]):
+        if len(values) > 1:
+            seed_variance += statistics.variance(values) / len(values)
+        else:
+            seed_variance += assumed_seed_variance
+            method = "normal: paired bootstrap over images + spread across seeds (one run: the largest measured)"
     images_variance = float(np.var(resampled_difference, ddof=1))
-    seed_variance = (statistics.variance(observed[:count_a]) / seeds[0]
-                     + statistics.variance(observed[count_a:]) / seeds[1])
     half_width = statistics.NormalDist().inv_cdf(0.5 + level / 2) * (images_variance + seed_variance) ** 0.5
-    return Difference(difference, (difference - half_width, difference + half_width),
-                      "normal, paired bootstrap over images + spread across seeds", level, len(ids), seeds)
+    return Difference(difference, (difference - half_width, difference + half_width), method, level, len(ids), seeds)
 
 
 __all__ = ["BOOTSTRAP_SAMPLES", "BOOTSTRAP_SEED", "CONFIDENCE_LEVEL", "Difference", "mean_iou_interval",

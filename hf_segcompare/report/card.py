@@ -19,9 +19,11 @@ from .figures import (
     CONFUSION_MATRIX,
     LEARNING_CURVE,
     MATRIX_CLASSES_SHOWN,
+    RELIABILITY_DIAGRAM,
     SAMPLE_PREDICTIONS,
     plot_confusion_matrix,
     plot_learning_curve,
+    plot_reliability_diagram,
 )
 from .results import RunResults
 
@@ -198,7 +200,8 @@ def _start_line(start: dict) -> str:
 
 
 def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
-                     evaluations: list[dict] | None = None, has_confusion: bool = False):
+                     evaluations: list[dict] | None = None, has_confusion: bool = False,
+                     has_reliability: bool = False):
     """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
     from huggingface_hub import ModelCard
 
@@ -229,7 +232,10 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         training=training,
         precision=precision,
         speed_line=_speed_line(results.speed),
-        per_class=[(name, final.get(f"eval_iou_{name}")) for name in class_names],
+        per_class=[(name, final.get(f"eval_iou_{name}"), final.get(f"eval_boundary_iou_{name}"))
+                   for name in class_names],
+        bootstrap=results.bootstrap,
+        has_reliability=has_reliability,
         memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
             results.peak_memory["kind"], results.peak_memory["kind"]
         ),
@@ -296,8 +302,10 @@ def write_model_card(results: RunResults, output_dir: str | Path, model_ref: str
     has_curve = plot_learning_curve(results, output_dir / LEARNING_CURVE)
     has_samples = (output_dir / SAMPLE_PREDICTIONS).is_file()
     has_confusion = plot_confusion_matrix(results, output_dir / CONFUSION_MATRIX)
+    has_reliability = plot_reliability_diagram(results, output_dir / RELIABILITY_DIAGRAM)
     card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples,
-                            read_evaluations(output_dir), has_confusion=has_confusion)
+                            read_evaluations(output_dir), has_confusion=has_confusion,
+                            has_reliability=has_reliability)
     write_eval_results(results, output_dir)
     path = output_dir / "README.md"
     card.save(path)

@@ -15,6 +15,7 @@ from .results import RunResults
 LEARNING_CURVE = "learning_curve.png"
 SAMPLE_PREDICTIONS = "sample_predictions.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
+RELIABILITY_DIAGRAM = "reliability_diagram.png"
 # Above this many classes a full confusion matrix is unreadable: the figure shows the most confused pairs.
 MATRIX_CLASSES_SHOWN = 40
 CONFUSED_PAIRS_SHOWN = 30
@@ -101,6 +102,32 @@ def plot_confused_pairs(model: str, shares: np.ndarray, names: list[str], path: 
     axis.set_xlim(0, 1)
     axis.set_xlabel("share of the annotated class's pixels predicted as the other class")
     axis.set_title(f"{model}: the {len(pairs)} most confused class pairs of {len(names)}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def plot_reliability_diagram(results: RunResults, path: Path) -> bool:
+    """Accuracy against mean top-class confidence per bin of the final evaluation (the diagonal is
+    perfect calibration; each bar's shade is its share of the pixels); False without calibration data."""
+    calibration = results.calibration
+    if not calibration or not any(calibration["pixels"]):
+        return False
+    plt = pyplot()
+    edges = calibration["bin_edges"]
+    total = sum(calibration["pixels"])
+    figure, axis = plt.subplots(figsize=(4, 4))
+    for low, high, pixels, accuracy in zip(edges, edges[1:], calibration["pixels"], calibration["accuracy"]):
+        if pixels:
+            axis.bar(low, accuracy, width=high - low, align="edge", color="C0", edgecolor="white",
+                     alpha=0.25 + 0.75 * pixels / total)
+    axis.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("top-class confidence")
+    axis.set_ylabel("accuracy")
+    axis.set_title(f"{results.model}: ECE {calibration['ece']:.3f}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
