@@ -12,7 +12,11 @@ r"""Run a named experiment: each of its models in its own `accelerate launch`, t
     # all four under their published recipes, every card and the page pushed to the Hub
     python scripts/run_experiment.py all-four --push_to_hub --hub_owner you -- --dataset_name voc ...
 
-Each model trains into OUTPUT_DIR/<model> (default outputs/<experiment>), the page goes to
+    # the first with three seeds per model: mean ± sd on the page, differences judged with both spreads
+    python scripts/run_experiment.py article-1 --seeds 0 1 2 -- --dataset_name voc --data_dir /data/VOCdevkit
+
+Each model trains into OUTPUT_DIR/<model> (OUTPUT_DIR/<model>-seed<N> with --seeds; default
+OUTPUT_DIR outputs/<experiment>), the page goes to
 OUTPUT_DIR/comparison. Run the same command again after an interruption: finished models are
 skipped, an interrupted one resumes from its last checkpoint. Options after `--` go to every
 run_seg.py (see run_seg.py --help); the experiment sets --model, --recipe, the start,
@@ -38,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", nargs="+", default=[], metavar="MODEL=SOURCE",
                         help="where a model's encoder weights come from (a local folder or file, a Hub id); default "
                              "each model's own (which needs the Hub)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                        help="train every model once per seed (into OUTPUT_DIR/<model>-seed<N>); the page then shows "
+                             "mean ± sd over seeds and its conclusions count the spread across seeds")
     parser.add_argument("--tiny", action="store_true", help="the -tiny test variants of the models (seconds on a CPU)")
     parser.add_argument("--push_to_hub", action="store_true",
                         help="push each model to <hub_owner>/<experiment>-<model> and the page to "
@@ -62,7 +69,8 @@ def main(argv=None) -> int:
                              "everything local.")
         experiment = get_experiment(args.experiment)
         output_dir = Path(args.output_dir or Path("outputs") / experiment.name)
-        commands = model_commands(experiment, output_dir, run_seg_args, tiny=args.tiny, pretrained=args.pretrained)
+        commands = model_commands(experiment, output_dir, run_seg_args, tiny=args.tiny, pretrained=args.pretrained,
+                                  seeds=args.seeds)
         page = run_experiment(experiment, output_dir, commands, launch_args=shlex.split(args.launch),
                               hub_owner=args.hub_owner, hub_token=args.hub_token,
                               run_seg=Path(__file__).with_name("run_seg.py"))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -137,6 +138,58 @@ def test_the_experiment_decides_model_recipe_start_and_folder(tmp_path):
         model_commands(get_experiment("article-2"), tmp_path, [], pretrained=["vit=/x"])
     with pytest.raises(UsageError, match="unknown experiment"):
         get_experiment("article-3")
+    seeded = model_commands(article_1, tmp_path, ["--max_steps", "4"], tiny=True, seeds=[0, 1])
+    assert list(seeded) == ["unet-tiny-seed0", "unet-tiny-seed1", "vit-tiny-seed0", "vit-tiny-seed1"]
+    assert seeded["vit-tiny-seed1"][-4:] == ["--seed", "1", "--max_steps", "4"]
+    assert seeded["vit-tiny-seed1"][seeded["vit-tiny-seed1"].index("--output_dir") + 1] == str(tmp_path / "vit-tiny-seed1")
+    with pytest.raises(UsageError, match="--seed"):
+        model_commands(article_1, tmp_path, ["--seed", "3"], seeds=[0, 1])
+    with pytest.raises(UsageError, match="each seed once"):
+        model_commands(article_1, tmp_path, [], seeds=[0, 0])
+
+
+def test_seeds_train_every_model_per_seed_resume_after_a_kill_and_a_rerun_skips_them_all(tmp_path):
+    """The issue's command, on the embedded synthetic data: killed while its third run trains, run
+    again (the rest trains, the page shows mean ± sd), and once more (nothing trains)."""
+    output_dir = tmp_path / "article-1"
+    command = [sys.executable, str(RUN_EXPERIMENT), "article-1", "--tiny", "--seeds", "0", "1", "--output_dir",
+               str(output_dir), "--launch", LAUNCH, "--", "--max_steps", "4", "--crop_size", "64"]
+    env = script_env(tmp_path)
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        plan_file, deadline = output_dir / "experiment.json", time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if plan_file.is_file() and "vit-tiny-seed0" in json.loads(plan_file.read_text()).get("commands", {}):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    finished = [f"unet-tiny-seed{seed}" for seed in (0, 1)]
+    assert all((output_dir / name / "results.json").is_file() for name in finished)
+    assert not (output_dir / "vit-tiny-seed1").exists() and not (output_dir / "comparison").exists()
+    written = {name: (output_dir / name / "model.safetensors").stat().st_mtime_ns for name in finished}
+
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert all(f"{name}: finished" in completed.stdout for name in finished)
+    records = {f"{model}-seed{seed}": json.loads((output_dir / f"{model}-seed{seed}" / "results.json").read_text())
+               for model in ("unet-tiny", "vit-tiny") for seed in (0, 1)}
+    assert {name: record["args"]["training"]["seed"] for name, record in records.items()} == {
+        "unet-tiny-seed0": 0, "unet-tiny-seed1": 1, "vit-tiny-seed0": 0, "vit-tiny-seed1": 1}
+    assert all(record["status"] == "complete" and record["train"]["steps"] == 4 for record in records.values())
+    page = (output_dir / "comparison" / "comparison.md").read_text()
+    for model in ("unet-tiny", "vit-tiny"):
+        mious = [records[f"{model}-seed{seed}"]["final_eval"]["eval_mean_iou"] for seed in (0, 1)]
+        assert f"| {model} | 0, 1 | {np.mean(mious):.4f} ± {np.std(mious, ddof=1):.4f} |" in page
+    assert "spread across seeds" in page and "| unet-tiny (seed 0) |" in page
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(", skipped") == 4
+    assert all((output_dir / name / "model.safetensors").stat().st_mtime_ns == written[name] for name in finished)
+    assert (output_dir / "comparison" / "comparison.md").read_text() == page
 
 
 def test_a_model_that_cannot_start_stops_the_experiment_with_what_to_pass(voc_tree, tmp_path):

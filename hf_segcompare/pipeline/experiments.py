@@ -104,21 +104,36 @@ def parse_sources(pairs: list[str], models: tuple[str, ...]) -> dict[str, str]:
     return sources
 
 
+def run_name(model: str, seed: int | None) -> str:
+    """The name (and folder) of one run of an experiment: the model, and its seed when several are trained."""
+    return model if seed is None else f"{model}-seed{seed}"
+
+
+def model_of(command: list[str]) -> str:
+    """The model a run_seg.py command trains (its ``--model``)."""
+    return command[command.index("--model") + 1]
+
+
 def model_commands(experiment: Experiment, output_dir: Path, run_seg_args: list[str], tiny: bool = False,
-                   pretrained: list[str] | None = None) -> dict[str, list[str]]:
-    """The run_seg.py arguments of each model of `experiment`, in training order: its `tiny`
-    test variants if asked, starting from `pretrained` sources (``MODEL=SOURCE``) where given.
+                   pretrained: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, list[str]]:
+    """The run_seg.py arguments of each run of `experiment` by its `run_name`, in training order: its
+    `tiny` test variants if asked, starting from `pretrained` sources (``MODEL=SOURCE``) where
+    given; with `seeds`, every model once per seed (``--seed N``, into ``<model>-seed<N>``), the
+    seeds of one model one after another.
 
     Raises:
         UsageError: `run_seg_args` set what the experiment decides (model, recipe, start, output
-            folder, push), or `pretrained` sources for an experiment that starts from random weights.
+            folder, push, and the seed when `seeds` are given), `pretrained` sources for an
+            experiment that starts from random weights, or a seed given twice.
     """
     decided = {"--model", "--recipe", "--from_scratch", "--pretrained", "--model_name_or_path", "--output_dir",
-               "--push_to_hub", "--hub_model_id"}
+               "--push_to_hub", "--hub_model_id"} | ({"--seed"} if seeds else set())
     clashes = sorted({argument.split("=", 1)[0] for argument in run_seg_args} & decided)
     if clashes:
         raise UsageError(f"{', '.join(clashes)}: the experiment sets these for each model (see "
                          "run_experiment.py --help); drop them from the run_seg.py options.")
+    if seeds and len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {' '.join(map(str, seeds))}: each seed once (a seed repeats its run).")
     models = tuple(tiny_variant(model) for model in experiment.models) if tiny else experiment.models
     sources = parse_sources(pretrained or [], models)
     if sources and not experiment.pretrained:
@@ -129,8 +144,11 @@ def model_commands(experiment: Experiment, output_dir: Path, run_seg_args: list[
             start = ["--from_scratch"]
         else:  # no source: the model's default (run_seg.py says what to pass when it cannot be had)
             start = ["--pretrained", sources[model]] if model in sources else []
-        commands[model] = ["--model", model, "--recipe", experiment.recipe, *start,
-                           "--output_dir", str(output_dir / model), *run_seg_args]
+        for seed in seeds or [None]:
+            name = run_name(model, seed)
+            commands[name] = ["--model", model, "--recipe", experiment.recipe, *start,
+                              "--output_dir", str(output_dir / name),
+                              *(["--seed", str(seed)] if seed is not None else []), *run_seg_args]
     return commands
 
 
@@ -186,10 +204,10 @@ def launch_command(launch_args: list[str], run_seg_command: list[str], run_seg: 
 def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dict[str, list[str]],
                    launch_args: list[str] | None = None, hub_owner: str | None = None,
                    hub_token: str | None = None, run_seg: Path = RUN_SEG, log=print) -> Path:
-    """Train each model of `commands` (from `model_commands`) that is not finished, then write the
+    """Train each run of `commands` (from `model_commands`) that is not finished, then write the
     comparison page (and push it, with `hub_owner`); return the page's path.
 
-    With `hub_owner`, each model is pushed to ``<owner>/<experiment>-<model>`` (by its run, or here
+    With `hub_owner`, each run is pushed to ``<owner>/<experiment>-<run name>`` (by its run, or here
     when it finished before without a push) and the page to ``<owner>/<experiment>-comparison``.
     `run_seg`: the training script each launch runs (default: the checkout's scripts/run_seg.py).
 
@@ -201,7 +219,7 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
     from ..report.push import push_folder
 
     output_dir = Path(output_dir)
-    for position, (model, command) in enumerate(commands.items(), start=1):
+    for position, (model, command) in enumerate(commands.items(), start=1):  # model: the run's name
         state = model_state(output_dir, model, command)
         if state == "finished":
             log(f"[{experiment.name} {position}/{len(commands)}] {model}: finished in {output_dir / model}, skipped")
@@ -219,8 +237,9 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
             # run_seg.py's own advice names its options; the experiment takes a start as MODEL=SOURCE.
             hint = ""
             if experiment.pretrained and "--pretrained" not in command:
+                trained = model_of(command)
                 hint = (" If it could not load its pretrained weights, give them to the experiment: --pretrained "
-                        f"{get_entry(model).parent or model}=SOURCE.")
+                        f"{get_entry(trained).parent or trained}=SOURCE.")
             raise ExperimentStopped(
                 f"{model} stopped with exit status {status} (its error is above); nothing was compared or "
                 f"pushed.{hint} Fix the cause and run the same command again: finished models are skipped, {model} "
@@ -241,4 +260,4 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentStopped", "get_experiment", "launch_command", "model_commands",
-           "model_state", "parse_sources", "run_experiment", "tiny_variant"]
+           "model_of", "model_state", "parse_sources", "run_experiment", "run_name", "tiny_variant"]
