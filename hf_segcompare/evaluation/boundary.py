@@ -5,8 +5,9 @@ of its contour, d = 2 % of the image diagonal (at least 1 px), and the image's e
 contour: the definition of the paper's reference code (``mask_to_boundary``: pad with one row of
 background, erode d times with a 3 x 3 kernel, subtract), whose distance is therefore the
 chessboard one. A pixel of class c is such a pixel exactly when the (2d + 1)² window around it holds
-another value or reaches past the image, which two separable max/min pools over the label map find
-for every class at once: no loop over classes, no erosion per class.
+another value or reaches past the image, which one dilation of the label map's contour pixels (box
+sums by cumulative sums, whatever d) finds for every class at once: no loop over classes, no
+erosion per class.
 
 Per image and class three counts come out: the intersection of the annotation's and the
 prediction's boundary regions of c, and the area of each. Pixels whose annotation is ignored are
@@ -27,8 +28,6 @@ import torch
 import torch.nn.functional as F
 
 BOUNDARY_DILATION_RATIO = 0.02  # the paper's d: 2 % of the image diagonal
-# A value no map holds: the window reaching past the image sees it, so edge pixels are boundary.
-_OUTSIDE = -1.0e6
 
 
 def boundary_radius(height: int, width: int, ratio: float = BOUNDARY_DILATION_RATIO) -> int:
@@ -36,24 +35,46 @@ def boundary_radius(height: int, width: int, ratio: float = BOUNDARY_DILATION_RA
     return max(1, int(round(ratio * math.hypot(height, width))))
 
 
-def _window_extremes(values: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Max and min of ``[h, w]`` `values` over each (2r + 1)² window, outside the image `_OUTSIDE`
-    (two 1-D pools each: a square window's extreme is the extreme of its rows' extremes)."""
-    padded = F.pad(values[None, None], (radius, radius, radius, radius), value=_OUTSIDE)
-    size = 2 * radius + 1
+def _contour_pixels(label_map: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[h, w]``: pixels with an 8-neighbour of another value (both sides of every contour)."""
+    contour = torch.zeros(label_map.shape, dtype=torch.bool, device=label_map.device)
+    rest, head, tail = slice(None), slice(1, None), slice(None, -1)
+    for this, other in (((rest, head), (rest, tail)), ((head, rest), (tail, rest)),
+                        ((head, head), (tail, tail)), ((head, tail), (tail, head))):
+        differs = label_map[this] != label_map[other]
+        contour[this] |= differs
+        contour[other] |= differs
+    return contour
 
-    def pool(tensor):
-        return F.max_pool2d(F.max_pool2d(tensor, (1, size), stride=1), (size, 1), stride=1)
 
-    return pool(padded)[0, 0], -pool(-padded)[0, 0]
+def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """`mask` dilated by a (2r + 1)² square (chessboard distance r): box sums from cumulative sums,
+    one pass per axis, so the cost does not grow with `radius`."""
+    if radius <= 0:
+        return mask
+    dilated = mask.to(torch.int32)
+    for axis in (0, 1):
+        size = dilated.shape[axis]
+        padded = F.pad(dilated.movedim(axis, -1), (radius + 1, radius))
+        sums = padded.cumsum(dim=-1)
+        dilated = (sums[..., 2 * radius + 1:] - sums[..., :size] > 0).to(torch.int32).movedim(-1, axis)
+    return dilated.bool()
 
 
 def boundary_region(label_map: torch.Tensor, radius: int) -> torch.Tensor:
     """Boolean ``[h, w]``: pixels within `radius` (chessboard) of a pixel of another value or of the
-    image's edge, i.e. of their own class's contour."""
-    values = label_map.to(torch.float32)
-    highest, lowest = _window_extremes(values, radius)
-    return (highest != values) | (lowest != values)
+    image's edge, i.e. of their own class's contour.
+
+    A pixel p is within r of a pixel of another value exactly when it is within r - 1 of a pixel
+    with an 8-neighbour of another value (on a straight chessboard path from p, the last pixel of
+    p's value); and the (2r + 1)² window reaches past the image for the r pixels nearest each edge."""
+    height, width = label_map.shape
+    region = _dilate(_contour_pixels(label_map), radius - 1)
+    region[:radius] = True
+    region[max(height - radius, 0):] = True
+    region[:, :radius] = True
+    region[:, max(width - radius, 0):] = True
+    return region
 
 
 def boundary_counts(prediction: torch.Tensor, reference: torch.Tensor, num_labels: int,

@@ -21,13 +21,19 @@ CALIBRATION_BINS = 15
 _CONFIDENCE_UNIT = 2**30
 
 
-def calibration_counts(probabilities: torch.Tensor, reference: torch.Tensor, ignore_index: int | None,
-                       bins: int = CALIBRATION_BINS) -> torch.Tensor:
+def top_class(logits: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top class of `logits` along `dim` and its softmax probability, without materialising the
+    softmax: p_top = 1 / sum(exp(logit - logit_top))."""
+    top, predicted = logits.max(dim=dim)
+    return 1.0 / (logits - top.unsqueeze(dim)).exp_().sum(dim=dim), predicted
+
+
+def calibration_counts(confidence: torch.Tensor, predicted: torch.Tensor, reference: torch.Tensor,
+                       ignore_index: int | None, bins: int = CALIBRATION_BINS) -> torch.Tensor:
     """``[3, bins]`` float64 of one image: pixel count, summed top-class probability, correct pixels.
 
-    `probabilities`: ``[C, h, w]`` softmax output; `reference`: ``[h, w]`` annotation (negative
-    values, Trainer's padding, are not scored)."""
-    confidence, predicted = probabilities.max(dim=0)
+    `confidence`, `predicted`: ``[h, w]`` top-class probability and class (`top_class`);
+    `reference`: ``[h, w]`` annotation (negative values, Trainer's padding, are not scored)."""
     scored = (reference >= 0) if ignore_index is None else (reference != ignore_index) & (reference >= 0)
     confidence, correct = confidence[scored].to(torch.float64), (predicted[scored] == reference[scored])
     index = (torch.ceil(confidence * bins).long() - 1).clamp_(0, bins - 1)
@@ -63,4 +69,4 @@ def reliability(counts: np.ndarray) -> dict[str, list]:
     }
 
 
-__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability"]
+__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability", "top_class"]

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..labels import IGNORE_INDEX
 from .boundary import boundary_counts, boundary_iou
-from .calibration import calibration_counts, expected_calibration_error
+from .calibration import calibration_counts, expected_calibration_error, top_class
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
@@ -306,8 +306,7 @@ class SegmentationMetrics:
         if logits.shape[-2:] != labels.shape[-2:]:
             # SegFormer and ViT predict at a fraction of the input size; score at label resolution.
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        probabilities = logits.float().softmax(dim=1)
-        predictions = probabilities.argmax(dim=1)
+        confidence, predictions = top_class(logits.float())
         confusion = confusion_matrices(predictions, labels, self.num_labels, self.ignore_index)
         boundary, calibration = [], []
         inside = labels != TRAINER_PAD_INDEX  # padding is marked at the bottom and right only
@@ -317,8 +316,8 @@ class SegmentationMetrics:
             reference = labels[index, :height, :width].to(torch.int64)
             boundary.append(boundary_counts(predictions[index, :height, :width], reference, self.num_labels,
                                             self.ignore_index))
-            calibration.append(calibration_counts(probabilities[index, :, :height, :width], reference,
-                                                  self.ignore_index))
+            calibration.append(calibration_counts(confidence[index, :height, :width],
+                                                  predictions[index, :height, :width], reference, self.ignore_index))
         return confusion, torch.stack(boundary), torch.stack(calibration)
 
     def compute(self, eval_prediction, compute_result: bool = True) -> dict[str, float]:
