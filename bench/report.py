@@ -4,7 +4,8 @@
     python bench/report.py --write docs/benchmarks.md
 
 Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in that
-page, for NAME in eval (bench_eval.py), train (bench_train.py) and padding (bench_padding.py),
+page, for NAME in eval (bench_eval.py), train (bench_train.py), padding (bench_padding.py) and
+bootstrap (bench_bootstrap.py),
 from ``bench/results/NAME.json`` and any ``NAME-*.json`` (the same benchmark on other data); a
 benchmark without a JSON leaves its block as it is.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +81,25 @@ def padding_table(report: dict) -> str:
         rows))
 
 
-TABLES = {"eval": eval_table, "train": train_table, "padding": padding_table}
+def bootstrap_table(report: dict) -> str:
+    boot, extras = report["bootstrap"], report["per_image_measurements"]
+    median = {side: statistics.median(values) for side, values in extras["seconds"].items()}
+    rows = [
+        [f"95 % interval, {boot['resamples']:,} resamples", f"{boot['images']:,}", f"{boot['evaluation_seconds']:.1f} s",
+         f"+ {boot['bootstrap_seconds_median_of_5']:.4f} s", f"**{100 * boot['bootstrap_over_evaluation']:.3f} %**",
+         "< 5 %"],
+        ["boundary IoU + calibration counts", f"{extras['images']:,}", f"{median['confusion_only']:.1f} s",
+         f"{median['with_boundary_and_calibration']:.1f} s", f"**{100 * (extras['with_over_without'] - 1):+.1f} %**",
+         "none set"],
+    ]
+    return "\n".join(_markdown(
+        f"Measured{_date(report)} on {report['device']} ({report['torch_threads']} threads): {report['model']}, "
+        f"{report['images']}, eval batch {report['eval_batch_size']}. First row: one evaluation, then the "
+        "bootstrap (median of 5); second row: medians of two alternating evaluations per side.",
+        ["what", "images", "evaluation without it", "with it", "added", "target"], rows))
+
+
+TABLES = {"eval": eval_table, "train": train_table, "padding": padding_table, "bootstrap": bootstrap_table}
 
 
 def tables() -> dict[str, str]:
