@@ -251,8 +251,8 @@ class SegTrainer(Trainer):
                     predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
                                                                 mode="bilinear", align_corners=False)
                 probabilities[index, :, :label_height, :label_width] = predicted[0]
-        # Log-probabilities, which the metrics' softmax turns back into these probabilities (its argmax
-        # is theirs); the padding's uniform output is never scored.
+        # Log-probabilities: the metrics' softmax of them is these probabilities again (and its argmax
+        # theirs); the padding's uniform output is never scored.
         return None, probabilities.clamp_min_(PROBABILITY_FLOOR).log_(), outside_marked(labels, label_sizes)
 
     def evaluate_augmented(self) -> dict[str, float] | None:
@@ -391,13 +391,13 @@ class SegTrainer(Trainer):
 
     def _per_image_counts(self) -> PerImageCounts:
         """The last evaluation's per-image counts, named by the validation images' ids (their position
-        where the data has no ``id`` column)."""
+        in the evaluation's order where the data has no ``id`` column, or ids that repeat)."""
         counts = self.segmentation_metrics.last_counts
         images = len(counts["intersection"])
         raw = self._raw_eval_dataset
-        if raw is not None and len(raw) == images and "id" in raw.column_names:
-            ids = [str(image_id) for image_id in raw["id"]]
-        else:
+        ids = [str(image_id) for image_id in raw["id"]] \
+            if raw is not None and len(raw) == images and "id" in raw.column_names else []
+        if len(set(ids)) != images:  # no ids, or not one per image: positions (the order is deterministic)
             ids = [str(position) for position in range(images)]
         return PerImageCounts(ids, self.segmentation_metrics.class_names, **counts)
 

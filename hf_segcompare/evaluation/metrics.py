@@ -306,18 +306,18 @@ class SegmentationMetrics:
         if logits.shape[-2:] != labels.shape[-2:]:
             # SegFormer and ViT predict at a fraction of the input size; score at label resolution.
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        confidence, predictions = top_class(logits.float())
+        predictions = logits.max(dim=1).indices  # argmax (the first of equal maxima), faster on a CPU
         confusion = confusion_matrices(predictions, labels, self.num_labels, self.ignore_index)
         boundary, calibration = [], []
         inside = labels != TRAINER_PAD_INDEX  # padding is marked at the bottom and right only
         for index in range(len(labels)):
             height = int(inside[index].any(dim=1).sum())
             width = int(inside[index].any(dim=0).sum())
-            reference = labels[index, :height, :width].to(torch.int64)
-            boundary.append(boundary_counts(predictions[index, :height, :width], reference, self.num_labels,
-                                            self.ignore_index))
-            calibration.append(calibration_counts(confidence[index, :height, :width],
-                                                  predictions[index, :height, :width], reference, self.ignore_index))
+            reference, predicted = labels[index, :height, :width], predictions[index, :height, :width]
+            boundary.append(boundary_counts(predicted, reference, self.num_labels, self.ignore_index))
+            # One image at a time: the exponentials of a whole batch of 150-class maps would not be small.
+            confidence, _ = top_class(logits[index, :, :height, :width].float(), dim=0)
+            calibration.append(calibration_counts(confidence, predicted, reference, self.ignore_index))
         return confusion, torch.stack(boundary), torch.stack(calibration)
 
     def compute(self, eval_prediction, compute_result: bool = True) -> dict[str, float]:

@@ -124,8 +124,8 @@ def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_re
     protocol = trainer.eval_protocol
     SegImageProcessor.for_model(trainer.model, short_side=protocol.short_side if protocol and
                                 protocol.resize == "short_side" else None).save_pretrained(output_dir)
+    _write_per_image(trainer, output_dir / RESULTS_FILE)  # first: a finished record's counts are always there
     results.write(output_dir / RESULTS_FILE)
-    _write_per_image(trainer, output_dir / RESULTS_FILE)
     # Drawn now, while the model is at hand: the card reads only the record and the folder.
     plot_sample_predictions(trainer.model, dataset["validation"], output_dir / SAMPLE_PREDICTIONS)
     # Our card, written after save_model: Trainer's generic one would carry an empty model-index.
@@ -146,8 +146,9 @@ def _publish_evaluation(results: RunResults, trainer: SegTrainer, output_dir: Pa
                         hub_model_id: str | None) -> Path:
     """An evaluation-only run's record, beside the model's: never results.json, which belongs to
     the training run. A trained folder's card is re-rendered with the evaluation added."""
-    path = results.write(output_dir / record_name(results))
+    path = output_dir / record_name(results)
     _write_per_image(trainer, path)
+    results.write(path)
     trained = output_dir / RESULTS_FILE
     if trained.is_file():
         training_record = RunResults.read(trained)
