@@ -21,11 +21,16 @@ CALIBRATION_BINS = 15
 _CONFIDENCE_UNIT = 2**30
 
 
+def top_class_probability(logits: torch.Tensor, top: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The softmax probability of the top class, given `logits` and their maximum `top` along `dim`,
+    without materialising the softmax: p_top = 1 / sum(exp(logit - logit_top))."""
+    return 1.0 / (logits.float() - top.float().unsqueeze(dim)).exp_().sum(dim=dim)
+
+
 def top_class(logits: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top class of `logits` along `dim` and its softmax probability, without materialising the
-    softmax: p_top = 1 / sum(exp(logit - logit_top))."""
+    """The top class of `logits` along `dim` (the first of equal maxima) and its softmax probability."""
     top, predicted = logits.max(dim=dim)
-    return 1.0 / (logits - top.unsqueeze(dim)).exp_().sum(dim=dim), predicted
+    return top_class_probability(logits, top, dim), predicted
 
 
 def calibration_counts(confidence: torch.Tensor, predicted: torch.Tensor, reference: torch.Tensor,
@@ -69,4 +74,5 @@ def reliability(counts: np.ndarray) -> dict[str, list]:
     }
 
 
-__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability", "top_class"]
+__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability", "top_class",
+           "top_class_probability"]

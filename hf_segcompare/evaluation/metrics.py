@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..labels import IGNORE_INDEX
 from .boundary import boundary_counts, boundary_iou
-from .calibration import calibration_counts, expected_calibration_error, top_class
+from .calibration import calibration_counts, expected_calibration_error, top_class_probability
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
@@ -306,7 +306,7 @@ class SegmentationMetrics:
         if logits.shape[-2:] != labels.shape[-2:]:
             # SegFormer and ViT predict at a fraction of the input size; score at label resolution.
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        predictions = logits.max(dim=1).indices  # argmax (the first of equal maxima), faster on a CPU
+        top, predictions = logits.max(dim=1)  # the argmax (the first of equal maxima) and its logit
         confusion = confusion_matrices(predictions, labels, self.num_labels, self.ignore_index)
         boundary, calibration = [], []
         inside = labels != TRAINER_PAD_INDEX  # padding is marked at the bottom and right only
@@ -316,7 +316,7 @@ class SegmentationMetrics:
             reference, predicted = labels[index, :height, :width], predictions[index, :height, :width]
             boundary.append(boundary_counts(predicted, reference, self.num_labels, self.ignore_index))
             # One image at a time: the exponentials of a whole batch of 150-class maps would not be small.
-            confidence, _ = top_class(logits[index, :, :height, :width].float(), dim=0)
+            confidence = top_class_probability(logits[index, :, :height, :width], top[index, :height, :width])
             calibration.append(calibration_counts(confidence, predicted, reference, self.ignore_index))
         return confusion, torch.stack(boundary), torch.stack(calibration)
 
