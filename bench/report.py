@@ -85,7 +85,8 @@ def bootstrap_table(report: dict) -> str:
     boot, extras = report["bootstrap"], report["per_image_measurements"]
     median = {side: statistics.median(values) for side, values in extras["seconds"].items()}
     rows = [
-        [f"95 % interval, {boot['resamples']:,} resamples", f"{boot['images']:,}", f"{boot['evaluation_seconds']:.1f} s",
+        [f"95 % interval, {boot['resamples']:,} resamples", f"{boot['images']:,}",
+         f"{boot['evaluation_seconds']:.1f} s",
          f"+ {boot['bootstrap_seconds_median_of_5']:.4f} s", f"**{100 * boot['bootstrap_over_evaluation']:.3f} %**",
          "< 5 %"],
         ["boundary IoU + calibration counts", f"{extras['images']:,}", f"{median['confusion_only']:.1f} s",

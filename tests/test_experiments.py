@@ -141,7 +141,8 @@ def test_the_experiment_decides_model_recipe_start_and_folder(tmp_path):
     seeded = model_commands(article_1, tmp_path, ["--max_steps", "4"], tiny=True, seeds=[0, 1])
     assert list(seeded) == ["unet-tiny-seed0", "unet-tiny-seed1", "vit-tiny-seed0", "vit-tiny-seed1"]
     assert seeded["vit-tiny-seed1"][-4:] == ["--seed", "1", "--max_steps", "4"]
-    assert seeded["vit-tiny-seed1"][seeded["vit-tiny-seed1"].index("--output_dir") + 1] == str(tmp_path / "vit-tiny-seed1")
+    folder = seeded["vit-tiny-seed1"][seeded["vit-tiny-seed1"].index("--output_dir") + 1]
+    assert folder == str(tmp_path / "vit-tiny-seed1")
     with pytest.raises(UsageError, match="--seed"):
         model_commands(article_1, tmp_path, ["--seed", "3"], seeds=[0, 1])
     with pytest.raises(UsageError, match="each seed once"):

@@ -73,7 +73,6 @@ from .device_settings import speed_record, uses_channels_last
 from .optim import trainer_optimizer
 from .training_args import SegTrainingArguments
 
-
 # The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
 PROBABILITY_FLOOR = 1e-30
 

@@ -86,7 +86,8 @@ def boundary_counts(prediction: torch.Tensor, reference: torch.Tensor, num_label
     height, width = reference.shape
     radius = boundary_radius(height, width) if radius is None else radius
     scored = (reference >= 0) if ignore_index is None else (reference != ignore_index) & (reference >= 0)
-    reference = torch.where(scored, reference, prediction.to(reference.dtype))  # an ignored pixel has no edge of its own
+    # An ignored pixel has no edge of its own: it takes the prediction's value (see the module docstring).
+    reference = torch.where(scored, reference, prediction.to(reference.dtype))
     reference_edge = boundary_region(reference, radius) & scored & (reference < num_labels)
     prediction_edge = boundary_region(prediction, radius) & scored & (prediction >= 0) & (prediction < num_labels)
     both = reference_edge & prediction_edge & (reference == prediction)

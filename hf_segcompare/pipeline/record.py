@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from ..engine.trainer import SegTrainer
-from ..models import count_parameters, model_normalization
 from ..evaluation.calibration import reliability
 from ..evaluation.intervals import mean_iou_interval
 from ..evaluation.per_image import per_image_file
+from ..models import count_parameters, model_normalization
 from ..report.results import RunResults, record_name
 from .resolve import RunPlan
 

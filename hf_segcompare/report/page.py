@@ -249,7 +249,8 @@ def conclusion(runs: list[RunResults], counts: list[PerImageCounts | None] | Non
         t_time, c_time = (group.mean_of(lambda r: r.train["wall_time_s"] if r.train else None) for group in (t, c))
         lines.append(
             f"Best transformer {t.model} vs best CNN {c.model}: mean IoU {t.mean_iou - c.mean_iou:+.4f} "
-            f"({t.mean_iou:.4f} vs {c.mean_iou:.4f}), with {_ratio(t_run.parameters, c_run.parameters)} the parameters, "
+            f"({t.mean_iou:.4f} vs {c.mean_iou:.4f}), "
+            f"with {_ratio(t_run.parameters, c_run.parameters)} the parameters, "
             f"{_ratio(t_run.peak_memory['bytes'], c_run.peak_memory['bytes'])} the peak memory"
             + (f" and {_ratio(t_time, c_time)} the training time." if t_time and c_time else ".")
         )
@@ -313,7 +314,8 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
         runs=runs, setups=[run_setup(run) for run in runs], differences=setup_differences(runs),
         conclusion=conclusion(runs, counts, samples), fmt=fmt, groups=groups,
         run_names=[names[id(run)] for run in runs],
-        seeded=any(len(group.runs) > 1 for group in groups), pairs=differences_table(groups, samples), dataset=dataset_identity(runs[0])[2],
+        seeded=any(len(group.runs) > 1 for group in groups), pairs=differences_table(groups, samples),
+        dataset=dataset_identity(runs[0])[2],
         synthetic=runs[0].dataset["name"] == "synthetic", hub=hub_endpoint(), sources=[str(path) for path in paths],
         question=question,
     )
