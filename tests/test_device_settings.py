@@ -16,6 +16,7 @@ from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
 from hf_segcompare.pipeline.run import run
+from hf_segcompare.report.results import SCHEMA_VERSION
 
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU run chooses")
 
@@ -72,7 +73,7 @@ def test_a_cpu_run_with_the_defaults_is_the_run_with_every_switch_off(voc_tree, 
     second = load_file(tmp_path / "off" / "model.safetensors")
     assert all(torch.equal(first[key], second[key]) for key in first)
     recorded = json.loads((tmp_path / "default" / "results.json").read_text())
-    assert recorded["speed"]["mixed_precision"] == "fp32" and recorded["schema_version"] == 6
+    assert recorded["speed"]["mixed_precision"] == "fp32" and recorded["schema_version"] == SCHEMA_VERSION == 7
     card = (tmp_path / "default" / "README.md").read_text()
     assert "fp32 throughout, TF32 off, contiguous (NCHW) memory format, eager mode, data prepared in the main" in card
 
