@@ -100,11 +100,13 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
     step = trainer.state.global_step
     scored_last_step = bool(evaluations) and evaluations[-1].get("step") == step
     # The interval and the comparison need the final weights' per-image counts: a run taken up at its
-    # budget (or whose last evaluation a resumed process did not see) scores them once more.
+    # budget (or whose last evaluation a resumed process did not see) scores them once more. Its
+    # logged evaluation of that step stays the record's: a resumed run is the run it continues.
     if args.do_eval and (not scored_last_step or trainer.final_counts() is None):
         trainer.check_weights_finite("the final evaluation")
         final = {**trainer.evaluate(), "epoch": trainer.state.epoch, "step": step}
-        evaluations = evaluations[:-1] + [final] if scored_last_step else evaluations + [final]
+        if not scored_last_step:
+            evaluations.append(final)
     augmented = None
     if args.do_eval and trainer.augmented_protocol is not None:
         scores = trainer.evaluate_augmented()
