@@ -14,7 +14,7 @@ from hf_segcompare.evaluation.calibration import (
     CALIBRATION_BINS,
     calibration_counts,
     expected_calibration_error,
-    top_class,
+    top_class_probability,
 )
 from hf_segcompare.evaluation.intervals import mean_iou_interval, paired_difference
 from hf_segcompare.evaluation.metrics import SegmentationMetrics, mean_iou
@@ -184,7 +184,8 @@ def test_ece_equals_a_direct_computation_and_ignored_pixels_are_left_out():
     reference = torch.from_numpy(rng.integers(0, 4, (30, 20)))
     reference[:5] = 255
     probabilities = logits.softmax(dim=0)
-    counts = calibration_counts(*top_class(logits, dim=0), reference, ignore_index=255).numpy()
+    top, predicted = logits.max(dim=0)
+    counts = calibration_counts(top_class_probability(logits, top), predicted, reference, ignore_index=255).numpy()
     confidence, predicted = (value.numpy()[5:].ravel() for value in probabilities.max(dim=0))
     correct = predicted == reference.numpy()[5:].ravel()
     bins = np.clip(np.ceil(confidence * 15).astype(int) - 1, 0, 14)

@@ -27,17 +27,11 @@ def top_class_probability(logits: torch.Tensor, top: torch.Tensor, dim: int = 0)
     return 1.0 / (logits.float() - top.float().unsqueeze(dim)).exp_().sum(dim=dim)
 
 
-def top_class(logits: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top class of `logits` along `dim` (the first of equal maxima) and its softmax probability."""
-    top, predicted = logits.max(dim=dim)
-    return top_class_probability(logits, top, dim), predicted
-
-
 def calibration_counts(confidence: torch.Tensor, predicted: torch.Tensor, reference: torch.Tensor,
                        ignore_index: int | None, bins: int = CALIBRATION_BINS) -> torch.Tensor:
     """``[3, bins]`` float64 of one image: pixel count, summed top-class probability, correct pixels.
 
-    `confidence`, `predicted`: ``[h, w]`` top-class probability and class (`top_class`);
+    `confidence`, `predicted`: ``[h, w]`` top-class probability (`top_class_probability`) and class;
     `reference`: ``[h, w]`` annotation (negative values, Trainer's padding, are not scored)."""
     scored = (reference >= 0) if ignore_index is None else (reference != ignore_index) & (reference >= 0)
     confidence, correct = confidence[scored].to(torch.float64), (predicted[scored] == reference[scored])
@@ -74,5 +68,5 @@ def reliability(counts: np.ndarray) -> dict[str, list]:
     }
 
 
-__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability", "top_class",
+__all__ = ["CALIBRATION_BINS", "calibration_counts", "expected_calibration_error", "reliability",
            "top_class_probability"]
