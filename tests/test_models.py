@@ -179,3 +179,71 @@ def test_a_training_set_without_ids_is_refused_by_name(tmp_path):
     with pytest.raises(UsageError, match="train_dataset has no 'id' column"):
         SegTrainer(create_model("segformer-tiny"), TrainingArguments(output_dir=str(tmp_path), report_to="none"),
                    dataset)
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_return_dict_false_gives_the_output_as_a_tuple(name):
+    """transformers' convention, as SegFormer keeps it: (loss, logits), Nones left out."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    pixel_values, labels = _batch()
+    output = model(pixel_values, labels=labels)
+    as_tuple = model(pixel_values, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[0], output.loss)
+    torch.testing.assert_close(as_tuple[1], output.logits)
+    (logits,) = model(pixel_values, return_dict=False)
+    torch.testing.assert_close(logits, output.logits)
+    if not name.startswith("segformer"):  # transformers 5.24's own SegFormer fails on the config's False
+        model.config.return_dict = False  # the config's setting counts too
+        assert isinstance(model(pixel_values), tuple)
+
+
+def model_stride(name: str) -> int:
+    return 16 if name.startswith("deeplabv3plus") else 32
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_output_hidden_states_returns_the_encoders_features(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    pixel_values, _ = _batch(size=64, batch=2)
+    assert model(pixel_values).hidden_states is None
+    hidden_states = model(pixel_values, output_hidden_states=True).hidden_states
+    assert isinstance(hidden_states, tuple) and len(hidden_states) >= 2
+    assert all(state.shape[0] == 2 for state in hidden_states)
+    if name.startswith("vit"):  # ViTModel's: embeddings then each layer, [CLS] + 16 patch tokens
+        assert len(hidden_states) == model.config.num_hidden_layers + 1
+        assert hidden_states[-1].shape[1] == 1 + (64 // model.config.patch_size) ** 2
+    else:  # feature maps, coarser stage by stage (DeepLabV3+'s dilated last stage keeps stride 16)
+        assert all(state.dim() == 4 for state in hidden_states)
+        sizes = [state.shape[-1] for state in hidden_states]
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 64 // model_stride(name)
+    model.config.output_hidden_states = True
+    assert model(pixel_values).hidden_states is not None
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics(name):
+    """The CNNs checkpoint their encoder stages; what a step computes must not change (BatchNorm's
+    running statistics included, which a recomputed stage would otherwise update twice)."""
+    pixel_values, labels = _batch(size=64, batch=2)
+
+    def one_step(checkpointing: bool):
+        torch.manual_seed(0)
+        model = create_model(name).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert model.is_gradient_checkpointing
+        model(pixel_values, labels=labels).loss.backward()
+        gradients = {key: value.grad.clone() for key, value in model.named_parameters() if value.grad is not None}
+        return model.state_dict(), gradients
+
+    plain_state, plain_gradients = one_step(False)
+    checkpointed_state, checkpointed_gradients = one_step(True)
+    assert plain_gradients.keys() == checkpointed_gradients.keys() and len(plain_gradients) > 10
+    for key in plain_gradients:
+        torch.testing.assert_close(checkpointed_gradients[key], plain_gradients[key], msg=key)
+    assert plain_state.keys() == checkpointed_state.keys()  # the stages keep their names
+    for key in plain_state:
+        torch.testing.assert_close(checkpointed_state[key], plain_state[key], msg=key)

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSemanticSegmentation, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
+from transformers.utils import can_return_tuple
 
 from ..labels import IGNORE_INDEX
-from .common import init_conv_bn, segmenter_output
+from .common import checkpoint_sequential_stages, contains_layer, init_conv_bn, segmenter_output, wants_hidden_states
 from .pretrained import load_into, read_state_dict, require_hub_for, unavailable
 from .registry import Normalization
 
@@ -30,10 +31,6 @@ def smp_architectures() -> dict[str, type]:
 
     return {name.lower(): value for name, value in vars(smp).items()
             if isinstance(value, type) and issubclass(value, SegmentationModel) and value is not SegmentationModel}
-
-
-def _contains(part: nn.Module, layer: nn.Module) -> bool:
-    return any(candidate is layer for candidate in part.modules())
 
 
 class SmpSegConfig(PretrainedConfig):
@@ -72,11 +69,14 @@ class SmpForSemanticSegmentation(PreTrainedModel):
 
     Logits come out at the input resolution. The signature is explicit (no ``**kwargs``) on
     purpose: `Trainer` would otherwise pass `num_items_in_batch` and stop averaging the loss.
+    transformers' conventions hold: ``return_dict=False`` gives a tuple, ``output_hidden_states``
+    the encoder's feature maps, and gradient checkpointing recomputes the encoder's stages.
     """
 
     config_class = SmpSegConfig
     base_model_prefix = "smp"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: SmpSegConfig):
         super().__init__(config)
@@ -89,6 +89,7 @@ class SmpForSemanticSegmentation(PreTrainedModel):
             classes=config.num_labels,
             **config.arch_kwargs,
         )
+        checkpoint_sequential_stages(self.smp.encoder)
         self.post_init()
 
     @torch.no_grad()
@@ -101,21 +102,31 @@ class SmpForSemanticSegmentation(PreTrainedModel):
 
         if next(module.children(), None) is not None:
             return  # containers: their layers get their own call
-        if _contains(self.smp.segmentation_head, module):
+        if contains_layer(self.smp.segmentation_head, module):
             initialization.initialize_head(module)
-        elif _contains(self.smp.decoder, module):
+        elif contains_layer(self.smp.decoder, module):
             initialization.initialize_decoder(module)
         else:  # encoder: torchvision ResNet's init
             init_conv_bn(module)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> SemanticSegmenterOutput:
-        """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255."""
-        return segmenter_output(self.smp(pixel_values), labels, self.config.semantic_loss_ignore_index)
+        """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255;
+        with `output_hidden_states`, the encoder's feature maps (strides 2 to 32, the input left out)."""
+        smp_model = self.smp
+        # smp's own forward, step by step, to keep the encoder's features (it checks the input's
+        # divisibility only outside tracing, as smp does)
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            smp_model.check_input_shape(pixel_values)
+        features = smp_model.encoder(pixel_values)
+        logits = smp_model.segmentation_head(smp_model.decoder(features))
+        hidden_states = tuple(features[1:]) if wants_hidden_states(self, output_hidden_states) else None
+        return segmenter_output(logits, labels, self.config.semantic_loss_ignore_index, hidden_states)
 
 
 def load_smp_encoder(model: SmpForSemanticSegmentation, source: str) -> Normalization | None:

@@ -20,9 +20,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSemanticSegmentation, ViTConfig, ViTModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
+from transformers.utils import can_return_tuple
 
 from ..labels import IGNORE_INDEX
-from .common import init_conv_bn, segmenter_output
+from .common import init_conv_bn, segmenter_output, wants_hidden_states
 from .pretrained import load_hf_encoder
 from .registry import Normalization
 
@@ -91,13 +92,16 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
         else:
             super()._init_weights(module)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> SemanticSegmenterOutput:
-        """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255."""
+        """Logits ``[B, num_labels, H, W]``; with `labels` ``[B, H, W]``, cross-entropy ignoring 255;
+        with `output_hidden_states`, `ViTModel`'s hidden states (the embeddings, then every layer's
+        tokens, [CLS] first), as transformers' ViT models give them."""
         height, width = pixel_values.shape[-2:]
         patch = self.config.patch_size
         if height % patch or width % patch:
@@ -106,10 +110,13 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
         grid_matches = (height, width) == (
             (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         )
-        tokens = self.vit(pixel_values, interpolate_pos_encoding=not grid_matches).last_hidden_state
-        patch_tokens = tokens[:, 1:]  # drop [CLS]
+        hidden = wants_hidden_states(self, output_hidden_states)
+        encoded = self.vit(pixel_values, interpolate_pos_encoding=not grid_matches, output_hidden_states=hidden,
+                           return_dict=True)  # whatever the config says: the tuple is made once, above
+        patch_tokens = encoded.last_hidden_state[:, 1:]  # drop [CLS]
         features = patch_tokens.transpose(1, 2).reshape(pixel_values.shape[0], -1, height // patch, width // patch)
-        return segmenter_output(self.decode_head(features), labels, self.config.semantic_loss_ignore_index)
+        return segmenter_output(self.decode_head(features), labels, self.config.semantic_loss_ignore_index,
+                                encoded.hidden_states if hidden else None)
 
 
 def load_vit_encoder(model: ViTSegForSemanticSegmentation, source: str) -> Normalization | None:
