@@ -9,7 +9,7 @@ The Python API is the command line's, one object per step of the flow::
     trainer = SegTrainer(model, args, dataset["train"], dataset["validation"], crop_size=512)
 
 `run(ModelArguments(...), DataArguments(...), args)` does all of it (and writes results.json, the
-card and the model), as ``scripts/run_seg.py`` does; `write_comparison` renders the page of several
+card and the model), as ``hf_segcompare.cli.run_seg`` does; `write_comparison` renders the page of several
 runs, `push_folder` publishes a folder, `run_experiment` runs one of the articles' experiments.
 
 Importing the package imports neither torch, transformers nor datasets: each name below is

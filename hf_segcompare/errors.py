@@ -7,7 +7,7 @@
 - `CheckpointError`, `TrainingDiverged`, `PushError`: the run started and stopped, or trained and
   could not publish; the message says what was kept.
 
-The command line maps the first kind to exit status 2 and the second to 1 (``scripts/run_seg.py``).
+The command line maps the first kind to exit status 2 and the second to 1 (``hf_segcompare.cli.run_seg``).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def test_a_failing_hub_keeps_everything_and_says_how_to_retry(voc_tree, tmp_path
     assert completed.returncode != 0
     import shlex
 
-    assert (f"Retry with: {shlex.quote(sys.executable)} scripts/push.py {shlex.quote(str(output_dir))} "
+    assert (f"Retry with: {shlex.quote(sys.executable)} -m hf_segcompare.cli.push {shlex.quote(str(output_dir))} "
             "--hub_model_id tester/broken") in completed.stderr
     for name in ("model.safetensors", "config.json", "README.md", "results.json", "learning_curve.png"):
         assert (output_dir / name).is_file(), name

@@ -23,6 +23,7 @@ LAYERS = (
     ("report",),
     ("config",),
     ("pipeline",),
+    ("cli",),
 )
 LAYER_OF = {part: index for index, parts in enumerate(LAYERS) for part in parts}
 
@@ -49,8 +50,11 @@ def _imports(path: Path) -> list[str]:
             found += [target] if node.module else [f"{target}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("hf_segcompare."):
-            found.append(node.value.split(":")[0])  # a class named by "module:attribute" (the model catalog)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("hf_segcompare.") and ":" in node.value:
+            # a class named by "module:attribute" (the model catalog); a bare module name is a command to
+            # run (a retry message's ``python -m hf_segcompare.cli.push``), not an import
+            found.append(node.value.split(":")[0])
     return [name for name in found if name.startswith("hf_segcompare")]
 
 

@@ -49,17 +49,13 @@ def _assert_complete(results: dict, model: str) -> None:
 
 @pytest.mark.parametrize("model", TINY_MODELS)
 def test_each_model_trains_and_writes_complete_results(model, voc_tree, tmp_path, capsys):
-    """segformer-tiny through `accelerate launch`, as a user runs it; the others through the same
-    main() in this process (no launcher and interpreter start-up to wait for)."""
+    """Through run_seg's main() in this process (no launcher and interpreter start-up to wait for);
+    `accelerate launch` as a user runs it: tests/test_package.py and the two-process tests here."""
     output_dir = tmp_path / "out"
     args = ["--model", model, "--from_scratch", *_voc_args(voc_tree, output_dir), "--max_steps", "4",
             "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "2",
             "--logging_steps", "1", "--save_strategy", "no"]
-    if model == "segformer-tiny":
-        completed = launch(args, tmp_path)
-        status, stderr, stdout = completed.returncode, completed.stderr, completed.stdout
-    else:
-        status, stderr, stdout = run_seg_in_process(args, capsys)
+    status, stderr, stdout = run_seg_in_process(args, capsys)
     assert status == 0, stderr[-3000:]
     _assert_complete(json.loads((output_dir / "results.json").read_text()), model)
     assert (output_dir / "model.safetensors").exists() and (output_dir / "config.json").exists()

@@ -1,7 +1,7 @@
 """The command line's option names and model names, checked without importing torch.
 
 Importing torch and transformers takes seconds; a mistyped option or model should not wait for
-them. `quick_check` runs first in ``scripts/run_seg.py``: it reads the option names from the
+them. `quick_check` runs first in ``hf_segcompare.cli.run_seg``: it reads the option names from the
 dataclasses the real parser is built from (ours in ``arguments.py`` and ``engine/training_args.py``, and
 transformers' ``TrainingArguments``) with `ast`, asks the model registry (which imports no torch) for
 ``--model``, and refuses only what is certainly wrong. The full parser still checks everything

@@ -1,7 +1,7 @@
 """Named experiments: several models trained one after another, then one comparison page.
 
 An `Experiment` names its models, the recipe they all train with and where their weights start.
-`run_experiment` launches each model as its own ``accelerate launch scripts/run_seg.py`` (with the
+`run_experiment` launches each model as its own ``accelerate launch -m hf_segcompare.cli.run_seg`` (with the
 user's launch options, so one model's processes are gone before the next starts), into
 ``<output_dir>/<model>``; then it writes the comparison page into ``<output_dir>/comparison`` and,
 with a Hub owner, pushes the page beside the model repos it links to.
@@ -31,7 +31,6 @@ from ..errors import SegCompareError, UsageError, choose
 from ..models import get_entry, list_models
 from ..report.results import RESULTS_FILE, RunResults
 
-RUN_SEG = Path(__file__).resolve().parents[2] / "scripts" / "run_seg.py"
 PLAN_FILE = "experiment.json"
 PAGE_FOLDER = "comparison"
 
@@ -196,20 +195,21 @@ def model_state(output_dir: Path, model: str, command: list[str]) -> str:
     return "finished"
 
 
-def launch_command(launch_args: list[str], run_seg_command: list[str], run_seg: Path = RUN_SEG) -> list[str]:
-    """``accelerate launch LAUNCH_ARGS scripts/run_seg.py ...`` with this interpreter's accelerate."""
-    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args, str(run_seg), *run_seg_command]
+def launch_command(launch_args: list[str], run_seg_command: list[str], run_seg: list[str]) -> list[str]:
+    """``accelerate launch LAUNCH_ARGS RUN_SEG ...`` with this interpreter's accelerate; `run_seg` is
+    ``["-m", "hf_segcompare.cli.run_seg"]`` or a script's path."""
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args, *run_seg, *run_seg_command]
 
 
-def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dict[str, list[str]],
-                   launch_args: list[str] | None = None, hub_owner: str | None = None,
-                   hub_token: str | None = None, run_seg: Path = RUN_SEG, log=print) -> Path:
+def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dict[str, list[str]], *,
+                   run_seg: list[str], launch_args: list[str] | None = None, hub_owner: str | None = None,
+                   hub_token: str | None = None, log=print) -> Path:
     """Train each run of `commands` (from `model_commands`) that is not finished, then write the
     comparison page (and push it, with `hub_owner`); return the page's path.
 
     With `hub_owner`, each run is pushed to ``<owner>/<experiment>-<run name>`` (by its run, or here
     when it finished before without a push) and the page to ``<owner>/<experiment>-comparison``.
-    `run_seg`: the training script each launch runs (default: the checkout's scripts/run_seg.py).
+    `run_seg`: what each launch runs after accelerate's options (``-m hf_segcompare.cli.run_seg``, or a script).
 
     Raises:
         ExperimentStopped: a model failed, or a folder holds a run this plan did not produce.
@@ -228,7 +228,7 @@ def run_experiment(experiment: Experiment, output_dir: str | Path, commands: dic
         full = command + (["--push_to_hub", "--hub_model_id", repo] if repo else [])
         _record_plan(output_dir, experiment, model, command)
         log(f"[{experiment.name} {position}/{len(commands)}] {model}: accelerate launch "
-            f"{' '.join(launch_args or [])} scripts/run_seg.py {' '.join(full)}".replace("  ", " "))
+            f"{' '.join(launch_args or [])} {' '.join(run_seg)} {' '.join(full)}".replace("  ", " "))
         env = None
         if hub_token:  # through the environment: never on a command line that ps or a log shows
             env = {**os.environ, "HF_TOKEN": hub_token}

@@ -24,7 +24,7 @@ def read_runs(paths: list[str | Path]) -> list[RunResults]:
     for path in map(Path, paths):
         results_file = record_file(path)
         if not results_file.is_file():
-            raise UsageError(f"{path} has no results.json: pass output folders of scripts/run_seg.py runs.")
+            raise UsageError(f"{path} has no results.json: pass output folders of run_seg runs.")
         try:
             results = RunResults.read(results_file)
         except ValueError as error:

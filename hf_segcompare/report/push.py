@@ -1,6 +1,6 @@
 """Publish an output folder to the Hub: weights, config, card and its figures, results.json.
 
-Used at the end of a run with ``--push_to_hub`` and by ``scripts/push.py`` for a folder that is
+Used at the end of a run with ``--push_to_hub`` and by ``hf_segcompare.cli.push`` for a folder that is
 already on disk (a retry after a failed push, or a comparison page). A push never touches the
 local files: when it fails, everything trained and written stays, and the error says how to retry.
 """
@@ -24,7 +24,7 @@ def retry_command(output_dir: str | Path, repo_id: str) -> str:
     import sys
 
     return " ".join(shlex.quote(part) for part in (
-        sys.executable, "scripts/push.py", str(output_dir), "--hub_model_id", repo_id))
+        sys.executable, "-m", "hf_segcompare.cli.push", str(output_dir), "--hub_model_id", repo_id))
 
 
 def check_repo_id(repo_id: str) -> None:

@@ -1,0 +1,9 @@
+"""The command lines, runnable from an installed package without the checkout:
+
+    accelerate launch -m hf_segcompare.cli.run_seg --model segformer-b0 --from_scratch
+    python -m hf_segcompare.cli.predict | compare | push | run_experiment | export
+
+``scripts/*.py`` in the repository are the same commands (thin wrappers over these modules).
+Each module's ``main(argv)`` returns the exit status: 0 done, 2 bad input (nothing trained or
+written), 1 stopped with what was kept said, 130 interrupted.
+"""
