@@ -70,6 +70,7 @@ from .checkpoints import (
     restore_checkpoint_weights,
 )
 from .device_settings import speed_record, uses_channels_last
+from .losses import SegmentationLoss
 from .optim import trainer_optimizer
 from .training_args import SegTrainingArguments
 
@@ -118,6 +119,8 @@ class SegTrainer(Trainer):
             evaluations during training but by `evaluate_augmented`, after it.
         channels_last: train and evaluate in the channels_last memory format (default: the
             arguments' ``channels_last``, else on for a CNN on a CUDA GPU).
+        loss: the training (and evaluation) loss computed from the logits (`SegmentationLoss`:
+            Dice, Focal, Lovász, class weights); default: the model's own cross-entropy.
         **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
             and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
             after the toolkit's.
@@ -129,7 +132,8 @@ class SegTrainer(Trainer):
 
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
                  crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
-                 eval_protocol: EvalProtocol | None = None, channels_last: bool | None = None, **kwargs):
+                 eval_protocol: EvalProtocol | None = None, channels_last: bool | None = None,
+                 loss: SegmentationLoss | None = None, **kwargs):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -173,6 +177,7 @@ class SegTrainer(Trainer):
         # SegFormer's forward takes **kwargs, which would make Trainer pass num_items_in_batch and
         # skip its own loss averaging over accumulation steps; no model here uses that count.
         self.model_accepts_loss_kwargs = False
+        self.segmentation_loss = loss
         self._finite_losses = torch.ones((), dtype=torch.bool, device=self.args.device)
         # The last evaluation's [C, C] pixel counts per metric prefix ("eval", "eval_tta"), and its
         # per-image counts with the step it scored.
@@ -227,6 +232,17 @@ class SegTrainer(Trainer):
         """The validation images as `protocol` runs them (see `protocol_transform`)."""
         return self._raw_eval_dataset.with_transform(
             protocol_transform(protocol, self.eval_size, normalization.mean, normalization.std))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own loss, or `segmentation_loss` on its logits. (Trainer's `compute_loss_func`
+        is not used: with it, Trainer takes the loss as already averaged over accumulation steps and
+        multiplies it by the number of processes.)"""
+        if self.segmentation_loss is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
+        loss = self.segmentation_loss(outputs["logits"], labels)
+        return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         if "image_size" not in inputs:  # the plain protocol: Trainer's batched forward

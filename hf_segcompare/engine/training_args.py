@@ -77,9 +77,9 @@ class SegTrainingArguments(TrainingArguments):
     allow_changed_options: bool = field(
         default=False,
         metadata={"help": "When resuming: accept options that differ from the interrupted run's (learning rate, "
-                          "schedule, budget, batch, data, seed). They apply from the resume step, and results.json "
-                          "and the card list each change and its step. The model, its start, the label set and the "
-                          "optimizer's kind cannot change mid-run."},
+                          "schedule, budget, batch, data, seed, loss). They apply from the resume step, and "
+                          "results.json and the card list each change and its step. The model, its start, the label "
+                          "set and the optimizer's kind cannot change mid-run."},
     )
     overwrite_output_dir: bool = field(
         default=False,
@@ -99,6 +99,18 @@ class SegTrainingArguments(TrainingArguments):
         metadata={"help": "Parameters trained without weight decay: 'transformers' (biases and normalisation "
                           "weights, Trainer's rule), 'none' (everything decays), or comma-separated parts of "
                           "parameter names (e.g. 'layer_norm')."},
+    )
+
+    loss: str = field(
+        default="ce",
+        metadata={"help": "The training loss: 'ce' (cross-entropy, every recipe's), 'dice', 'focal', 'lovasz' "
+                          "(segmentation-models-pytorch's), or 'ce+dice' (their sum); each ignores the void label."},
+    )
+    class_weights: str = field(
+        default="none",
+        metadata={"help": "Class weights of the loss: 'none', 'balanced' (median-frequency weights counted from "
+                          "the training masks when the run starts, and recorded), or a JSON file: a list of one "
+                          "weight per class in id order, or {\"class name\": weight, ...}."},
     )
 
     def __post_init__(self):

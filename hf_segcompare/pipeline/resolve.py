@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config.arguments import DataArguments, ModelArguments, check_args
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE, fitted_size, image_sizes
+from ..engine.losses import LOSSES, WEIGHTED_LOSSES, SegmentationLoss, class_weights_of
 from ..engine.training_args import SegTrainingArguments
 from ..errors import UsageError
 from ..evaluation.protocol import EvalProtocol
@@ -44,6 +45,8 @@ class RunPlan:
         resume_from: the checkpoint training resumes from (None: a fresh start), and whether it
             holds the whole budget already (`whole_budget`), once the output folder is checked
             (`hf_segcompare.pipeline.output_folder`).
+        loss: the training loss and its class weights, once fitted to the data (``--class_weights
+            balanced`` counts the training masks); None: the model's own cross-entropy.
     """
 
     model_args: ModelArguments
@@ -58,6 +61,7 @@ class RunPlan:
     push_repo: str | None
     resume_from: str | None = None
     whole_budget: bool = False
+    loss: dict[str, Any] | None = None
 
     def resuming(self, resume_from: str | None, whole_budget: bool) -> "RunPlan":
         """This plan resuming from `resume_from` (None: a fresh start)."""
@@ -72,9 +76,20 @@ class RunPlan:
             crop = fitted_size(dataset["train"], MAX_CROP_SIZE)
         validation = dataset["validation"]
         eval_size = data.eval_size or fitted_size(validation, MAX_EVAL_SIZE, image_sizes(validation))
+        args = self.training_args
+        loss = None
+        if args.do_train and (args.loss != "ce" or args.class_weights != "none"):
+            weights, weights_from = class_weights_of(args.class_weights, dataset["train"], dataset.labels)
+            loss = {"name": args.loss, "class_weights": weights, "class_weights_from": weights_from}
         return dataclasses.replace(
             self, data_args=dataclasses.replace(data, crop_size=crop, eval_size=eval_size),
-            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size))
+            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size), loss=loss)
+
+    def segmentation_loss(self, ignore_index: int) -> SegmentationLoss | None:
+        """The loss `SegTrainer` trains with (None: the model's own cross-entropy)."""
+        if self.loss is None:
+            return None
+        return SegmentationLoss(self.loss["name"], ignore_index, self.loss["class_weights"])
 
     def recorded_model_args(self) -> ModelArguments:
         """The model options as run_args.json holds them: the pretrained source named."""
@@ -125,6 +140,7 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
     if data_args.bootstrap_samples < 1:
         raise UsageError(f"--bootstrap_samples {data_args.bootstrap_samples}: give at least 1 (1000 for the "
                          "95 % interval the report shows).")
+    _check_loss(training_args)
     entry = get_entry(model_args.model)
     recipe_name = training_args.recipe
     recipe = get_recipe(recipe_name, model_args.model, data_args.dataset_name) if recipe_name else None
@@ -138,6 +154,20 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
                    recipe=recipe, recipe_reason=recipe_reason(recipe_name, data_args.dataset_name) if recipe else None,
                    protocol_reason=protocol_reason, eval_protocol=eval_protocol, pretrained_source=pretrained,
                    push_repo=push_repo)
+
+
+def _check_loss(args: SegTrainingArguments) -> None:
+    """``--loss`` and ``--class_weights`` that cannot work stop before any data loads."""
+    if args.loss not in LOSSES:
+        raise UsageError(f"--loss {args.loss}: choose one of {', '.join(LOSSES)}.")
+    if args.class_weights == "none":
+        return
+    if args.loss not in WEIGHTED_LOSSES:
+        raise UsageError(f"--loss {args.loss} takes no class weights (smp's Lovász-softmax has none): pass "
+                         f"--class_weights none, or one of --loss {', '.join(WEIGHTED_LOSSES)}.")
+    if args.class_weights != "balanced" and not Path(args.class_weights).is_file():
+        raise UsageError(f"--class_weights {args.class_weights}: no such file. Pass none, balanced, or a JSON file: "
+                         "a list of one weight per class in id order, or {\"class name\": weight, ...}.")
 
 
 def _resolve_protocol(model_args: ModelArguments, data_args: DataArguments, training_args: SegTrainingArguments,

@@ -8,7 +8,7 @@ change mid-run without changing what the run is:
   and its parameter groups;
 - only with ``--allow_changed_options`` (then from the resume step on, and listed in results.json
   and on the card): the recipe's name, the learning rate and weight decay, the schedule, the
-  budget, the global batch, the data and its crop, the seeds.
+  budget, the global batch, the data and its crop, the seeds, the loss and its class weights.
 
 The global batch and the process count need consent too, even when the recipe keeps the global
 batch by splitting it anew: each process shuffles its share and keeps its own BatchNorm statistics,
@@ -37,7 +37,7 @@ WITH_CONSENT = ("recipe", "learning_rate", "weight_decay", "lr_scheduler_type",
                 "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "max_steps", "num_train_epochs",
                 "max_grad_norm", "gradient_accumulation_steps", "seed", "data_seed", "dataset_name", "data_dir",
                 "sbd_dir", "sbd_list", "train_val_split", "max_train_samples", "image_column_name",
-                "label_column_name", "crop_size", "protocol", "short_side")
+                "label_column_name", "crop_size", "protocol", "short_side", "loss", "class_weights")
 # Applied to the optimizer restored from the checkpoint, whose groups would otherwise keep the old values
 # (`hf_segcompare.engine.callbacks.ChangedOptimizerOptions`); the schedule's shape follows the new options by itself.
 OPTIMIZER_OPTIONS = ("learning_rate", "weight_decay")

@@ -5,7 +5,7 @@ checks the output folder (`output_folder`), loads the data and the model (`loadi
 evaluates through `SegTrainer` built from the plan's explicit values, and writes into the output
 folder: ``run_args.json`` (the resolved arguments, before anything is trained), the model with its
 image processor, its record (`hf_segcompare.report.results.RunResults`: results.json for a training
-run), the sample predictions and the card. The command line (``scripts/run_seg.py``) is `parse_args`
+run), the sample predictions and the card. The command line (``hf_segcompare.cli.run_seg``) is `parse_args`
 followed by `run`.
 """
 
@@ -168,7 +168,8 @@ def _build_trainer(plan: RunPlan, model, dataset) -> SegTrainer:
     return SegTrainer(model, with_fields(args, hub_token=None, push_to_hub=False),
                       dataset["train"] if args.do_train else None, dataset["validation"],
                       crop_size=data.crop_size, eval_size=data.eval_size, eval_padding=data.eval_padding,
-                      eval_protocol=plan.eval_protocol)
+                      eval_protocol=plan.eval_protocol,
+                      loss=plan.segmentation_loss(model.config.semantic_loss_ignore_index))
 
 
 def _publish_finished(finished: RunResults, plan: RunPlan) -> RunResults:

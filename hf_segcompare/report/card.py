@@ -45,6 +45,25 @@ DATASET_DESCRIPTIONS = {
 }
 
 
+LOSS_NAMES = {"ce": "cross-entropy", "dice": "Dice (segmentation-models-pytorch's)",
+              "focal": "Focal, gamma 2 (segmentation-models-pytorch's)",
+              "lovasz": "Lovász-softmax (segmentation-models-pytorch's)", "ce+dice": "cross-entropy + Dice"}
+
+
+def _loss_line(results: RunResults) -> str | None:
+    """The training loss and its class weights, in words (None for records older than schema 8)."""
+    loss = (results.training_setup or {}).get("loss")
+    if not loss:
+        return None
+    line = LOSS_NAMES.get(loss["name"], loss["name"])
+    if results.ignore_index is not None:
+        line += f", ignoring label {results.ignore_index}"
+    if loss.get("class_weights"):
+        weights = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(results.class_names, loss["class_weights"]))
+        line += f"; class weights from {loss['class_weights_from']}: {weights}"
+    return line
+
+
 def _speed_line(speed: dict | None) -> str | None:
     """The device switches a run used, in words (None for records older than schema 3)."""
     if not speed:
@@ -227,6 +246,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
         start_line=_start_line(results.args["model"]),
+        loss_line=_loss_line(results),
         results=results,
         final=final,
         training=training,

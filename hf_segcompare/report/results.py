@@ -22,8 +22,9 @@ RESULTS_FILE = "results.json"
 # protocol (dataset.protocol, dataset.evaluation), augmented_eval, confusion_matrix; 5: the label set's
 # source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
 # columns; ignore_index may be null; 6: changed_on_resume; 7: bootstrap (the mean IoU's interval and the
-# per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation
-SCHEMA_VERSION = 7
+# per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation; 8: training_setup
+# (the loss and its class weights)
+SCHEMA_VERSION = 8
 
 
 def _json_safe(value):
@@ -54,7 +55,9 @@ class RunResults:
     changed, with its values before and after and the step from which the new one applied;
     `bootstrap` the final mean IoU's confidence interval over validation images
     (`hf_segcompare.evaluation.intervals`) and the file of per-image counts it came from;
-    `calibration` the final evaluation's reliability bins and expected calibration error.
+    `calibration` the final evaluation's reliability bins and expected calibration error;
+    `training_setup` how the model was trained beyond the recipe's numbers: ``loss`` (its name, class
+    weights and where they came from; ``cross-entropy`` by the model itself when none was asked for).
     """
 
     model: str
@@ -81,6 +84,7 @@ class RunResults:
     changed_on_resume: list[dict[str, Any]] = field(default_factory=list)
     bootstrap: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
+    training_setup: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
