@@ -316,6 +316,8 @@ def test_two_machines_train_and_evaluate_and_write_the_results_once(voc_tree, tm
     results = json.loads((tmp_path / "machine0" / "out" / "results.json").read_text())
     assert results["environment"]["num_processes"] == 2
     assert results["environment"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    sync = results["training_setup"]["sync_batchnorm"]  # CPU processes: torch cannot synchronise them
+    assert sync["enabled"] is False and sync["layers"] > 0 and "each of the 2 CPU processes" in sync["reason"]
     assert results["train"]["steps"] == 4 and len(results["train_loss"]) == 4
     assert all(entry["loss"] > 0 for entry in results["train_loss"])
     # Written once, by the main process of machine 0: nothing on machine 1, and one summary line.

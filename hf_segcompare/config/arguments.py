@@ -228,7 +228,7 @@ def from_recipe(model: str, recipe: str = "published", dataset: str | None = Non
     return SegTrainingArguments(**{**values, **overrides})
 
 
-_AUTO_SWITCHES = ("bf16", "fp16", "tf32", "channels_last")
+_AUTO_SWITCHES = ("bf16", "fp16", "tf32", "channels_last", "sync_bn")
 
 
 class _Parser(HfArgumentParser):

@@ -72,6 +72,7 @@ from .checkpoints import (
 from .device_settings import speed_record, uses_channels_last
 from .losses import SegmentationLoss
 from .optim import trainer_optimizer
+from .sync_batchnorm import convert_to_sync_batchnorm, resolve_sync_batchnorm
 from .training_args import SegTrainingArguments
 
 # The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
@@ -121,6 +122,9 @@ class SegTrainer(Trainer):
             arguments' ``channels_last``, else on for a CNN on a CUDA GPU).
         loss: the training (and evaluation) loss computed from the logits (`SegmentationLoss`:
             Dice, Focal, Lovász, class weights); default: the model's own cross-entropy.
+        sync_batchnorm: synchronise BatchNorm statistics over the processes (`resolve_sync_batchnorm`;
+            default: the arguments' ``sync_bn``, else on for a model with BatchNorm trained by more
+            than one CUDA process). The choice and its reason are `sync_batchnorm_choice`.
         **kwargs: anything else `Trainer` takes; `compute_metrics`, `preprocess_logits_for_metrics`
             and `optimizer_cls_and_kwargs` default to the segmentation ones, `callbacks` are added
             after the toolkit's.
@@ -133,7 +137,7 @@ class SegTrainer(Trainer):
     def __init__(self, model, args: TrainingArguments, train_dataset=None, eval_dataset=None, *,
                  crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
                  eval_protocol: EvalProtocol | None = None, channels_last: bool | None = None,
-                 loss: SegmentationLoss | None = None, **kwargs):
+                 loss: SegmentationLoss | None = None, sync_batchnorm: bool | None = None, **kwargs):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -144,6 +148,12 @@ class SegTrainer(Trainer):
         normalization = model_normalization(model)
         # Padding takes the value loss and metric skip: the label set's void (its ignore index).
         void = getattr(model.config, "semantic_loss_ignore_index", IGNORE_INDEX)
+        # Before the optimizer exists (Trainer builds it in train()), so it holds the converted layers' weights.
+        if sync_batchnorm is None and isinstance(args, SegTrainingArguments):
+            sync_batchnorm = args.sync_bn
+        self.sync_batchnorm_choice = resolve_sync_batchnorm(sync_batchnorm, model, args.world_size, args.device.type)
+        if self.sync_batchnorm_choice.enabled:
+            model = convert_to_sync_batchnorm(model)
         # The CNNs' convolutions run faster on a GPU in NHWC; the inputs follow the weights' format.
         if channels_last is None and isinstance(args, SegTrainingArguments):
             channels_last = args.channels_last

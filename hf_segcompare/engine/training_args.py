@@ -101,6 +101,12 @@ class SegTrainingArguments(TrainingArguments):
                           "parameter names (e.g. 'layer_norm')."},
     )
 
+    sync_bn: bool | None = field(
+        default=None,
+        metadata={"help": "Synchronise BatchNorm statistics over the processes (SyncBatchNorm). Default: on for "
+                          "models with BatchNorm when more than one process trains on CUDA GPUs, as mmsegmentation "
+                          "trains the published recipes; off otherwise. Torch cannot synchronise CPU processes."},
+    )
     loss: str = field(
         default="ce",
         metadata={"help": "The training loss: 'ce' (cross-entropy, every recipe's), 'dice', 'focal', 'lovasz' "

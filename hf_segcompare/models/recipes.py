@@ -101,7 +101,8 @@ _VOC_CNN_SCHEDULE = dict(
     no_decay="none", batch_size=16, max_steps=VOC_AUG_ITERATIONS, crop_size=512,
 )
 _VOC_CNN_DIFFERENCES = (
-    "SyncBN becomes BatchNorm per process; no auxiliary FCN head (loss weight 0.4 in mmseg); the "
+    "SyncBN only when several GPU processes train (--sync_bn's default; else BatchNorm per process); no "
+    "auxiliary FCN head (loss weight 0.4 in mmseg); the "
     "augmentation is random scale, crop and flip, without mmseg's photometric distortion."
 )
 

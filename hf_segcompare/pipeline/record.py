@@ -69,11 +69,13 @@ def _as_lists(matrix) -> list[list[int]] | None:
     return None if matrix is None else [[int(count) for count in row] for row in matrix]
 
 
-def _training_setup(plan: RunPlan) -> dict[str, Any]:
-    """How the model was trained beyond the recipe's numbers: the loss and its class weights."""
+def _training_setup(plan: RunPlan, trainer: SegTrainer) -> dict[str, Any]:
+    """How the model was trained beyond the recipe's numbers: the loss and its class weights, and
+    whether BatchNorm was synchronised over the processes."""
     loss = plan.loss or {"name": "ce", "class_weights": None, "class_weights_from": None}
     return {"loss": {**loss, "computed_by": "the model's own forward" if plan.loss is None
-                     else "hf_segcompare.engine.losses.SegmentationLoss"}}
+                     else "hf_segcompare.engine.losses.SegmentationLoss"},
+            "sync_batchnorm": trainer.sync_batchnorm_choice.record()}
 
 
 def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
@@ -121,7 +123,7 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
         changed_on_resume=list(changes or []),
         train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
                     for e in trainer.state.log_history if "loss" in e],
-        training_setup=_training_setup(plan) if plan.training_args.do_train else None,
+        training_setup=_training_setup(plan, trainer) if plan.training_args.do_train else None,
         environment=environment(trainer),
         speed=trainer.speed_settings(),
         args={

@@ -19,6 +19,7 @@ from typing import Any
 from ..config.arguments import DataArguments, ModelArguments, check_args
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE, fitted_size, image_sizes
 from ..engine.losses import LOSSES, WEIGHTED_LOSSES, SegmentationLoss, class_weights_of
+from ..engine.sync_batchnorm import check_sync_batchnorm_device
 from ..engine.training_args import SegTrainingArguments
 from ..errors import UsageError
 from ..evaluation.protocol import EvalProtocol
@@ -141,6 +142,8 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
         raise UsageError(f"--bootstrap_samples {data_args.bootstrap_samples}: give at least 1 (1000 for the "
                          "95 % interval the report shows).")
     _check_loss(training_args)
+    if training_args.do_train:
+        check_sync_batchnorm_device(training_args.sync_bn, training_args.device.type)
     entry = get_entry(model_args.model)
     recipe_name = training_args.recipe
     recipe = get_recipe(recipe_name, model_args.model, data_args.dataset_name) if recipe_name else None

@@ -37,7 +37,8 @@ WITH_CONSENT = ("recipe", "learning_rate", "weight_decay", "lr_scheduler_type",
                 "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "max_steps", "num_train_epochs",
                 "max_grad_norm", "gradient_accumulation_steps", "seed", "data_seed", "dataset_name", "data_dir",
                 "sbd_dir", "sbd_list", "train_val_split", "max_train_samples", "image_column_name",
-                "label_column_name", "crop_size", "protocol", "short_side", "loss", "class_weights")
+                "label_column_name", "crop_size", "protocol", "short_side", "loss", "class_weights",
+                "sync_bn")
 # Applied to the optimizer restored from the checkpoint, whose groups would otherwise keep the old values
 # (`hf_segcompare.engine.callbacks.ChangedOptimizerOptions`); the schedule's shape follows the new options by itself.
 OPTIMIZER_OPTIONS = ("learning_rate", "weight_decay")

@@ -64,6 +64,18 @@ def _loss_line(results: RunResults) -> str | None:
     return line
 
 
+def _batchnorm_line(results: RunResults) -> str | None:
+    """Whether BatchNorm was synchronised over the processes, and why (None: no BatchNorm, or a record
+    older than schema 8)."""
+    choice = (results.training_setup or {}).get("sync_batchnorm")
+    if not choice or not choice["layers"]:
+        return None
+    if choice["enabled"]:
+        return (f"synchronised over the {results.environment['num_processes']} processes (SyncBatchNorm, "
+                f"{choice['layers']} layers), {choice['reason']}")
+    return f"{choice['layers']} layers, statistics per process: {choice['reason']}"
+
+
 def _speed_line(speed: dict | None) -> str | None:
     """The device switches a run used, in words (None for records older than schema 3)."""
     if not speed:
@@ -247,6 +259,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         dataset_line=dataset_line,
         start_line=_start_line(results.args["model"]),
         loss_line=_loss_line(results),
+        batchnorm_line=_batchnorm_line(results),
         results=results,
         final=final,
         training=training,
