@@ -36,7 +36,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import ProgressCallback, Trainer, TrainerState, TrainingArguments
+from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, TrainerState, TrainingArguments
 
 from ..data.transforms import (
     MAX_CROP_SIZE,
@@ -141,6 +141,13 @@ class SegTrainer(Trainer):
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
+        if args.load_best_model_at_end and args.save_total_limit == 1:
+            # Trainer would delete the last checkpoint once training ends: the same command again would
+            # then resume from the best one and train its steps a second time. Keep both.
+            changes["save_total_limit"] = 2
+        patience = getattr(args, "early_stopping_patience", None)
+        if patience and not args.restore_callback_states_from_checkpoint:
+            changes["restore_callback_states_from_checkpoint"] = True  # a resume keeps the patience count
         if "compute_metrics" not in kwargs and not args.batch_eval_metrics:
             changes["batch_eval_metrics"] = True
         if changes:
@@ -182,6 +189,7 @@ class SegTrainer(Trainer):
             kwargs["optimizer_cls_and_kwargs"] = grouped_optimizer(args, model)
         callbacks = [ResourceMeter(), ScheduleCheck(), BudgetLine(), ReturnFreedMemory()]
         callbacks += [AugmentationEpoch(self.augmentation)] if self.augmentation is not None else []
+        callbacks += [EarlyStoppingCallback(patience)] if patience else []
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          callbacks=callbacks + list(kwargs.pop("callbacks", None) or []), **kwargs)
         # SegFormer's forward takes **kwargs, which would make Trainer pass num_items_in_batch and
@@ -318,6 +326,29 @@ class SegTrainer(Trainer):
         self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
         self.create_optimizer()  # the record lists the parameter groups the run trained with
         self.resource_meter.carry(self.state)
+        if self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            self._load_best_model()  # as train() ends
+
+    def published_step(self) -> int:
+        """The step whose weights the model holds now: the best evaluation's with
+        ``load_best_model_at_end`` (once training ended), else the last step."""
+        best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+        return self.state.best_global_step if best is not None and self.state.best_global_step else \
+            self.state.global_step
+
+    def _load_best_model(self):
+        # Trainer's own loads the best checkpoint with load_state_dict(strict=False), which misses every
+        # weight transformers 5 saved under a legacy name (issue #43701): a best SegFormer would keep
+        # random weights for 116 tensors and say nothing. Restore it as a resume does, every weight checked.
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            super()._load_best_model()
+            return
+        with quiet_transformers():
+            restore_checkpoint_weights(self.model, self.state.best_model_checkpoint)
+        if self.is_world_process_zero():
+            print(f"published model: {Path(self.state.best_model_checkpoint).name}, the best "
+                  f"{self.args.metric_for_best_model} ({self.state.best_metric:.4f}); the last step was "
+                  f"{self.state.global_step}", flush=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # those load their own formats

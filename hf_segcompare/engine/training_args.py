@@ -13,6 +13,7 @@ import torch
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from ..errors import UsageError
 from .device_settings import resolve_device_defaults
 
 
@@ -101,6 +102,12 @@ class SegTrainingArguments(TrainingArguments):
                           "parameter names (e.g. 'layer_norm')."},
     )
 
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop training after this many evaluations in a row without a better "
+                          "--metric_for_best_model (Trainer's EarlyStoppingCallback); needs --load_best_model_at_end, "
+                          "so the model published is the best one. A resumed run keeps the count."},
+    )
     sync_bn: bool | None = field(
         default=None,
         metadata={"help": "Synchronise BatchNorm statistics over the processes (SyncBatchNorm). Default: on for "
@@ -121,7 +128,20 @@ class SegTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         resolve_device_defaults(self)  # before TrainingArguments acts on precision and TF32
-        super().__post_init__()
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            # TrainingArguments would pick the loss; a segmentation run is judged by its mean IoU
+            self.metric_for_best_model = "mean_iou"
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise UsageError(f"--early_stopping_patience {self.early_stopping_patience}: give at least 1 "
+                                 "(evaluations without improvement before training stops).")
+            if not self.load_best_model_at_end:
+                raise UsageError("--early_stopping_patience needs --load_best_model_at_end: a run stopped after "
+                                 "evaluations without improvement publishes its best model, not its last.")
+        try:
+            super().__post_init__()
+        except ValueError as error:  # TrainingArguments' own checks: options that do not fit together
+            raise UsageError(" ".join(line.strip() for line in str(error).splitlines() if line.strip())) from None
 
     def global_batch_size(self) -> int:
         """Training samples per optimizer step, over every process."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,11 +79,29 @@ def _training_setup(plan: RunPlan, trainer: SegTrainer) -> dict[str, Any]:
             "sync_batchnorm": trainer.sync_batchnorm_choice.record()}
 
 
+def _published_model(trainer: SegTrainer, evaluations: list[dict], best: dict[str, Any] | None
+                     ) -> dict[str, Any] | None:
+    """With ``load_best_model_at_end``: which step's weights were published, chosen by what, and the
+    last evaluation beside it (None without it: the last step's weights are)."""
+    args, state = trainer.args, trainer.state
+    if not (args.do_train and args.load_best_model_at_end):
+        return None
+    return {"selected_by": f"eval_{args.metric_for_best_model.removeprefix('eval_')}",
+            "greater_is_better": bool(args.greater_is_better),
+            "step": trainer.published_step(),
+            "checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+            "last_step": state.global_step,
+            "last_eval": evaluations[-1] if evaluations and best is not None else None,
+            "early_stopping_patience": getattr(args, "early_stopping_patience", None),
+            "stopped_early": bool(state.global_step < state.max_steps) if state.max_steps else False}
+
+
 def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
                     train_summary: dict[str, Any] | None, evaluations: list[dict], status: str = "complete",
                     augmented: dict[str, Any] | None = None,
-                    changes: list[dict[str, Any]] | None = None) -> RunResults:
-    """The run's `RunResults` (see there for `status`)."""
+                    changes: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None) -> RunResults:
+    """The run's `RunResults` (see there for `status`); `best`: the evaluation of the best checkpoint
+    ``load_best_model_at_end`` published (None: the last evaluation is the published model's)."""
     # Every rank measured its own peak; the run's figure is the largest.
     peak = trainer.resource_meter.peak_memory()
     peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
@@ -117,7 +136,8 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
         normalization={"mean": list(normalization.mean), "std": list(normalization.std)},
         peak_memory=peak,
         evaluations=evaluations,
-        final_eval=evaluations[-1] if evaluations and complete else None,
+        final_eval=(best or evaluations[-1]) if evaluations and complete else None,
+        published_model=_published_model(trainer, evaluations, best) if complete else None,
         augmented_eval=augmented if complete else None,
         confusion_matrix=_as_lists(trainer.confusion_matrices.get("eval")) if complete else None,
         changed_on_resume=list(changes or []),

@@ -58,11 +58,13 @@ def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str 
 
 
 def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budget: bool = False
-                        ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None]:
+                        ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None, dict[str, Any] | None]:
     """Train (resuming from `resume_from` if set; taking it up without a step when it holds the whole
-    budget, `whole_budget`) and save if asked, then make sure the last step was evaluated; return the
-    train summary, every evaluation (those before a resume included) and the test-time-augmented
-    evaluation of the final weights (None unless the protocol asks for one)."""
+    budget, `whole_budget`) and save if asked, then make sure the published weights were evaluated;
+    return the train summary, every evaluation (those before a resume included), the test-time-
+    augmented evaluation of the published weights (None unless the protocol asks for one), and the
+    evaluation of the best checkpoint when ``load_best_model_at_end`` published one other than the
+    last step (else None: the last evaluation is the published model's)."""
     args = trainer.args
     train_summary = None
     if args.do_train:
@@ -98,11 +100,20 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
         }
     evaluations = trainer.logged_evaluations()
     step = trainer.state.global_step
+    published = trainer.published_step()
+    best = None
+    if args.do_eval and published != step:
+        # The best checkpoint's weights are the model now: its record, interval, confusion matrix and
+        # card must be theirs, so they are scored again (the last evaluation stays in the list).
+        trainer.check_weights_finite("the evaluation of the best model")
+        logged = next(entry for entry in evaluations if entry.get("step") == published)
+        best = {**logged, **trainer.evaluate(), "step": published}
+        _check_same_score(best, logged, trainer.state.best_model_checkpoint)
     scored_last_step = bool(evaluations) and evaluations[-1].get("step") == step
     # The interval and the comparison need the final weights' per-image counts: a run taken up at its
     # budget (or whose last evaluation a resumed process did not see) scores them once more. Its
     # logged evaluation of that step stays the record's: a resumed run is the run it continues.
-    if args.do_eval and (not scored_last_step or trainer.final_counts() is None):
+    if args.do_eval and best is None and (not scored_last_step or trainer.final_counts() is None):
         trainer.check_weights_finite("the final evaluation")
         final = {**trainer.evaluate(), "epoch": trainer.state.epoch, "step": step}
         if not scored_last_step:
@@ -114,8 +125,18 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
                      # the eval_ names of final_eval, so the card reads both alike
                      **{"eval_" + key.removeprefix("eval_tta_"): value for key, value in scores.items()
                         if key.startswith("eval_tta_")},
-                     "step": trainer.state.global_step}
-    return train_summary, evaluations, augmented
+                     "step": published}
+    return train_summary, evaluations, augmented, best
+
+
+def _check_same_score(best: dict[str, Any], logged: dict[str, Any], checkpoint: str) -> None:
+    """The best checkpoint's weights, restored, must score what its evaluation logged: else the
+    model about to be published is not the one that was evaluated, and nothing is."""
+    if abs(best["eval_mean_iou"] - logged["eval_mean_iou"]) > 1e-6:
+        raise CheckpointError(
+            f"{checkpoint} scores mean IoU {best['eval_mean_iou']:.6f} now, but {logged['eval_mean_iou']:.6f} when it "
+            "was evaluated during training: the weights restored are not the ones evaluated. Nothing was published; "
+            "the checkpoints are intact.")
 
 
 def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_repo: str | None,
@@ -233,7 +254,8 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     if args.process_index == 0 and args.do_train:
         write_run_args(args.output_dir, plan.recorded_model_args(), plan.data_args, args, changes)
     try:
-        train_summary, evaluations, augmented = _train_and_evaluate(trainer, plan.resume_from, plan.whole_budget)
+        train_summary, evaluations, augmented, best = _train_and_evaluate(trainer, plan.resume_from,
+                                                                          plan.whole_budget)
     except TrainingDiverged as error:
         results = collect_results(plan, trainer, dataset, data_dir, None, trainer.logged_evaluations(),
                                   status="diverged", changes=changes)
@@ -242,7 +264,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
             results.write(Path(args.output_dir) / RESULTS_FILE)
         raise
     results = collect_results(plan, trainer, dataset, data_dir, train_summary, evaluations,
-                              augmented=augmented, changes=changes)
+                              augmented=augmented, changes=changes, best=best)
     if trainer.is_world_process_zero():
         if args.do_train:
             # Measured on the main process only, after every collective step of the run.

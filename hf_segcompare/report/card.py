@@ -268,6 +268,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         per_class=[(name, final.get(f"eval_iou_{name}"), final.get(f"eval_boundary_iou_{name}"))
                    for name in class_names],
         bootstrap=results.bootstrap,
+        published=results.published_model,
         has_reliability=has_reliability,
         memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
             results.peak_memory["kind"], results.peak_memory["kind"]

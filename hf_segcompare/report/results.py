@@ -23,7 +23,7 @@ RESULTS_FILE = "results.json"
 # source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
 # columns; ignore_index may be null; 6: changed_on_resume; 7: bootstrap (the mean IoU's interval and the
 # per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation; 8: training_setup
-# (the loss and its class weights)
+# (the loss and its class weights, SyncBatchNorm), published_model (the best checkpoint's step)
 SCHEMA_VERSION = 8
 
 
@@ -57,7 +57,9 @@ class RunResults:
     (`hf_segcompare.evaluation.intervals`) and the file of per-image counts it came from;
     `calibration` the final evaluation's reliability bins and expected calibration error;
     `training_setup` how the model was trained beyond the recipe's numbers: ``loss`` (its name, class
-    weights and where they came from; ``cross-entropy`` by the model itself when none was asked for).
+    weights and where they came from; ``cross-entropy`` by the model itself when none was asked for)
+    and ``sync_batchnorm``; `published_model`, with ``load_best_model_at_end``, the step whose
+    weights were published (`final_eval` is then that step's evaluation) and the last evaluation.
     """
 
     model: str
@@ -85,6 +87,7 @@ class RunResults:
     bootstrap: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     training_setup: dict[str, Any] | None = None
+    published_model: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
