@@ -73,6 +73,7 @@ from .device_settings import speed_record, uses_channels_last
 from .losses import SegmentationLoss
 from .optim import trainer_optimizer
 from .sync_batchnorm import convert_to_sync_batchnorm, resolve_sync_batchnorm
+from .tensorboard import add_prediction_grid
 from .training_args import SegTrainingArguments
 
 # The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
@@ -174,6 +175,7 @@ class SegTrainer(Trainer):
         eval_protocol = eval_protocol or EvalProtocol()
         if train_dataset is not None and _is_raw(train_dataset):
             train_dataset = self._training_set(train_dataset, args, crop_size, eval_protocol, normalization, void)
+        raw_validation = eval_dataset if eval_dataset is not None and _is_raw(eval_dataset) else None
         if eval_dataset is not None and _is_raw(eval_dataset):
             eval_dataset = self._evaluation_set(eval_dataset, eval_size, eval_padding,
                                                 eval_protocol.with_defaults, crop_size, normalization, void)
@@ -201,6 +203,7 @@ class SegTrainer(Trainer):
         # per-image counts with the step it scored.
         self.confusion_matrices: dict[str, object] = {}
         self.per_image_counts: dict[str, tuple[int, PerImageCounts]] = {}
+        add_prediction_grid(self, raw_validation)  # with --report_to tensorboard
 
     # ---- the datasets, transformed as the run trains and scores them
     def _training_set(self, dataset, args, crop_size, eval_protocol: EvalProtocol, normalization, void: int):

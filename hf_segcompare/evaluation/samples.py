@@ -13,11 +13,12 @@ from ..plotting import pyplot
 from .inference import segment
 
 
-def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
-    """Rows of image | ground truth | prediction (in the VOC palette, which colours any label set) for
-    the first `count` validation images."""
+def sample_predictions_figure(model, validation, count: int = 3):
+    """A matplotlib figure: rows of image | ground truth | prediction (in the VOC palette, which
+    colours any label set) for the first `count` validation images; None without any. The caller
+    closes it."""
     if validation is None or len(validation) == 0:
-        return False
+        return None
     palette = np.array(voc_palette(), dtype=np.uint8)
     plt = pyplot()
     rows = min(count, len(validation))
@@ -35,6 +36,14 @@ def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bo
             if row == 0:
                 axes[row, column].set_title(title)
     figure.tight_layout()
+    return figure
+
+
+def plot_sample_predictions(model, validation, path: Path, count: int = 3) -> bool:
+    """`sample_predictions_figure` saved to `path`; False when there is no validation image."""
+    figure = sample_predictions_figure(model, validation, count)
+    if figure is None:
+        return False
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+    pyplot().close(figure)
     return True

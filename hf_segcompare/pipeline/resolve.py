@@ -142,6 +142,7 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
         raise UsageError(f"--bootstrap_samples {data_args.bootstrap_samples}: give at least 1 (1000 for the "
                          "95 % interval the report shows).")
     _check_loss(training_args)
+    _check_reporting(training_args)
     if training_args.do_train:
         check_sync_batchnorm_device(training_args.sync_bn, training_args.device.type)
     entry = get_entry(model_args.model)
@@ -171,6 +172,16 @@ def _check_loss(args: SegTrainingArguments) -> None:
     if args.class_weights != "balanced" and not Path(args.class_weights).is_file():
         raise UsageError(f"--class_weights {args.class_weights}: no such file. Pass none, balanced, or a JSON file: "
                          "a list of one weight per class in id order, or {\"class name\": weight, ...}.")
+
+
+def _check_reporting(args: SegTrainingArguments) -> None:
+    """``--report_to tensorboard`` without TensorBoard installed stops before any data loads (Trainer
+    would raise from deep inside its callbacks)."""
+    import importlib.util
+
+    if "tensorboard" in (args.report_to or []) and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--report_to tensorboard: TensorBoard is not installed. pip install "
+                         "'hf_segcompare[tensorboard]' (or tensorboard), or drop --report_to tensorboard.")
 
 
 def _resolve_protocol(model_args: ModelArguments, data_args: DataArguments, training_args: SegTrainingArguments,
