@@ -7,6 +7,7 @@ index come from the record's data, never from a VOC constant.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .figures import (
 from .results import RunResults
 
 TEMPLATES = Path(__file__).parent / "templates"
+EXPORT_FILE = "export.json"  # written by hf_segcompare.pipeline.export, shown on the card
 SNIPPET = '''from PIL import Image
 from transformers import AutoModelForSemanticSegmentation
 
@@ -128,6 +130,12 @@ def _labels_line(results: RunResults) -> str:
     if dataset.get("label_source"):
         line += f"; names from {_public(dataset['label_source'])}"
     return line + (f"; {_public(dataset['mask_decoding'])}" if dataset.get("mask_decoding") else "")
+
+
+def read_export(output_dir: Path) -> dict | None:
+    """The ``export.json`` an export wrote beside the model (None when it was not exported)."""
+    path = Path(output_dir) / EXPORT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_evaluations(output_dir: Path) -> list[dict]:
@@ -232,8 +240,9 @@ def _start_line(start: dict) -> str:
 
 def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
                      evaluations: list[dict] | None = None, has_confusion: bool = False,
-                     has_reliability: bool = False):
-    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records."""
+                     has_reliability: bool = False, export: dict | None = None):
+    """The `ModelCard` of one run (not yet saved); `evaluations` are later evaluation-only records,
+    `export` the record of an export of the model (``export.json``)."""
     from huggingface_hub import ModelCard
 
     final = results.final_eval or {}
@@ -269,6 +278,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
                    for name in class_names],
         bootstrap=results.bootstrap,
         published=results.published_model,
+        export=export,
         has_reliability=has_reliability,
         memory_kind={"cpu_peak_rss": "peak RSS, CPU", "cuda_max_allocated": "CUDA max allocated"}.get(
             results.peak_memory["kind"], results.peak_memory["kind"]
@@ -339,7 +349,7 @@ def write_model_card(results: RunResults, output_dir: str | Path, model_ref: str
     has_reliability = plot_reliability_diagram(results, output_dir / RELIABILITY_DIAGRAM)
     card = build_model_card(results, model_ref or str(output_dir), has_curve, has_samples,
                             read_evaluations(output_dir), has_confusion=has_confusion,
-                            has_reliability=has_reliability)
+                            has_reliability=has_reliability, export=read_export(output_dir))
     write_eval_results(results, output_dir)
     path = output_dir / "README.md"
     card.save(path)

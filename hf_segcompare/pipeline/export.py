@@ -1,0 +1,159 @@
+"""A trained run's model as ONNX, checked against PyTorch on the run's own validation images.
+
+`export_run(run_dir)` exports the saved model with torch's dynamo exporter (`torch.onnx.export(...,
+dynamo=True)`), the batch, height and width dynamic (height and width multiples of 32, as every
+model here needs), the output the model's logits at the size the model gives them (SegFormer's a
+quarter of the input's). It then runs the ONNX file with onnxruntime and the PyTorch model on the
+first validation images of the run's data, prepared by the run's own image processor, and records
+the largest logit difference and the share of logit positions whose argmax agrees in
+``export.json``, which the card shows (`hf_segcompare.report.card`). Below `MIN_ARGMAX_AGREEMENT`
+the export is refused: the file is removed and the card not changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SegCompareError, UsageError
+from ..evaluation.inference import load_image_processor, register_auto_classes
+from ..report.card import EXPORT_FILE, write_model_card
+from ..report.results import RESULTS_FILE, RunResults
+
+ONNX_FILE = "model.onnx"
+MIN_ARGMAX_AGREEMENT = 0.999
+SIZE_STEP = 32  # every model here takes heights and widths that are multiples of 32
+MAX_SIDE = 4096
+
+
+class ExportMismatch(SegCompareError):
+    """The exported model does not predict what the PyTorch model predicts."""
+
+
+class LogitsOnly(torch.nn.Module):
+    """`model` with one input (``pixel_values``) and one output (its logits), as the ONNX graph has them."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
+def _require_export_packages() -> None:
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"--format onnx needs {', '.join(missing)}: pip install 'hf_segcompare[export]'.")
+
+
+def _finished_run(run_dir: Path) -> RunResults:
+    record = run_dir / RESULTS_FILE
+    if not record.is_file():
+        raise UsageError(f"{run_dir} has no {RESULTS_FILE}: pass the output folder of a finished training run.")
+    results = RunResults.read(record)
+    if results.status != "complete":
+        raise UsageError(f"{record} records a {results.status} run: there is no trained model to export.")
+    if not (run_dir / "model.safetensors").is_file():
+        raise UsageError(f"{run_dir} has no model.safetensors: the run's model was not saved there.")
+    return results
+
+
+def _axes(value) -> list[str | int]:
+    """An ONNX graph input's or output's axes: the symbol of each dynamic one, the size of each fixed one."""
+    return [axis.dim_param or axis.dim_value for axis in value.type.tensor_type.shape.dim]
+
+
+def _validation_images(run_dir: Path, count: int) -> list:
+    """The first `count` validation images of the run's data, read as the run read them."""
+    from ..config.arguments import parse_args
+    from .loading import load_data
+
+    run_args = run_dir / "run_args.json"
+    if not run_args.is_file():
+        raise UsageError(f"{run_dir} has no run_args.json: the validation images are the run's own, read through "
+                         "the arguments it ran with.")
+    _, data_args, training_args = parse_args([str(run_args), "--output_dir", str(run_dir)])
+    validation = load_data(data_args, training_args)[0]["validation"]
+    return [validation[index]["image"] for index in range(min(count, len(validation)))]
+
+
+def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -> dict[str, Any]:
+    """Export `run_dir`'s model to ``model.onnx`` there and check it on `images` validation images;
+    write and return the ``export.json`` record, and re-render the card with it.
+
+    Raises:
+        UsageError: not a finished training run's folder, or the export packages are missing.
+        ExportMismatch: the exported model's argmax agrees with PyTorch's on less than 99.9 % of
+            the positions (the file is removed, the card left as it was).
+    """
+    from torch.export import Dim
+    from transformers import AutoModelForSemanticSegmentation
+
+    run_dir = Path(run_dir)
+    results = _finished_run(run_dir)
+    _require_export_packages()
+    import onnx
+    import onnxruntime
+
+    register_auto_classes()
+    model = AutoModelForSemanticSegmentation.from_pretrained(str(run_dir), use_safetensors=True).eval()
+    processor = load_image_processor(str(run_dir), model)
+    pictures = _validation_images(run_dir, images)
+    if not pictures:
+        raise UsageError(f"{run_dir}: the run's validation split is empty; there is nothing to check the export on.")
+    wrapped = LogitsOnly(model).eval()
+    # The example's sizes must not coincide: with one image torch.export specialises the batch to 1,
+    # and with a square one it takes height and width for the same size (the graph then fails on any
+    # other shape). Its values do not matter: no model here branches on them.
+    example = torch.randn(2, 3, 3 * SIZE_STEP, 5 * SIZE_STEP, generator=torch.Generator().manual_seed(0))
+    steps = MAX_SIDE // SIZE_STEP
+    dynamic = {"pixel_values": {0: Dim("batch", min=1, max=1024), 2: SIZE_STEP * Dim("height_blocks", max=steps),
+                                3: SIZE_STEP * Dim("width_blocks", max=steps)}}
+    onnx_path = run_dir / ONNX_FILE
+    with torch.no_grad():
+        torch.onnx.export(wrapped, (example,), str(onnx_path), dynamo=True, dynamic_shapes=dynamic,
+                          input_names=["pixel_values"], output_names=["logits"], opset_version=opset,
+                          verbose=False)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    largest, agreeing, positions, shapes = 0.0, 0, 0, set()
+    for picture in pictures:
+        pixel_values = processor(picture)["pixel_values"]
+        shapes.add(tuple(pixel_values.shape[-2:]))
+        with torch.no_grad():
+            expected = wrapped(pixel_values).numpy()
+        exported = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
+        largest = max(largest, float(np.abs(exported - expected).max()))
+        agreeing += int((exported.argmax(1) == expected.argmax(1)).sum())
+        positions += int(expected.argmax(1).size)
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    record = {
+        "format": "onnx",
+        "file": ONNX_FILE,
+        "exporter": "torch.onnx.export(dynamo=True)",
+        "opset": int(next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))),
+        # as the file declares them: a name is a dynamic axis, a number a fixed one
+        "inputs": {value.name: _axes(value) for value in graph.graph.input},
+        "outputs": {value.name: _axes(value) for value in graph.graph.output},
+        "checked_on": {"images": len(pictures), "input_sizes": sorted(shapes), "logit_positions": positions,
+                       "runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"},
+        "max_abs_logit_difference": largest,
+        "argmax_agreement": agreeing / positions,
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+    if record["argmax_agreement"] < MIN_ARGMAX_AGREEMENT:
+        onnx_path.unlink(missing_ok=True)
+        raise ExportMismatch(
+            f"the ONNX model's argmax agrees with PyTorch's on {100 * record['argmax_agreement']:.3f} % of the "
+            f"positions of {len(pictures)} validation images (largest logit difference {largest:.3g}), under the "
+            f"{100 * MIN_ARGMAX_AGREEMENT:.1f} % required: nothing was kept.")
+    (run_dir / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_model_card(results, run_dir, model_ref=(results.hub or {}).get("repo_id")
+                     or results.args.get("training", {}).get("hub_model_id"))
+    return record

@@ -1,0 +1,57 @@
+"""scripts/export.py --format onnx: all four architectures export with dynamic batch, height and width,
+and onnxruntime predicts what PyTorch predicts on the run's validation images and at other sizes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+import torch
+from transformers import AutoModelForSemanticSegmentation
+
+from hf_segcompare.models import list_models
+from hf_segcompare.pipeline.export import LogitsOnly
+
+from .conftest import REPO_ROOT, run_script_in_process, run_seg_in_process
+
+EXPORT = REPO_ROOT / "scripts" / "export.py"
+TINY_MODELS = [f"{name.split('-')[0]}-tiny" for name in list_models()]
+
+
+def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, tmp_path, capsys):
+    for name in TINY_MODELS:
+        run_dir = tmp_path / name
+        status, stderr, _ = run_seg_in_process(
+            ["--model", name, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+             str(voc_tree), "--output_dir", str(run_dir), "--max_steps", "1", "--per_device_train_batch_size", "2",
+             "--save_strategy", "no", "--do_eval", "false"], capsys)
+        assert status == 0, stderr[-3000:]
+        card_before = (run_dir / "README.md").read_text()
+
+        status, stderr, stdout = run_script_in_process(EXPORT, [str(run_dir), "--format", "onnx", "--images", "4"],
+                                                       capsys)
+        assert status == 0, stderr[-3000:]
+        record = json.loads((run_dir / "export.json").read_text())
+        assert record["argmax_agreement"] >= 0.999 and record["max_abs_logit_difference"] < 1e-3, (name, record)
+        assert record["checked_on"]["images"] == 4
+        batch, channels, height, width = record["inputs"]["pixel_values"]
+        assert channels == 3 and all(isinstance(axis, str) for axis in (batch, height, width)), record["inputs"]
+        card = (run_dir / "README.md").read_text()
+        assert card.startswith(card_before.split("## Framework versions")[0].rstrip()[:2000])
+        assert "## Export" in card and f"argmax agreement {100 * record['argmax_agreement']:.4f} %" in card
+
+        # the dynamic axes hold: another batch and other multiples of 32 than the run's images
+        session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        model = LogitsOnly(AutoModelForSemanticSegmentation.from_pretrained(run_dir)).eval()
+        pixel_values = torch.randn(3, 3, 96, 160, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = model(pixel_values).numpy()
+        exported = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
+        assert exported.shape == expected.shape
+        assert (exported.argmax(1) == expected.argmax(1)).mean() >= 0.999 and np.abs(exported - expected).max() < 1e-3
+
+
+def test_export_refuses_a_folder_without_a_finished_run(tmp_path, capsys):
+    status, stderr, _ = run_script_in_process(EXPORT, [str(tmp_path)], capsys)
+    assert status == 2 and stderr.startswith(f"error: {tmp_path} has no results.json: pass the output folder")
