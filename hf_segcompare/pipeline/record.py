@@ -86,14 +86,16 @@ def _published_model(trainer: SegTrainer, evaluations: list[dict], best: dict[st
     args, state = trainer.args, trainer.state
     if not (args.do_train and args.load_best_model_at_end):
         return None
+    patience = getattr(args, "early_stopping_patience", None)
     return {"selected_by": f"eval_{args.metric_for_best_model.removeprefix('eval_')}",
             "greater_is_better": bool(args.greater_is_better),
             "step": trainer.published_step(),
             "checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "last_step": state.global_step,
             "last_eval": evaluations[-1] if evaluations and best is not None else None,
-            "early_stopping_patience": getattr(args, "early_stopping_patience", None),
-            "stopped_early": bool(state.global_step < state.max_steps) if state.max_steps else False}
+            "early_stopping_patience": patience,
+            # only the early-stopping callback ends a run before its budget
+            "stopped_early": bool(patience and state.max_steps and state.global_step < state.max_steps)}
 
 
 def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
