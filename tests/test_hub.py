@@ -41,9 +41,10 @@ def _files_hold(folder, secret: str) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-# One CNN and one transformer adapter through the whole launch-train-push-pull path (segformer-tiny
-# is pushed by the retry test below; every architecture's save/load is tested in test_models.py).
-@pytest.mark.parametrize("model", ["unet-tiny", "vit-tiny"])
+# One of the toolkit's own adapters through the whole launch-train-push-pull path (segformer-tiny is
+# pushed by the retry test below, deeplabv3plus-tiny pulled by id; every architecture's save and load
+# through the Auto classes is tested in test_models.py).
+@pytest.mark.parametrize("model", ["unet-tiny"])
 def test_push_then_pull_gives_the_same_model_and_card(model, voc_tree, tmp_path):
     import subprocess
 

@@ -1,9 +1,11 @@
 """The package works without the checkout: a wheel built from the repository, installed into a fresh
-virtual environment, trains through ``accelerate launch -m hf_segcompare.cli.run_seg``."""
+virtual environment, trains through ``python -m hf_segcompare.cli.run_seg`` (what ``accelerate launch
+-m`` runs in each process; experiments launch it so, tests/test_experiments.py)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,9 +16,14 @@ from .conftest import REPO_ROOT, script_env
 
 
 def _build_wheel(folder: Path) -> Path:
+    """The wheel of a copy of the checkout: setuptools builds in the source tree, whose leftover build/
+    would otherwise stay in the checkout (and could carry files deleted since into a later wheel)."""
+    source = folder / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "outputs", "*.egg-info", "__pycache__", ".pytest_cache", "model_cards", "bench"))
     # No build isolation: the setuptools of this environment builds it, with nothing downloaded.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(folder), str(REPO_ROOT)], check=True, capture_output=True, timeout=300)
+                    "--wheel-dir", str(folder), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = folder.glob("hf_segcompare-*.whl")
     return wheel
 
@@ -52,8 +59,7 @@ def test_a_wheel_installed_outside_the_checkout_trains_through_python_m(voc_tree
 
     output_dir = work / "out"
     completed = subprocess.run(
-        [str(python), "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_segcompare.cli.run_seg",
+        [str(python), "-m", "hf_segcompare.cli.run_seg",
          "--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc",
          "--data_dir", str(voc_tree), "--output_dir", str(output_dir), "--max_steps", "2",
          "--per_device_train_batch_size", "4", "--save_strategy", "no"],

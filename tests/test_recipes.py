@@ -13,7 +13,7 @@ from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.errors import UsageError
 from hf_segcompare.models import create_model
 
-from .conftest import TINY_TREE, launch
+from .conftest import TINY_TREE, run_seg_in_process
 
 TINY = {"unet": "unet-tiny", "deeplabv3plus": "deeplabv3plus-tiny", "vit": "vit-tiny", "segformer-b0": "segformer-tiny"}
 
@@ -164,13 +164,14 @@ def test_run_args_file_replays_to_the_same_arguments(tmp_path):
         parse_args([str(broken)])
 
 
-def test_a_quick_recipe_run_records_its_groups_and_arguments(voc_tree, tmp_path):
+def test_a_quick_recipe_run_records_its_groups_and_arguments(voc_tree, tmp_path, capsys):
     """A real (tiny) training run: steps from the epoch budget, groups read from the optimizer it used."""
     output_dir = tmp_path / "out"
-    completed = launch(["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc", "--data_dir",
-                        str(voc_tree), "--recipe", "quick-10", "--crop_size", "64", "--output_dir", str(output_dir),
-                        "--eval_strategy", "no", "--save_strategy", "no"], tmp_path)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    status, stderr, _ = run_seg_in_process(
+        ["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
+         "--recipe", "quick-10", "--crop_size", "64", "--output_dir", str(output_dir), "--eval_strategy", "no",
+         "--save_strategy", "no"], capsys)
+    assert status == 0, stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
     recipe = results["recipe"]
     assert recipe["name"] == "quick-10" and "segformer_mit-b0_8xb2-160k_ade20k-512x512.py" in recipe["source"]
@@ -186,22 +187,22 @@ def test_a_quick_recipe_run_records_its_groups_and_arguments(voc_tree, tmp_path)
     assert run_args["lr_multipliers"] == "decode_head=10" and run_args["model"] == "segformer-tiny"
 
 
-def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path):
+def test_an_interrupted_run_resumes_with_the_recipes_groups(voc_tree, tmp_path, capsys):
     """Checkpoints hold the grouped optimizer's state; resuming must rebuild the same groups."""
     output_dir = tmp_path / "out"
     common = ["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree),
               "--crop_size", "64", "--output_dir", str(output_dir), "--eval_strategy", "no",
               "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1"]
-    first = launch([*common, "--max_steps", "2"], tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+    status, stderr, _ = run_seg_in_process([*common, "--max_steps", "2"], capsys)
+    assert status == 0, stderr[-3000:]
     checkpoint = output_dir / "checkpoint-2"
     saved_state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
     # rest with decay, LayerNorms without, decode head at x10: the published SegFormer groups
     assert len(saved_state["param_groups"]) == 3
     # A longer budget is a longer schedule: the resume accepts it when asked to (and records it).
-    resumed = launch([*common, "--max_steps", "4", "--resume_from_checkpoint", str(checkpoint),
-                      "--allow_changed_options"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status, stderr, _ = run_seg_in_process([*common, "--max_steps", "4", "--resume_from_checkpoint", str(checkpoint),
+                                            "--allow_changed_options"], capsys)
+    assert status == 0, stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
     assert results["train"]["steps"] == 4
     assert [entry["step"] for entry in results["train_loss"]] == [1, 2, 3, 4]

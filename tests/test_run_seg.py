@@ -231,7 +231,7 @@ def test_voc_without_a_copy_downloads_and_offline_fails_fast_saying_where_to_put
     assert time.monotonic() - started < 10
 
 
-def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
+def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path, capsys):
     from hf_segcompare.data import load_voc
 
     reference = load_voc(voc_tree, cache_dir=tmp_path / "cache")
@@ -242,15 +242,15 @@ def test_a_parquet_dataset_with_custom_columns_trains(voc_tree, tmp_path):
     # The masks hold VOC's class ids; a dataset of one's own says so (here: its id2label.json).
     (folder / "id2label.json").write_text(json.dumps(dict(enumerate(VOC_CLASSES))))
     output_dir = tmp_path / "out"
-    completed = launch(
+    status, stderr, _ = run_seg_in_process(
         [
             "--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", str(folder),
             "--image_column_name", "img", "--label_column_name", "mask", "--output_dir", str(output_dir),
-            "--max_steps", "2", "--save_strategy", "no",
+            "--max_steps", "2", "--save_strategy", "no", "--cache_dir", str(tmp_path / "cache"),
         ],
-        tmp_path,
+        capsys,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert status == 0, stderr[-3000:]
     results = json.loads((output_dir / "results.json").read_text())
     assert results["dataset"]["name"] == str(folder)
     assert results["dataset"]["class_names"] == list(VOC_CLASSES)

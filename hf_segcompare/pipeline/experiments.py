@@ -161,7 +161,10 @@ def _record_plan(output_dir: Path, experiment: Experiment, model: str, command: 
     plan["experiment"] = experiment.name
     plan.setdefault("commands", {})[model] = command
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+    # Whole or not at all: an experiment killed while writing must not leave a plan it cannot read back.
+    partial = output_dir / f".{PLAN_FILE}.part"
+    partial.write_text(json.dumps(plan, indent=2) + "\n")
+    os.replace(partial, output_dir / PLAN_FILE)
 
 
 def model_state(output_dir: Path, model: str, command: list[str]) -> str:
