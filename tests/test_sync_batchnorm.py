@@ -70,8 +70,8 @@ def test_a_one_process_run_records_why_batchnorm_is_not_synchronised_and_refuses
     status, stderr, _ = run_seg_in_process([*args, "--output_dir", str(output_dir)], capsys)
     assert status == 0, stderr[-3000:]
     choice = json.loads((output_dir / "results.json").read_text())["training_setup"]["sync_batchnorm"]
-    assert choice["enabled"] is False and choice["reason"] == "one process: BatchNorm already sees the whole batch"
-    assert "- BatchNorm: " in (output_dir / "README.md").read_text()
+    assert choice["enabled"] is False and choice["reason"] == "one process, so BatchNorm already sees the whole batch"
+    assert "- BatchNorm: not synchronised (" in (output_dir / "README.md").read_text()
 
     status, stderr, _ = run_seg_in_process([*args, "--output_dir", str(tmp_path / "refused"), "--sync_bn"], capsys)
     assert status == 2 and stderr.startswith("error: --sync_bn: torch's SyncBatchNorm runs on CUDA GPUs only")

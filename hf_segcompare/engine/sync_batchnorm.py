@@ -53,7 +53,7 @@ def resolve_sync_batchnorm(requested: bool | None, model: nn.Module, world_size:
         return SyncBatchNormChoice(False, "off, as asked (--sync_bn false): each process keeps its own "
                                           "BatchNorm statistics", layers)
     if world_size == 1:
-        return SyncBatchNormChoice(False, "one process: BatchNorm already sees the whole batch", layers)
+        return SyncBatchNormChoice(False, "one process, so BatchNorm already sees the whole batch", layers)
     if device_type != "cuda":
         return SyncBatchNormChoice(False, f"off: torch's SyncBatchNorm runs on GPUs only; each of the {world_size} "
                                           "CPU processes keeps its own BatchNorm statistics", layers)

@@ -74,8 +74,9 @@ def _batchnorm_line(results: RunResults) -> str | None:
         return None
     if choice["enabled"]:
         return (f"synchronised over the {results.environment['num_processes']} processes (SyncBatchNorm, "
-                f"{choice['layers']} layers), {choice['reason']}")
-    return f"{choice['layers']} layers, statistics per process: {choice['reason']}"
+                f"{choice['layers']} layers): {choice['reason']}")
+    layers = f"{choice['layers']} layer{'s' if choice['layers'] != 1 else ''}"
+    return f"not synchronised ({layers}): {choice['reason']}"
 
 
 def _speed_line(speed: dict | None) -> str | None:
