@@ -28,6 +28,22 @@ LOSSES = ("ce", "dice", "focal", "lovasz", "ce+dice")
 WEIGHTED_LOSSES = ("ce", "dice", "focal", "ce+dice")
 
 
+def check_loss(name: str, weighted: bool) -> None:
+    """Raise `UsageError` for an unknown loss, or for class weights (`weighted`) with one that cannot take them."""
+    if name not in LOSSES:
+        raise UsageError(f"--loss {name}: choose one of {', '.join(LOSSES)}.")
+    if weighted and name not in WEIGHTED_LOSSES:
+        raise UsageError(f"--loss {name} takes no class weights (smp's Lovász-softmax has none): pass "
+                         f"--class_weights none, or one of --loss {', '.join(WEIGHTED_LOSSES)}.")
+
+
+def check_class_weights_choice(choice: str | Path) -> None:
+    """Raise `UsageError` for a ``--class_weights`` that is neither ``none``, ``balanced`` nor a file."""
+    if str(choice) not in ("none", "balanced") and not Path(choice).is_file():
+        raise UsageError(f"--class_weights {choice}: no such file. Pass none, balanced, or a JSON file: a list of "
+                         "one weight per class in id order, or {\"class name\": weight, ...}.")
+
+
 class SegmentationLoss:
     """``loss(logits, labels)``: the mean loss of a batch, `ignore_index` pixels left out.
 
@@ -41,11 +57,7 @@ class SegmentationLoss:
     """
 
     def __init__(self, name: str, ignore_index: int | None, class_weights: list[float] | None = None):
-        if name not in LOSSES:
-            raise UsageError(f"--loss {name}: choose one of {', '.join(LOSSES)}.")
-        if class_weights is not None and name not in WEIGHTED_LOSSES:
-            raise UsageError(f"--loss {name} takes no class weights (smp's Lovász-softmax has none): pass "
-                             f"--class_weights none, or one of --loss {', '.join(WEIGHTED_LOSSES)}.")
+        check_loss(name, weighted=class_weights is not None)
         self.name = name
         self.ignore_index = ignore_index
         self.class_weights = None if class_weights is None else [float(weight) for weight in class_weights]
@@ -116,9 +128,7 @@ def read_class_weights(path: str | Path, class_names: list[str]) -> list[float]:
             weight that is not a finite number >= 0.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--class_weights {path}: no such file. Pass none, balanced, or a JSON file: a list of "
-                         f"{len(class_names)} weights in class-id order, or {{\"class name\": weight, ...}}.")
+    check_class_weights_choice(path)
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

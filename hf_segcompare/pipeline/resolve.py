@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config.arguments import DataArguments, ModelArguments, check_args
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE, fitted_size, image_sizes
-from ..engine.losses import LOSSES, WEIGHTED_LOSSES, SegmentationLoss, class_weights_of
+from ..engine.losses import SegmentationLoss, check_class_weights_choice, check_loss, class_weights_of
 from ..engine.sync_batchnorm import check_sync_batchnorm_device
 from ..engine.training_args import SegTrainingArguments
 from ..errors import UsageError
@@ -162,16 +162,8 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
 
 def _check_loss(args: SegTrainingArguments) -> None:
     """``--loss`` and ``--class_weights`` that cannot work stop before any data loads."""
-    if args.loss not in LOSSES:
-        raise UsageError(f"--loss {args.loss}: choose one of {', '.join(LOSSES)}.")
-    if args.class_weights == "none":
-        return
-    if args.loss not in WEIGHTED_LOSSES:
-        raise UsageError(f"--loss {args.loss} takes no class weights (smp's Lovász-softmax has none): pass "
-                         f"--class_weights none, or one of --loss {', '.join(WEIGHTED_LOSSES)}.")
-    if args.class_weights != "balanced" and not Path(args.class_weights).is_file():
-        raise UsageError(f"--class_weights {args.class_weights}: no such file. Pass none, balanced, or a JSON file: "
-                         "a list of one weight per class in id order, or {\"class name\": weight, ...}.")
+    check_loss(args.loss, weighted=args.class_weights != "none")
+    check_class_weights_choice(args.class_weights)
 
 
 def _check_reporting(args: SegTrainingArguments) -> None:
