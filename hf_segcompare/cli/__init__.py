@@ -7,3 +7,14 @@
 Each module's ``main(argv)`` returns the exit status: 0 done, 2 bad input (nothing trained or
 written), 1 stopped with what was kept said, 130 interrupted.
 """
+
+
+def error_status(error) -> int:
+    """Print a toolkit error (`hf_segcompare.errors.SegCompareError`) as one ``error:`` line on stderr
+    and return its exit status: 2 for bad input (`UsageError`), 1 otherwise."""
+    import sys
+
+    from ..errors import UsageError
+
+    print(f"error: {error}", file=sys.stderr)
+    return 2 if isinstance(error, UsageError) else 1

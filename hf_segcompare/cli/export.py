@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     args = parser.parse_args(argv)
 
+    from hf_segcompare.cli import error_status
     from hf_segcompare.errors import SegCompareError, UsageError
     from hf_segcompare.pipeline.export import export_run
 
@@ -31,12 +32,8 @@ def main(argv=None) -> int:
         if args.images < 1:
             raise UsageError(f"--images {args.images}: give at least 1.")
         record = export_run(args.run_dir, images=args.images, opset=args.opset)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except SegCompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except SegCompareError as error:  # bad input (2), or stopped with what was kept said (1)
+        return error_status(error)
     print(f"exported: {args.run_dir}/{record['file']}; on {record['checked_on']['images']} validation images "
           f"argmax agreement {100 * record['argmax_agreement']:.4f} %, largest logit difference "
           f"{record['max_abs_logit_difference']:.3g}")

@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     own_args = argv[:argv.index("--")] if "--" in argv else argv
     args = build_parser().parse_args(own_args)
 
+    from hf_segcompare.cli import error_status
     from hf_segcompare.errors import SegCompareError, UsageError
     from hf_segcompare.pipeline.experiments import get_experiment, model_commands, run_experiment
 
@@ -77,12 +78,8 @@ def main(argv=None) -> int:
         page = run_experiment(experiment, output_dir, commands, launch_args=shlex.split(args.launch),
                               hub_owner=args.hub_owner, hub_token=args.hub_token,
                               run_seg=["-m", __package__ + ".run_seg"])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except SegCompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except SegCompareError as error:  # bad input (2), or stopped with what was kept said (1)
+        return error_status(error)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue (finished models are skipped, the "
               "interrupted one resumes from its last checkpoint).", file=sys.stderr)
