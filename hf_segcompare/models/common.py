@@ -80,17 +80,16 @@ def _running_statistics_kept(module: nn.Module):
                 layer.num_batches_tracked.copy_(count)
 
 
-def checkpoint_sequential_stages(encoder: nn.Module) -> int:
+def checkpoint_sequential_stages(encoder: nn.Module) -> None:
     """Make the encoder's outermost `nn.Sequential` modules (ResNet's ``layer1``..``layer4``, in smp's
-    own encoders and in timm's alike) checkpointable stages (`CheckpointedSequential`); return how
-    many. Names and weights are unchanged."""
+    own encoders and in timm's alike) checkpointable stages (`CheckpointedSequential`). Names and
+    weights are unchanged."""
     stages: list[nn.Module] = []
     for module in encoder.modules():
         if type(module) is nn.Sequential and not any(contains_layer(stage, module) for stage in stages):
             stages.append(module)
     for stage in stages:
         stage.__class__ = CheckpointedSequential
-    return len(stages)
 
 
 def contains_layer(part: nn.Module, layer: nn.Module) -> bool:
