@@ -129,7 +129,7 @@ def test_protocol_names_and_refusals():
 # ----------------------------------------------------------------------------- through the trainer
 
 
-def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny"):
+def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny", eval_batch=3):
     from hf_segcompare.config.arguments import from_recipe
     from hf_segcompare.data import load_voc
     from hf_segcompare.engine.trainer import SegTrainer
@@ -137,14 +137,14 @@ def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny"):
     torch.manual_seed(0)
     dataset = load_voc(voc_tree, cache_dir=tmp_path / "arrow")
     args = from_recipe(model, "demo", output_dir=str(tmp_path / "out"),
-                                            per_device_eval_batch_size=3, use_cpu=True)
+                       per_device_eval_batch_size=eval_batch, use_cpu=True)
     return SegTrainer(create_model(model).eval(), args, None, dataset["validation"], eval_size=64,
                       eval_protocol=protocol)
 
 
-def test_the_per_image_path_scores_what_the_batched_path_scores(voc_tree, tmp_path):
-    """Sliding windows as large as the eval size go through the per-image protocol path; on images
-    that fit they must give the batched path's confusion matrix exactly."""
+def test_the_protocol_path_scores_what_the_plain_path_scores(voc_tree, tmp_path):
+    """Sliding windows as large as the eval size go through the protocol path; on images that fit
+    they must give the plain path's confusion matrix exactly."""
     plain = _trainer(voc_tree, tmp_path, None)
     plain_scores = plain.evaluate()
     slide = _trainer(voc_tree, tmp_path, EvalProtocol(mode="slide", crop=64, stride=32))
@@ -153,12 +153,54 @@ def test_the_per_image_path_scores_what_the_batched_path_scores(voc_tree, tmp_pa
     assert (slide.confusion_matrices["eval"] == plain.confusion_matrices["eval"]).all()
     assert slide_scores["eval_mean_iou"] == plain_scores["eval_mean_iou"]
     # Per image too, boundary regions included; the protocol's probabilities give the same calibration.
-    plain_counts, slide_counts = plain.final_counts(), slide.final_counts()
-    assert plain_counts.ids == slide_counts.ids and len(plain_counts) == 7
+    # (The protocol path orders the images by the size they run at: counts are paired by id.)
+    plain_counts = plain.final_counts()
+    slide_counts = slide.final_counts().aligned_to(plain_counts.ids)
+    assert len(plain_counts) == 7
     for name in ("intersection", "predicted_area", "label_area", "boundary"):
         assert np.array_equal(getattr(plain_counts, name), getattr(slide_counts, name)), name
     assert slide_scores["eval_boundary_iou"] == plain_scores["eval_boundary_iou"]
     assert slide_scores["eval_ece"] == pytest.approx(plain_scores["eval_ece"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def two_shape_tree(tmp_path_factory):
+    """Eleven validation images of two shapes (48x72 and 72x48, mixed), so protocol batches
+    hold images of one size, and of two where the shapes meet."""
+    from hf_segcompare.data import generate_synthetic_voc
+
+    root = tmp_path_factory.mktemp("two-shapes")
+    generate_synthetic_voc(root, num_train=1, num_val=11, min_size=48, max_size=48, longer_side=72, seed=5)
+    return root
+
+
+@pytest.mark.parametrize("protocol", [
+    EvalProtocol(resize="short_side", short_side=64),
+    EvalProtocol(mode="slide", crop=32, stride=24),
+    EvalProtocol(scales=(0.5, 1.0), flip=True),
+], ids=["mmseg", "slide", "multi-scale-flip"])
+def test_batched_protocols_score_what_one_image_at_a_time_scores(two_shape_tree, tmp_path, protocol):
+    """Under each protocol, eval batch 4 gives eval batch 1's confusion matrix and per-image
+    counts exactly, in fewer forward calls: images of one run size run together (sliding windows
+    several at a time), each padded as it would be alone."""
+    runs = {}
+    for batch in (1, 4):
+        trainer = _trainer(two_shape_tree, tmp_path / str(batch), protocol, eval_batch=batch)
+        calls = []
+        trainer.model.register_forward_hook(lambda module, args, output: calls.append(len(args[0]) if args else 1))
+        if protocol.augmented:
+            trainer.evaluate_augmented()
+            prefix = "eval_tta"
+        else:
+            trainer.evaluate()
+            prefix = "eval"
+        runs[batch] = (trainer.confusion_matrices[prefix], trainer.final_counts(prefix), len(calls))
+    (single_matrix, single_counts, single_calls), (batched_matrix, batched_counts, batched_calls) = runs[1], runs[4]
+    assert single_matrix.sum() > 0 and (batched_matrix == single_matrix).all()
+    assert batched_counts.ids == single_counts.ids and len(batched_counts) == 11
+    for name in ("intersection", "predicted_area", "label_area", "boundary"):
+        assert np.array_equal(getattr(batched_counts, name), getattr(single_counts, name)), name
+    assert batched_calls < single_calls / 2, (batched_calls, single_calls)
 
 
 def test_the_short_side_protocol_runs_resized_images_and_scores_native_annotations(voc_tree, tmp_path):

@@ -180,10 +180,17 @@ def batch_shape(sizes, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
             size_to_fit(max(width for _, width in sizes), multiple))
 
 
-def shape_order(sizes: list[tuple[int, int]], eval_size: int) -> list[int]:
+def shape_order(sizes: list[tuple[int, int]], eval_size: int,
+                run_sizes: list[tuple[int, int]] | None = None) -> list[int]:
     """Indices that put images of one padded shape next to each other (stable within a shape), so
-    consecutive evaluation batches need little or no padding beyond each image's own."""
-    return sorted(range(len(sizes)), key=lambda index: padded_shape(*sizes[index], eval_size))
+    consecutive evaluation batches need little or no padding beyond each image's own. With
+    `run_sizes` (the sizes an evaluation protocol runs the images at), images of one run size and
+    one size of their own are put next to each other within a padded shape: the images such a
+    protocol runs together."""
+    if run_sizes is None:
+        return sorted(range(len(sizes)), key=lambda index: padded_shape(*sizes[index], eval_size))
+    return sorted(range(len(sizes)),
+                  key=lambda index: (padded_shape(*sizes[index], eval_size), run_sizes[index], sizes[index]))
 
 
 def pad_batch(images: list[torch.Tensor], fill: torch.Tensor | float = 0.0,

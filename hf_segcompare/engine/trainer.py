@@ -238,8 +238,11 @@ class SegTrainer(Trainer):
         self.eval_protocol = protocol.single_scale()
         self.augmented_protocol = protocol if protocol.augmented else None
         if eval_padding == "batch":
-            # The metric is a sum over pixels, so the order is free: group the shapes.
-            dataset = dataset.select(shape_order(sizes, self.eval_size))
+            # The metric is a sum over pixels, so the order is free: group the shapes (and, for another
+            # protocol, the sizes the images run at: it runs only images of one size together).
+            run_sizes = None if protocol.plain else [
+                protocol.run_size(height, width, self.eval_size) for height, width in sizes]
+            dataset = dataset.select(shape_order(sizes, self.eval_size, run_sizes))
         self._raw_eval_dataset = dataset
         if not self.eval_protocol.plain:
             return self._protocol_dataset(self.eval_protocol, normalization)
@@ -270,8 +273,9 @@ class SegTrainer(Trainer):
             label_sizes = inputs.pop("label_size", None)
             loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
             return loss, logits, outside_marked(labels, label_sizes)
-        # Another protocol: each image on its own (its own size, windows, scales), the prediction
-        # brought back to its annotation's size; no loss (the protocol's outputs are probabilities).
+        # Another protocol: images of one run size (and one annotation size) together, each padded as
+        # it would be alone (its windows, scales), the prediction brought back to its annotation's
+        # size; no loss (the protocol's outputs are probabilities).
         protocol = self._active_protocol or self.eval_protocol
         image_sizes, label_sizes = inputs.pop("image_size").tolist(), inputs.pop("label_size").tolist()
         pixels, labels = inputs["pixel_values"], inputs["labels"]
@@ -280,13 +284,14 @@ class SegTrainer(Trainer):
         model.eval()
         probabilities = torch.zeros((len(pixels), model.config.num_labels, *labels.shape[-2:]), device=pixels.device)
         with self.autocast_smart_context_manager():
-            for index, ((height, width), (label_height, label_width)) in enumerate(zip(image_sizes, label_sizes)):
-                image = pixels[index: index + 1, :, :height, :width]
-                predicted = predict_probabilities(model, image, protocol, fill)
+            for ((height, width), (label_height, label_width)), indices in same_size_groups(image_sizes,
+                                                                                           label_sizes).items():
+                images = pixels[indices, :, :height, :width]
+                predicted = predict_probabilities(model, images, protocol, fill, batch_size=len(pixels))
                 if (height, width) != (label_height, label_width):
                     predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
                                                                 mode="bilinear", align_corners=False)
-                probabilities[index, :, :label_height, :label_width] = predicted[0]
+                probabilities[indices, :, :label_height, :label_width] = predicted
         # Log-probabilities: the metrics' softmax of them is these probabilities again (and its argmax
         # theirs); the padding's uniform output is never scored.
         return None, probabilities.clamp_min_(PROBABILITY_FLOOR).log_(), outside_marked(labels, label_sizes)
@@ -479,6 +484,15 @@ class SegTrainer(Trainer):
                 shutil.rmtree(folder, ignore_errors=True)  # a resume must never pick it
             raise CheckpointError(f"{message}. The incomplete {folder.name} was removed; earlier checkpoints are "
                                   "intact, and the run resumes from the last one when started again.") from None
+
+
+def same_size_groups(image_sizes: list, label_sizes: list) -> dict[tuple, list[int]]:
+    """The indices of a batch's samples grouped by (image size, annotation size), in batch order:
+    the images a protocol can run together, each padded as it would be alone."""
+    groups: dict[tuple, list[int]] = {}
+    for index, sizes in enumerate(zip(map(tuple, image_sizes), map(tuple, label_sizes))):
+        groups.setdefault(sizes, []).append(index)
+    return groups
 
 
 def with_label_sizes(transform, eval_size: int):

@@ -1,10 +1,11 @@
 """How a model is evaluated: the test-time resize, whole-image or sliding-window inference, and
 multi-scale + flip test-time augmentation, as published segmentation tables report them.
 
-`EvalProtocol` names one way; `predict_probabilities` applies it to one normalised image and
-returns class probabilities at that image's size. `SegTrainer` uses it whenever the protocol is
-not the plain one (whole image, native resolution, one scale, no flip), which keeps its own
-faster batched path:
+`EvalProtocol` names one way; `predict_probabilities` applies it to normalised images of one size
+and returns class probabilities at that size. `SegTrainer` uses it whenever the protocol is not the
+plain one (whole image, native resolution, one scale, no flip), which keeps its own batched path.
+Images run together only when they run at the same size, so each is padded exactly as it would be
+alone and a batch scores what one image at a time scores; sliding windows run in batches of windows.
 
 - ``resize="native"`` never resizes an image that fits the eval size (a larger one is shrunk to
   fit in ``whole`` mode); ``resize="short_side"`` resizes the image so its short side is
@@ -29,7 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..data.transforms import SIZE_MULTIPLE, pad_batch, size_to_fit
+from ..data.transforms import SIZE_MULTIPLE, pad_batch, shrunk_size, size_to_fit
 from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
@@ -121,6 +122,16 @@ class EvalProtocol:
                 else "whole-image inference")
         return f"{self.name()}, {resize}, {mode}; predictions scored at the annotation's own resolution"
 
+    def run_size(self, height: int, width: int, eval_size: int) -> tuple[int, int]:
+        """The (height, width) an image of this size is run at: resized to the short side
+        (``short_side``); else as it is, except that whole-image inference shrinks an image larger
+        than `eval_size` to fit (``slide`` never does)."""
+        if self.resize == "short_side":
+            return short_side_size(height, width, self.short_side)
+        if self.mode == "whole":
+            return shrunk_size(height, width, eval_size)
+        return height, width
+
     def record(self) -> dict:
         """What results.json records about the protocol."""
         return {"name": self.name(), "resize": self.resize,
@@ -163,12 +174,11 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     as the protocol runs it, normalised), labels (the annotation untouched), and both sizes, so
     the prediction can be brought back to the annotation's own resolution.
 
-    The image: resized to the protocol's short side (``short_side``); else as it is, except that
-    whole-image inference shrinks an image larger than `eval_size` to fit (``slide`` never does).
+    The image: at `EvalProtocol.run_size`.
     """
     from ..data.images import to_rgb
     from ..data.masks import mask_to_array
-    from ..data.transforms import shrunk_size, to_float_and_normalize
+    from ..data.transforms import to_float_and_normalize
 
     normalize = v2.Compose(to_float_and_normalize(mean, std))
 
@@ -176,13 +186,7 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
         output = {"pixel_values": [], "labels": [], "image_size": [], "label_size": []}
         for image, mask in zip(batch["image"], batch["label"]):
             image = to_rgb(image)
-            height, width = image.height, image.width
-            if protocol.resize == "short_side":
-                size = short_side_size(height, width, protocol.short_side)
-            elif protocol.mode == "whole":
-                size = shrunk_size(height, width, eval_size)
-            else:
-                size = (height, width)
+            size = protocol.run_size(image.height, image.width, eval_size)
             pixels = resize_image(TF.pil_to_tensor(image), size)
             pixels = normalize(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
             labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
@@ -196,10 +200,10 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
 
 
 def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
-    """The model's logits for `pixels` ``[1, 3, h, w]`` at ``h × w``: padded bottom/right to
+    """The model's logits for `pixels` ``[N, 3, h, w]`` at ``h × w``: padded bottom/right to
     multiples of 32 (as every evaluation here), run, upsampled, cropped back."""
     height, width = pixels.shape[-2:]
-    pixels = pad_batch([pixels[0]], pad_fill)
+    pixels = pad_batch(list(pixels), pad_fill)
     logits = model(pixel_values=pixels).logits
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
@@ -207,35 +211,55 @@ def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor
     return logits[..., :height, :width]
 
 
-def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill: torch.Tensor) -> torch.Tensor:
-    """Logits averaged over windows of `crop` px every `stride` px (the last window of a row or
-    column ends at the image's edge), as mmsegmentation's ``slide_inference``."""
-    height, width = pixels.shape[-2:]
+def window_boxes(height: int, width: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) of the windows of `crop` px every `stride` px over an image of
+    ``height × width``, row by row; the last window of a row or column ends at the image's edge
+    (mmsegmentation's ``slide_inference``). All windows of an image have one size."""
     rows = max(height - crop + stride - 1, 0) // stride + 1
     columns = max(width - crop + stride - 1, 0) // stride + 1
-    total = count = None
+    boxes = []
     for row in range(rows):
         for column in range(columns):
             bottom, right = min(row * stride + crop, height), min(column * stride + crop, width)
-            top, left = max(bottom - crop, 0), max(right - crop, 0)
-            window = _logits(model, pixels[..., top:bottom, left:right], pad_fill)
-            if total is None:
-                total = window.new_zeros((1, window.shape[1], height, width))
-                count = window.new_zeros((1, 1, height, width))
-            total[..., top:bottom, left:right] += window
-            count[..., top:bottom, left:right] += 1
+            boxes.append((max(bottom - crop, 0), bottom, max(right - crop, 0), right))
+    return boxes
+
+
+def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill: torch.Tensor,
+                  batch_size: int) -> torch.Tensor:
+    """Logits averaged over the `window_boxes` of `pixels` ``[N, 3, h, w]``, the windows of all N
+    images run `batch_size` at a time. Each image's windows are added in the same order whatever
+    the batch, so the sums are those of one image at a time."""
+    count_images, _, height, width = pixels.shape
+    boxes = window_boxes(height, width, crop, stride)
+    windows = [(box, image) for box in boxes for image in range(count_images)]
+    total = None
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start: start + batch_size]
+        crops = torch.stack([pixels[image, :, top:bottom, left:right] for (top, bottom, left, right), image in chunk])
+        logits = _logits(model, crops, pad_fill)
+        if total is None:
+            total = logits.new_zeros((count_images, logits.shape[1], height, width))
+        for ((top, bottom, left, right), image), window in zip(chunk, logits):
+            total[image, :, top:bottom, left:right] += window
+    count = total.new_zeros((1, 1, height, width))
+    for top, bottom, left, right in boxes:
+        count[..., top:bottom, left:right] += 1
     return total / count
 
 
 @torch.no_grad()
 def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
-                          pad_fill: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Class probabilities ``[1, C, h, w]`` for one normalised image `pixels` ``[1, 3, h, w]`` under
-    `protocol`'s mode, scales and flip (its resize is the caller's: the image comes resized).
+                          pad_fill: torch.Tensor | float = 0.0, batch_size: int | None = None) -> torch.Tensor:
+    """Class probabilities ``[N, C, h, w]`` for normalised images `pixels` ``[N, 3, h, w]`` (all of
+    one size) under `protocol`'s mode, scales and flip (its resize is the caller's: the images come
+    resized). The N images run together at each scale; sliding windows run `batch_size` at a time
+    (default: N).
 
     `pad_fill`: the value padding takes (black in the weights' normalisation, one per channel).
     """
     height, width = pixels.shape[-2:]
+    batch_size = batch_size or len(pixels)
     total = None
     for scale in protocol.scales:
         size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
@@ -244,7 +268,7 @@ def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
         for mirrored in (False, True) if protocol.flip else (False,):
             inputs = scaled.flip(-1) if mirrored else scaled
             if protocol.mode == "slide":
-                logits = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill)
+                logits = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill, batch_size)
             else:
                 logits = _logits(model, inputs, pad_fill)
             probabilities = logits.softmax(dim=1)
@@ -258,4 +282,4 @@ def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
 
 
 __all__ = ["EvalProtocol", "predict_probabilities", "protocol_from_record", "protocol_transform", "resize_image",
-           "short_side_size"]
+           "short_side_size", "window_boxes"]
