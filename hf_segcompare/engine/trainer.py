@@ -57,7 +57,7 @@ from ..data.transforms import (
 from ..errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
 from ..evaluation.metrics import TRAINER_PAD_INDEX, SegmentationMetrics
 from ..evaluation.per_image import PerImageCounts
-from ..evaluation.protocol import EvalProtocol, predict_probabilities, protocol_transform
+from ..evaluation.protocol import EvalProtocol, image_probabilities, protocol_transform
 from ..labels import IGNORE_INDEX
 from ..models import model_normalization
 from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
@@ -282,19 +282,18 @@ class SegTrainer(Trainer):
         normalization = model_normalization(model)
         fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
         model.eval()
-        probabilities = torch.zeros((len(pixels), model.config.num_labels, *labels.shape[-2:]), device=pixels.device)
-        with self.autocast_smart_context_manager():
-            for ((height, width), (label_height, label_width)), indices in same_size_groups(image_sizes,
-                                                                                           label_sizes).items():
-                images = pixels[indices, :, :height, :width]
-                predicted = predict_probabilities(model, images, protocol, fill, batch_size=len(pixels))
-                if (height, width) != (label_height, label_width):
-                    predicted = torch.nn.functional.interpolate(predicted, size=(label_height, label_width),
-                                                                mode="bilinear", align_corners=False)
-                probabilities[indices, :, :label_height, :label_width] = predicted
         # Log-probabilities: the metrics' softmax of them is these probabilities again (and its argmax
         # theirs); the padding's uniform output is never scored.
-        return None, probabilities.clamp_min_(PROBABILITY_FLOOR).log_(), outside_marked(labels, label_sizes)
+        log_probabilities = torch.full((len(pixels), model.config.num_labels, *labels.shape[-2:]),
+                                       float(torch.tensor(PROBABILITY_FLOOR).log()), device=pixels.device)
+        with self.autocast_smart_context_manager():
+            for ((height, width), label_size), indices in same_size_groups(image_sizes, label_sizes).items():
+                predicted = image_probabilities(model, pixels[indices, :, :height, :width], protocol, fill,
+                                                batch_size=len(pixels), size=label_size)
+                for index, probabilities in zip(indices, predicted):
+                    log_probabilities[index, :, :label_size[0], :label_size[1]] = \
+                        probabilities[0].clamp_min_(PROBABILITY_FLOOR).log_()
+        return None, log_probabilities, outside_marked(labels, label_sizes)
 
     def evaluate_augmented(self) -> dict[str, float] | None:
         """Evaluate once under the protocol's test-time augmentation (scales, flip); the metrics

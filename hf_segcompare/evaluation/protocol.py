@@ -199,16 +199,26 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     return transform
 
 
-def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
-    """The model's logits for `pixels` ``[N, 3, h, w]`` at ``h × w``: padded bottom/right to
-    multiples of 32 (as every evaluation here), run, upsampled, cropped back."""
-    height, width = pixels.shape[-2:]
-    pixels = pad_batch(list(pixels), pad_fill)
-    logits = model(pixel_values=pixels).logits
+def _model_logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The model's raw logits for `pixels` ``[N, 3, h, w]`` padded bottom/right to multiples of 32
+    (as every evaluation here), and that padded size."""
+    padded = pad_batch(list(pixels), pad_fill)
+    logits = model(pixel_values=padded).logits
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
-    logits = F.interpolate(logits.float(), size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+    return logits, tuple(padded.shape[-2:])
+
+
+def _at_image_size(logits: torch.Tensor, padded_size: tuple[int, int], height: int, width: int) -> torch.Tensor:
+    """Raw logits upsampled to the padded input's size and cropped back to ``height × width``."""
+    logits = F.interpolate(logits.float(), size=padded_size, mode="bilinear", align_corners=False)
     return logits[..., :height, :width]
+
+
+def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
+    """The model's logits for `pixels` ``[N, 3, h, w]`` at ``h × w``: padded, run, upsampled, cropped back."""
+    logits, padded_size = _model_logits(model, pixels, pad_fill)
+    return _at_image_size(logits, padded_size, *pixels.shape[-2:])
 
 
 def window_boxes(height: int, width: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:
@@ -248,38 +258,70 @@ def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill:
     return total / count
 
 
+def _one_run(model, pixels: torch.Tensor, protocol: EvalProtocol, scale: float, mirrored: bool,
+             pad_fill: torch.Tensor | float, batch_size: int):
+    """Each image's class probabilities ``[1, C, h, w]`` at the images' size from one run: the N
+    images at `scale` (and mirrored), run together; the per-pixel work after the model (upsampling,
+    softmax, resizing back) image by image, where a batch's maps would not stay in the cache."""
+    height, width = pixels.shape[-2:]
+    size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+    scaled = pixels if size == (height, width) else F.interpolate(pixels, size=size, mode="bilinear",
+                                                                  align_corners=False)
+    inputs = scaled.flip(-1) if mirrored else scaled
+    if protocol.mode == "slide":
+        averaged = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill, batch_size)
+        per_image = (averaged[index: index + 1] for index in range(len(pixels)))
+    else:
+        raw, padded_size = _model_logits(model, inputs, pad_fill)
+        per_image = (_at_image_size(raw[index: index + 1], padded_size, *size) for index in range(len(pixels)))
+    for image_logits in per_image:
+        probabilities = image_logits.softmax(dim=1)
+        if mirrored:
+            probabilities = probabilities.flip(-1)
+        if probabilities.shape[-2:] != (height, width):
+            probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)
+        yield probabilities
+
+
 @torch.no_grad()
-def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol,
-                          pad_fill: torch.Tensor | float = 0.0, batch_size: int | None = None) -> torch.Tensor:
-    """Class probabilities ``[N, C, h, w]`` for normalised images `pixels` ``[N, 3, h, w]`` (all of
-    one size) under `protocol`'s mode, scales and flip (its resize is the caller's: the images come
-    resized). The N images run together at each scale; sliding windows run `batch_size` at a time
-    (default: N).
+def image_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol, pad_fill: torch.Tensor | float = 0.0,
+                        batch_size: int | None = None, size: tuple[int, int] | None = None):
+    """Yield each image's class probabilities ``[1, C, *size]``, in order, for normalised images
+    `pixels` ``[N, 3, h, w]`` (all of one size) under `protocol`'s mode, scales and flip (its resize
+    is the caller's: the images come resized). The N images run together at each scale; sliding
+    windows run `batch_size` at a time (default: N). `size`: where the probabilities are resized
+    to at the end (bilinearly; default: the images' own size).
 
     `pad_fill`: the value padding takes (black in the weights' normalisation, one per channel).
     """
     height, width = pixels.shape[-2:]
+    size = (height, width) if size is None else tuple(size)
     batch_size = batch_size or len(pixels)
-    total = None
-    for scale in protocol.scales:
-        size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
-        scaled = pixels if size == (height, width) else F.interpolate(pixels, size=size, mode="bilinear",
-                                                                      align_corners=False)
-        for mirrored in (False, True) if protocol.flip else (False,):
-            inputs = scaled.flip(-1) if mirrored else scaled
-            if protocol.mode == "slide":
-                logits = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill, batch_size)
-            else:
-                logits = _logits(model, inputs, pad_fill)
-            probabilities = logits.softmax(dim=1)
-            if mirrored:
-                probabilities = probabilities.flip(-1)
-            if probabilities.shape[-2:] != (height, width):
-                probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear",
-                                              align_corners=False)
-            total = probabilities if total is None else total + probabilities
-    return total / (len(protocol.scales) * (2 if protocol.flip else 1))
+    mirrors = (False, True) if protocol.flip else (False,)
+    runs = [(scale, mirrored) for scale in protocol.scales for mirrored in mirrors]
+    if len(runs) == 1:  # nothing to average: each image out at once, while its maps are in the cache
+        for probabilities in _one_run(model, pixels, protocol, *runs[0], pad_fill, batch_size):
+            yield _resized(probabilities, size)
+        return
+    totals = None
+    for scale, mirrored in runs:
+        run = list(_one_run(model, pixels, protocol, scale, mirrored, pad_fill, batch_size))
+        totals = run if totals is None else [total + probabilities for total, probabilities in zip(totals, run)]
+    for total in totals:
+        yield _resized(total / len(runs), size)
 
 
-__all__ = ["EvalProtocol", "predict_probabilities", "protocol_from_record", "protocol_transform", "resize_image",
-           "short_side_size", "window_boxes"]
+def _resized(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(probabilities.shape[-2:]) == size:
+        return probabilities
+    return F.interpolate(probabilities, size=size, mode="bilinear", align_corners=False)
+
+
+def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol, pad_fill: torch.Tensor | float = 0.0,
+                          batch_size: int | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """`image_probabilities` of all N images as one ``[N, C, *size]`` tensor."""
+    return torch.cat(list(image_probabilities(model, pixels, protocol, pad_fill, batch_size, size)))
+
+
+__all__ = ["EvalProtocol", "image_probabilities", "predict_probabilities", "protocol_from_record",
+           "protocol_transform", "resize_image", "short_side_size", "window_boxes"]
