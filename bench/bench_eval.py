@@ -5,12 +5,22 @@
     python bench/bench_eval.py --example run_semantic_segmentation.py
 
 The example script is the user's download and is never committed here. Each measurement runs in a
-process of its own (so peak memory is that run's), sides alternating (example, toolkit, example,
-toolkit ...) at 50 and 200 validation images, then the toolkit alone at 500 for its memory. Both
-sides evaluate SegFormer-b0 (random weights, seed 0, saved once) on the same synthetic images
-(500x375 and 375x500, VOC's usual sizes) with the same eval batch, through
-`Trainer.evaluate()`; samples/s is Trainer's ``eval_samples_per_second``, which covers the metric
-too.
+process of its own (so peak memory is that run's), sides alternating (example, toolkit under
+``--protocol native``, toolkit under ``--protocol mmseg``, example ...) at 50 and 200 validation
+images, then the toolkit alone at 50 and 500 under each protocol for its memory. Every side
+evaluates SegFormer-b0 (random weights, seed 0, saved once) on the same synthetic images (500x375
+and 375x500, VOC's usual sizes) with the same eval batch, through `Trainer.evaluate()`; samples/s
+is Trainer's ``eval_samples_per_second``, which covers the metric too.
+
+What each side runs, per 500x375 image:
+- the example: its own protocol, every image *and mask* resized to 512 x 512 (its image
+  processor's size) and scored there, nearest-neighbour masks included;
+- ``--protocol native``: the image as it is, padded to multiples of 32 (512 x 384), scored at the
+  annotation's own size;
+- ``--protocol mmseg`` (mmsegmentation's VOC test resize, the published recipe's default on VOC):
+  resized to a short side of 512 (683 x 512, padded to 704 x 512), the prediction resized back and
+  scored at the annotation's own size.
+The JSON records the pixels each side runs per image; the mIoUs differ by those definitions.
 
 What the bench changes in the example, and why (each change must match the script exactly once):
 - offline: ``hf_hub_download`` of ``id2label.json`` returns the bench's local file, and
@@ -21,11 +31,8 @@ What the bench changes in the example, and why (each change must match the scrip
 - equal definitions: the example scores with ``ignore_index=0`` (its sidewalk data set's
   "unlabeled"); for VOC the ignored value is 255 and class 0 is background, so the bench passes 255.
 
-What stays different, by design: the example resizes every image and mask to 512 x 512 (the
-image processor's size) and scores there, nearest-neighbour masks included; the toolkit scores at
-each mask's own resolution. Both mIoUs are reported; they differ by that resize.
-
-Writes one JSON (``--output``); ``bench/report.py`` turns it into the table of docs/benchmarks.md.
+Writes one JSON (``--output``) naming the commit measured; ``bench/report.py`` turns it into the
+tables of docs/benchmarks.md and the README.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from common import device_name, write_report  # bench/common.py (this folder is 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EVAL_BATCH = 8
+PROTOCOLS = ("native", "mmseg")
+EXAMPLE_SIZE = (512, 512)  # the example's image processor resizes every image and mask to this
 # (what the example says, what the bench runs instead): each must occur exactly once.
 EXAMPLE_CHANGES = [
     ("from transformers.utils import check_min_version, send_example_telemetry",
@@ -142,8 +151,9 @@ def run_example(script: Path, workdir: Path, images: int) -> dict:
             "images": images, "peak_rss_mib": _peak_rss_mib()}
 
 
-def run_toolkit(workdir: Path, images: int) -> dict:
-    """One evaluation-only run of hf_segcompare (``run_seg.py --do_train false``), in this process."""
+def run_toolkit(workdir: Path, images: int, protocol: str) -> dict:
+    """One evaluation-only run of hf_segcompare (``run_seg.py --do_train false``) under
+    ``--protocol protocol``, in this process."""
     from hf_segcompare.config.arguments import parse_args
     from hf_segcompare.pipeline.run import run
 
@@ -152,15 +162,39 @@ def run_toolkit(workdir: Path, images: int) -> dict:
         "--model", "segformer-b0", "--model_name_or_path", str(prepared["weights"]), "--do_train", "false",
         "--dataset_name", "voc", "--data_dir", str(prepared["voc"]), "--cache_dir", str(workdir / "cache"),
         "--max_eval_samples", str(images), "--per_device_eval_batch_size", str(EVAL_BATCH),
-        "--output_dir", str(workdir / f"toolkit-out-{images}"), "--seed", "0",
+        "--protocol", protocol, "--output_dir", str(workdir / f"toolkit-{protocol}-out-{images}"), "--seed", "0",
     ]))
     final = results.final_eval
     return {"samples_per_second": final["eval_samples_per_second"], "mean_iou": final["eval_mean_iou"],
-            "images": images, "peak_rss_mib": _peak_rss_mib(), "torch_threads": results.environment["torch_threads"]}
+            "images": images, "peak_rss_mib": _peak_rss_mib(), "torch_threads": results.environment["torch_threads"],
+            "protocol": results.dataset["evaluation"]}
+
+
+def pixels_run_per_image(sizes: list[tuple[int, int]]) -> dict[str, int]:
+    """The mean number of pixels each side runs the model on per image (padding included)."""
+    from hf_segcompare.data.transforms import padded_shape, size_to_fit
+    from hf_segcompare.evaluation.protocol import short_side_size
+
+    def mean(shapes):
+        return round(statistics.mean(height * width for height, width in shapes))
+
+    return {"example": EXAMPLE_SIZE[0] * EXAMPLE_SIZE[1],
+            "native": mean(padded_shape(height, width, 512) for height, width in sizes),
+            "mmseg": mean(tuple(size_to_fit(side) for side in short_side_size(height, width, 512))
+                          for height, width in sizes)}
+
+
+def measured_commit() -> str:
+    """The commit measured, with ``+changes`` when the package or the bench differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
+                            check=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "hf_segcompare", "bench/bench_eval.py"],
+                             capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    return commit + ("+changes" if changed else "")
 
 
 def _measure(side: str, images: int, options) -> dict:
-    """One run of `side` in a fresh process."""
+    """One run of `side` (``example`` or a protocol of the toolkit) in a fresh process."""
     command = [sys.executable, __file__, "--_run", side, "--_images", str(images), "--workdir", str(options.workdir),
                "--example", str(options.example)]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -172,16 +206,24 @@ def _measure(side: str, images: int, options) -> dict:
     return result
 
 
+def _summary(side_runs: list[dict]) -> dict:
+    speeds = [run["samples_per_second"] for run in side_runs]
+    return {"samples_per_second": {"runs": [round(speed, 3) for speed in speeds], "min": round(min(speeds), 3),
+                                   "median": round(statistics.median(speeds), 3)},
+            "peak_rss_mib": round(statistics.median(run["peak_rss_mib"] for run in side_runs), 1),
+            "mean_iou": side_runs[0]["mean_iou"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--example", type=Path, required=True,
                         help="the transformers example's run_semantic_segmentation.py (commit 01080c62)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="validation images, both sides")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="validation images, every side")
     parser.add_argument("--memory_sizes", type=int, nargs="+", default=[50, 500], help="toolkit alone, for its RSS")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating example/toolkit pairs per size")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds (every side once) per size")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "eval.json")
-    parser.add_argument("--_run", choices=["example", "toolkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--_run", choices=["example", *PROTOCOLS], help=argparse.SUPPRESS)
     parser.add_argument("--_images", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     options.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="bench-eval-"))
@@ -192,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         if options._run == "example":
             result = run_example(patched_example(options.example, options.workdir), options.workdir, options._images)
         else:
-            result = run_toolkit(options.workdir, options._images)
+            result = run_toolkit(options.workdir, options._images, options._run)
         print(json.dumps(result))
         return result
 
@@ -203,13 +245,23 @@ def main(argv: list[str] | None = None) -> dict:
     prepared = prepare(options.workdir, largest)
     for images in options.sizes:
         example_data(options.workdir, prepared["dataset"], images)
+    from hf_segcompare.data.transforms import image_sizes
+
+    sides = ("example", *PROTOCOLS)
     report = {
         "benchmark": "bench_eval",
         "date": time.strftime("%Y-%m-%d"),
+        "commit": measured_commit(),
         "device": device_name(),
         "model": "segformer-b0 (random weights, seed 0)",
         "eval_batch_size": EVAL_BATCH,
         "images": "synthetic, 500x375 and 375x500 (VOC's usual sizes)",
+        "sides": {"example": "its own protocol: every image and mask resized to 512x512, scored there",
+                  "native": "--protocol native: native resolution, padded to multiples of 32, scored at the "
+                            "annotation's size",
+                  "mmseg": "--protocol mmseg: short side resized to 512 (mmsegmentation's VOC test resize), "
+                           "scored at the annotation's size"},
+        "pixels_run_per_image": pixels_run_per_image(image_sizes(prepared["dataset"]["validation"])),
         "example_changes": ["send_example_telemetry dropped (gone from transformers 5)",
                             "ignore_index=0 -> 255 (VOC's)",
                             "id2label.json and evaluate's mean_iou module from local files (offline)"],
@@ -217,27 +269,21 @@ def main(argv: list[str] | None = None) -> dict:
         "sizes": {},
     }
     for images in options.sizes:
-        runs = {"example": [], "toolkit": []}
+        runs = {side: [] for side in sides}
         for _ in range(options.repeats):
-            for side in ("example", "toolkit"):
+            for side in sides:
                 runs[side].append(_measure(side, images, options))
-        speed = {side: statistics.median(run["samples_per_second"] for run in side_runs)
-                 for side, side_runs in runs.items()}
-        report["sizes"][str(images)] = {
-            side: {
-                "samples_per_second": {"runs": [round(run["samples_per_second"], 3) for run in side_runs],
-                                       "min": round(min(run["samples_per_second"] for run in side_runs), 3),
-                                       "median": round(speed[side], 3)},
-                "peak_rss_mib": round(statistics.median(run["peak_rss_mib"] for run in side_runs), 1),
-                "mean_iou": side_runs[0]["mean_iou"],
-            }
-            for side, side_runs in runs.items()
-        }
-        report["sizes"][str(images)]["toolkit_over_example"] = round(speed["toolkit"] / speed["example"], 3)
-    memory = {str(images): _measure("toolkit", images, options)["peak_rss_mib"] for images in options.memory_sizes}
-    low, high = memory[str(min(options.memory_sizes))], memory[str(max(options.memory_sizes))]
-    report["toolkit_peak_rss_mib"] = {**{key: round(value, 1) for key, value in memory.items()},
-                                      "largest_over_smallest": round(high / low, 3)}
+        row = {side: _summary(side_runs) for side, side_runs in runs.items()}
+        for protocol in PROTOCOLS:
+            row[f"{protocol}_over_example"] = round(row[protocol]["samples_per_second"]["median"]
+                                                    / row["example"]["samples_per_second"]["median"], 3)
+        report["sizes"][str(images)] = row
+    report["toolkit_peak_rss_mib"] = {}
+    for protocol in PROTOCOLS:
+        memory = {str(images): _measure(protocol, images, options)["peak_rss_mib"] for images in options.memory_sizes}
+        low, high = memory[str(min(options.memory_sizes))], memory[str(max(options.memory_sizes))]
+        report["toolkit_peak_rss_mib"][protocol] = {**{key: round(value, 1) for key, value in memory.items()},
+                                                    "largest_over_smallest": round(high / low, 3)}
     report["load_average_after"] = os.getloadavg()
     return write_report(report, options.output)
 

@@ -17,6 +17,15 @@ gradient clipping, on synthetic 500x375 and 375x500 images, VOC's usual sizes):
   against the Trainer's steps: the share of a step that preparing its batch would take were it not
   overlapped. Target: <= 5 %.
 
+``--data_only`` measures the training data loader alone, side by side under both scale jitters
+(``native``: the long side drawn from 0.5-2.0 crops; ``mmseg``: the short side drawn from 0.5-2.0 x
+the crop, mmsegmentation's VOC pipeline, up to 1,024 px at crop 512) at each of ``--workers``, and
+the GPU step it would take for preparing a batch to stay under 5 % of it (no GPU step is measured
+here: the figure says how short a step the loader keeps up with):
+
+    python bench/bench_train.py --data_only --crop_size 512 --batch_size 16 --workers 0 2 \
+        --output bench/results/train_data.json
+
 Every figure, the device (GPU name), thread count and load average go into one JSON (``--output``),
 from which ``bench/report.py`` writes the table of docs/benchmarks.md.
 """
@@ -39,6 +48,7 @@ from transformers import TrainerCallback
 from hf_segcompare.config.arguments import SegTrainingArguments, from_recipe
 from hf_segcompare.data import generate_synthetic_voc, load_voc
 from hf_segcompare.engine.trainer import SegTrainer
+from hf_segcompare.evaluation.protocol import EvalProtocol
 from hf_segcompare.labels import VOC_LABELS
 from hf_segcompare.models import create_model, list_models
 
@@ -58,18 +68,23 @@ class StepClock(TrainerCallback):
         self.ended = now
 
 
-def _arguments(model: str, workdir: Path, options) -> SegTrainingArguments:
+def _arguments(model: str, workdir: Path, options, workers: int | None = None) -> SegTrainingArguments:
+    workers = {} if workers is None else {"dataloader_num_workers": workers}
     return from_recipe(
         model, "published", output_dir=str(workdir / "trainer"), max_steps=options.warmup + options.steps,
         per_device_train_batch_size=options.batch_size, do_eval=False, eval_strategy="no", save_strategy="no",
-        logging_steps=10_000, disable_tqdm=True, report_to="none", seed=0, overwrite_output_dir=True,
+        logging_steps=10_000, disable_tqdm=True, report_to="none", seed=0, overwrite_output_dir=True, **workers,
     )
 
 
-def _trainer(model_name: str, train, workdir: Path, options) -> SegTrainer:
+def _trainer(model_name: str, train, workdir: Path, options, protocol: str = "native",
+             workers: int | None = None) -> SegTrainer:
     torch.manual_seed(0)
     model = create_model(model_name, id2label=VOC_LABELS.id2label)
-    return SegTrainer(model, _arguments(model_name, workdir, options), train, crop_size=options.crop_size)
+    # The mmseg protocol's training jitter draws the short side from 0.5-2.0 x the crop.
+    jitter = EvalProtocol(resize="short_side", short_side=options.crop_size) if protocol == "mmseg" else None
+    return SegTrainer(model, _arguments(model_name, workdir, options, workers), train, crop_size=options.crop_size,
+                      eval_protocol=jitter)
 
 
 def run_trainer(model_name: str, train, workdir: Path, options) -> float:
@@ -120,9 +135,11 @@ def run_bare_loop(model_name: str, train, workdir: Path, options) -> float:
     return options.steps * options.batch_size / (time.perf_counter() - started)
 
 
-def data_images_per_second(model_name: str, train, workdir: Path, options) -> dict:
-    """Images/s of the training data loader alone, with the run's default worker count."""
-    trainer = _trainer(model_name, train, workdir, options)
+def data_images_per_second(model_name: str, train, workdir: Path, options, protocol: str = "native",
+                           workers: int | None = None) -> dict:
+    """Images/s of the training data loader alone under `protocol`'s scale jitter, with `workers`
+    data-loader workers (default: the run's)."""
+    trainer = _trainer(model_name, train, workdir, options, protocol, workers)
     loader = trainer.get_train_dataloader()
     batches, started = 0, None
     while batches < 2 + options.steps:  # as many epochs as it takes
@@ -142,6 +159,41 @@ def _summary(values: list[float]) -> dict:
             "median": round(statistics.median(values), 3)}
 
 
+SHARE_TARGET = 0.05  # of a step, for preparing its batch
+PROJECTED_WORKERS = 16  # a GPU machine's data-loader workers (the lent H200 machine has 16 cores)
+
+
+def data_only(train, workdir: Path, options, report: dict) -> dict:
+    """The data loader alone under both jitters at each worker count, alternating, and the
+    shortest GPU step it keeps preparing a batch under `SHARE_TARGET` of."""
+    model = options.models[0]
+    runs = {protocol: {workers: [] for workers in options.workers} for protocol in ("native", "mmseg")}
+    for _ in range(options.repeats):
+        for workers in options.workers:
+            for protocol in runs:
+                speed = data_images_per_second(model, train, workdir, options, protocol, workers)["images_per_second"]
+                runs[protocol][workers].append(speed)
+                print(f"{protocol} jitter, {workers} workers: {speed:.1f} images/s", file=sys.stderr, flush=True)
+    report["model"] = model
+    report["protocols"] = {}
+    for protocol, by_workers in runs.items():
+        speeds = {str(workers): _summary(values) for workers, values in by_workers.items()}
+        # One process's rate: the main process alone (0 workers) prepares every batch itself.
+        single = statistics.median(by_workers[min(options.workers)])
+        projected = PROJECTED_WORKERS * single
+        batch_seconds = options.batch_size / projected
+        report["protocols"][protocol] = {
+            "images_per_second": speeds,
+            "one_process_images_per_second": round(single, 1),
+            f"projected_images_per_second_at_{PROJECTED_WORKERS}_workers": round(projected, 1),
+            f"batch_seconds_at_{PROJECTED_WORKERS}_workers": round(batch_seconds, 4),
+            "shortest_step_under_target_seconds": round(batch_seconds / SHARE_TARGET, 3),
+        }
+    report["share_target"] = SHARE_TARGET
+    report["projected_workers"] = PROJECTED_WORKERS
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list_models())
@@ -151,6 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2, help="steps before the clock starts")
     parser.add_argument("--repeats", type=int, default=3, help="alternating Trainer/bare-loop pairs per model")
     parser.add_argument("--images", type=int, default=48, help="synthetic 500x375 / 375x500 training images")
+    parser.add_argument("--data_only", action="store_true",
+                        help="the data loader alone, under both scale jitters, at each of --workers")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="data-loader workers (--data_only)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--output", default="bench/results/train.json")
     options = parser.parse_args(argv)
@@ -173,8 +228,13 @@ def main(argv: list[str] | None = None) -> dict:
         "measured_steps": options.steps,
         "warmup_steps": options.warmup,
         "load_average_before": os.getloadavg(),
-        "models": {},
     }
+    if options.data_only:
+        report["benchmark"] = "bench_train --data_only"
+        data_only(train, workdir, options, report)
+        report["load_average_after"] = os.getloadavg()
+        return write_report(report, Path(options.output))
+    report["models"] = {}
     for name in options.models:
         trainer_runs, bare_runs = [], []
         for _ in range(options.repeats):

@@ -1,13 +1,15 @@
-"""Write the benchmarks' tables of docs/benchmarks.md from their JSON files (no figure is typed by hand).
+"""Write the benchmarks' tables of docs/benchmarks.md and the README from their JSON files (no
+figure is typed by hand).
 
     python bench/report.py                # print the tables
-    python bench/report.py --write docs/benchmarks.md
+    python bench/report.py --write docs/benchmarks.md README.md
 
-Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in that
-page, for NAME in eval (bench_eval.py), train (bench_train.py), padding (bench_padding.py) and
-bootstrap (bench_bootstrap.py),
-from ``bench/results/NAME.json`` and any ``NAME-*.json`` (the same benchmark on other data); a
-benchmark without a JSON leaves its block as it is.
+Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in a
+page, for NAME in eval (bench_eval.py), eval-summary (the README's lines of it), train
+(bench_train.py), padding (bench_padding.py) and bootstrap (bench_bootstrap.py), from the JSON
+``bench/results/SOURCE.json`` and any ``SOURCE-*.json`` (the same benchmark on other data); a
+benchmark without a JSON leaves its block as it is. ``tests/test_readme.py`` checks that every
+page's blocks are what this renders from the committed JSON.
 """
 
 from __future__ import annotations
@@ -35,25 +37,51 @@ def _markdown(intro: str, columns: list[str], rows: list[list[str]]) -> list[str
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
+def _commit(report: dict) -> str:
+    return f" at commit {report['commit']}" if report.get("commit") else ""
+
+
 def eval_table(report: dict) -> str:
+    pixels = report["pixels_run_per_image"]
     rows = []
-    for images, sides in report["sizes"].items():
-        example, toolkit = sides["example"], sides["toolkit"]
-        rows.append([images, _speed(example["samples_per_second"]), _speed(toolkit["samples_per_second"]),
-                     f"**{sides['toolkit_over_example']:.2f}×**", f"{example['peak_rss_mib'] / 1024:.2f} GiB",
-                     f"{toolkit['peak_rss_mib'] / 1024:.2f} GiB", f"{example['mean_iou']:.4f}",
-                     f"{toolkit['mean_iou']:.4f}"])
+    for images, row in report["sizes"].items():
+        example, native, mmseg = row["example"], row["native"], row["mmseg"]
+        rows.append([images, _speed(example["samples_per_second"]), _speed(native["samples_per_second"]),
+                     f"**{row['native_over_example']:.2f}×**", _speed(mmseg["samples_per_second"]),
+                     f"**{row['mmseg_over_example']:.2f}×**",
+                     " / ".join(f"{side['peak_rss_mib'] / 1024:.2f}" for side in (example, native, mmseg)) + " GiB",
+                     " / ".join(f"{side['mean_iou']:.4f}" for side in (example, native, mmseg))])
     lines = _markdown(
-        f"Measured{_date(report)} on {report['device']}: {report['model']}, {report['images']}, eval batch "
-        f"{report['eval_batch_size']}; load average {report['load_average_before'][0]:.2f} before, "
-        f"{report['load_average_after'][0]:.2f} after.",
-        ["validation images", "example samples/s", "toolkit samples/s", "toolkit / example", "example peak RSS",
-         "toolkit peak RSS", "example mIoU (at 512×512)", "toolkit mIoU (native size)"], rows)
-    memory = report["toolkit_peak_rss_mib"]
-    sizes = sorted(int(key) for key in memory if key.isdigit())
-    lines += ["", f"Toolkit peak RSS at {sizes[0]} and {sizes[-1]} images: {memory[str(sizes[0])] / 1024:.2f} and "
-                  f"{memory[str(sizes[-1])] / 1024:.2f} GiB ({memory['largest_over_smallest']:.3f}×; target ≤ 1.10)."]
+        f"Measured{_date(report)}{_commit(report)} on {report['device']}: {report['model']}, {report['images']}, "
+        f"eval batch {report['eval_batch_size']}. Pixels run per image: the example {pixels['example']:,} (its "
+        f"512×512 resize), `--protocol native` {pixels['native']:,}, `--protocol mmseg` {pixels['mmseg']:,} "
+        f"({pixels['mmseg'] / pixels['example']:.2f}× the example's). Load average "
+        f"{report['load_average_before'][0]:.2f} before, {report['load_average_after'][0]:.2f} after.",
+        ["validation images", "example samples/s", "native samples/s", "native / example", "mmseg samples/s",
+         "mmseg / example", "peak RSS: example / native / mmseg", "mIoU: example (at 512×512) / native / mmseg"],
+        rows)
+    for protocol, memory in report["toolkit_peak_rss_mib"].items():
+        sizes = sorted(int(key) for key in memory if key.isdigit())
+        lines += ["", f"Toolkit peak RSS under `--protocol {protocol}` at {sizes[0]} and {sizes[-1]} images: "
+                      f"{memory[str(sizes[0])] / 1024:.2f} and {memory[str(sizes[-1])] / 1024:.2f} GiB "
+                      f"({memory['largest_over_smallest']:.3f}×; target ≤ 1.10)."]
     return "\n".join(lines)
+
+
+EVAL_TARGETS = {"native": "≥ 1.5×", "mmseg": "≥ 1.0×"}
+
+
+def eval_summary(report: dict) -> str:
+    """The README's lines: toolkit / example at the largest size, under each protocol."""
+    images = max(report["sizes"], key=int)
+    row = report["sizes"][images]
+    return "\n".join(_markdown(
+        f"Evaluation speed against the transformers example ({report['model']}, {images} VOC-sized images, eval "
+        f"batch {report['eval_batch_size']}, side by side; measured{_date(report)}{_commit(report)} on "
+        f"{report['device']}; [details](docs/benchmarks.md#evaluation-against-the-transformers-example)):",
+        ["toolkit protocol", "toolkit / example", "target"],
+        [[f"`--protocol {protocol}`", f"**{row[f'{protocol}_over_example']:.2f}×**", target]
+         for protocol, target in EVAL_TARGETS.items()]))
 
 
 def train_table(report: dict) -> str:
@@ -100,37 +128,51 @@ def bootstrap_table(report: dict) -> str:
         ["what", "images", "evaluation without it", "with it", "added", "target"], rows))
 
 
-TABLES = {"eval": eval_table, "train": train_table, "padding": padding_table, "bootstrap": bootstrap_table}
+# NAME -> (the JSON it is rendered from, the renderer)
+TABLES = {"eval": ("eval", eval_table), "eval-summary": ("eval", eval_summary), "train": ("train", train_table),
+          "padding": ("padding", padding_table), "bootstrap": ("bootstrap", bootstrap_table)}
+PAGES = ("docs/benchmarks.md", "README.md")
 
 
 def tables() -> dict[str, str]:
-    """NAME -> markdown for the benchmark JSONs in bench/results/: NAME.json, then any NAME-*.json
+    """NAME -> markdown for the benchmark JSONs in bench/results/: SOURCE.json, then any SOURCE-*.json
     (the same benchmark on other data), one table each."""
     rendered = {}
-    for name, render in TABLES.items():
-        main = RESULTS / f"{name}.json"
-        files = ([main] if main.is_file() else []) + sorted(RESULTS.glob(f"{name}-*.json"))
+    for name, (source, render) in TABLES.items():
+        main = RESULTS / f"{source}.json"
+        files = ([main] if main.is_file() else []) + sorted(RESULTS.glob(f"{source}-*.json"))
         if files:
             rendered[name] = "\n\n".join(render(json.loads(path.read_text())) for path in files)
     return rendered
 
 
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- bench:{re.escape(name)} -->\n).*?(<!-- /bench:{re.escape(name)} -->)", re.DOTALL)
+
+
+def render_page(text: str, rendered: dict[str, str] | None = None) -> str:
+    """`text` with each of its marked blocks replaced by the table rendered for it."""
+    rendered = tables() if rendered is None else rendered
+    for name, table in rendered.items():
+        text = _block(name).sub(lambda match, table=table: match.group(1) + table + "\n" + match.group(2), text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", type=Path, help="the page whose marked blocks are replaced (docs/benchmarks.md)")
+    parser.add_argument("--write", type=Path, nargs="+", help="the pages whose marked blocks are replaced "
+                                                                "(docs/benchmarks.md README.md)")
     options = parser.parse_args()
     rendered = tables()
     if not options.write:
         for name, table in rendered.items():
             print(f"## {name}\n\n{table}\n")
         return
-    text = options.write.read_text()
-    for name, table in rendered.items():
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.DOTALL)
-        if not pattern.search(text):
-            raise SystemExit(f"{options.write} has no <!-- bench:{name} --> ... <!-- /bench:{name} --> block")
-        text = pattern.sub(lambda match: match.group(1) + table + "\n" + match.group(2), text)
-    options.write.write_text(text)
+    for page in options.write:
+        text = page.read_text()
+        if not any(_block(name).search(text) for name in rendered):
+            raise SystemExit(f"{page} has no <!-- bench:NAME --> ... <!-- /bench:NAME --> block")
+        page.write_text(render_page(text, rendered))
 
 
 if __name__ == "__main__":
