@@ -1,11 +1,13 @@
 """How a model is evaluated: the test-time resize, whole-image or sliding-window inference, and
 multi-scale + flip test-time augmentation, as published segmentation tables report them.
 
-`EvalProtocol` names one way; `predict_probabilities` applies it to normalised images of one size
-and returns class probabilities at that size. `SegTrainer` uses it whenever the protocol is not the
-plain one (whole image, native resolution, one scale, no flip), which keeps its own batched path.
-Images run together only when they run at the same size, so each is padded exactly as it would be
-alone and a batch scores what one image at a time scores; sliding windows run in batches of windows.
+`EvalProtocol` names one way; `image_probabilities` applies it to normalised images of one size and
+yields each image's class probabilities (`predict_probabilities`: all of them as one tensor).
+`SegTrainer` uses it whenever the protocol is not the plain one (whole image, native resolution,
+one scale, no flip), which keeps its own batched path. Images run together only when they run at
+the same size, so each is padded exactly as it would be alone and a batch scores what one image at
+a time scores; sliding windows run in batches of windows; the per-pixel work after the model runs
+image by image (one image's maps stay in the CPU's cache, a batch's do not).
 
 - ``resize="native"`` never resizes an image that fits the eval size (a larger one is shrunk to
   fit in ``whole`` mode); ``resize="short_side"`` resizes the image so its short side is
