@@ -6,10 +6,11 @@ figure is typed by hand).
 
 Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in a
 page, for NAME in eval (bench_eval.py), eval-summary (the README's lines of it), train
-(bench_train.py), padding (bench_padding.py) and bootstrap (bench_bootstrap.py), from the JSON
-``bench/results/SOURCE.json`` and any ``SOURCE-*.json`` (the same benchmark on other data); a
-benchmark without a JSON leaves its block as it is. ``tests/test_readme.py`` checks that every
-page's blocks are what this renders from the committed JSON.
+(bench_train.py), train-data (bench_train.py --data_only), padding (bench_padding.py) and
+bootstrap (bench_bootstrap.py), from the JSON ``bench/results/SOURCE.json`` and any
+``SOURCE-*.json`` (the same benchmark on other data); a benchmark without a JSON leaves its block as
+it is. ``tests/test_readme.py`` checks that every page's blocks are what this renders from the
+committed JSON.
 """
 
 from __future__ import annotations
@@ -98,6 +99,27 @@ def train_table(report: dict) -> str:
          "data loader images/s (workers)", "preparing a batch, share of a step"], rows))
 
 
+def train_data_table(report: dict) -> str:
+    workers = report["projected_workers"]
+    counts = list(next(iter(report["protocols"].values()))["images_per_second"])
+    rows = []
+    for protocol, row in report["protocols"].items():
+        jitter = ("long side 0.5–2.0 crops" if protocol == "native"
+                  else f"short side 0.5–2.0 × {report['crop_size']} px (mmsegmentation's)")
+        rows.append([f"`{protocol}`: {jitter}", *(_speed(row["images_per_second"][count]) for count in counts),
+                     f"{row[f'projected_images_per_second_at_{workers}_workers']:.0f}",
+                     f"{row[f'batch_seconds_at_{workers}_workers'] * 1000:.0f} ms",
+                     f"**{row['shortest_step_under_target_seconds']:.2f} s**"])
+    return "\n".join(_markdown(
+        f"Measured{_date(report)}{_commit(report)} on {report['device']} ({report['torch_threads']} threads): the "
+        f"training data loader alone (decode, scale jitter, crop {report['crop_size']}, flip, normalise, collate), "
+        f"batch {report['batch_size']}, {report['measured_steps']} batches timed per run, runs alternating; load "
+        f"average {report['load_average_before'][0]:.2f} before, {report['load_average_after'][0]:.2f} after. "
+        f"At {workers} workers: {workers} × the one-process rate (0 workers), projected, not measured.",
+        ["scale jitter", *(f"images/s, {count} workers" for count in counts), f"images/s, {workers} workers",
+         f"a batch at {workers} workers", f"shortest GPU step it stays under {report['share_target']:.0%} of"], rows))
+
+
 def padding_table(report: dict) -> str:
     rows = [[name, f"{row['batch']['mean_iou']:.4f}", f"{row['square']['mean_iou']:.4f}",
              f"{row['batch']['mean_iou'] - row['square']['mean_iou']:+.4f}",
@@ -130,6 +152,7 @@ def bootstrap_table(report: dict) -> str:
 
 # NAME -> (the JSON it is rendered from, the renderer)
 TABLES = {"eval": ("eval", eval_table), "eval-summary": ("eval", eval_summary), "train": ("train", train_table),
+          "train-data": ("train_data", train_data_table),
           "padding": ("padding", padding_table), "bootstrap": ("bootstrap", bootstrap_table)}
 PAGES = ("docs/benchmarks.md", "README.md")
 
