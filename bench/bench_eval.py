@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
+from common import device_name, measured_commit, write_report  # bench/common.py (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -184,15 +184,6 @@ def pixels_run_per_image(sizes: list[tuple[int, int]]) -> dict[str, int]:
                           for height, width in sizes)}
 
 
-def measured_commit() -> str:
-    """The commit measured, with ``+changes`` when the package or the bench differ from it."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
-                            check=True).stdout.strip()
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "hf_segcompare", "bench/bench_eval.py"],
-                             capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
-    return commit + ("+changes" if changed else "")
-
-
 def _measure(side: str, images: int, options) -> dict:
     """One run of `side` (``example`` or a protocol of the toolkit) in a fresh process."""
     command = [sys.executable, __file__, "--_run", side, "--_images", str(images), "--workdir", str(options.workdir),
@@ -251,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "bench_eval",
         "date": time.strftime("%Y-%m-%d"),
-        "commit": measured_commit(),
+        "commit": measured_commit(["hf_segcompare", "bench/bench_eval.py"]),
         "device": device_name(),
         "model": "segformer-b0 (random weights, seed 0)",
         "eval_batch_size": EVAL_BATCH,

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import device_name, write_report  # bench/common.py (this folder is on sys.path)
+from common import device_name, measured_commit, write_report  # bench/common.py (this folder is on sys.path)
 from transformers import TrainerCallback
 
 from hf_segcompare.config.arguments import SegTrainingArguments, from_recipe
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "bench_train",
         "date": time.strftime("%Y-%m-%d"),
+        "commit": measured_commit(["hf_segcompare", "bench/bench_train.py"]),
         "device": device_name(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
