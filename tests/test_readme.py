@@ -111,3 +111,25 @@ def test_the_readme_is_a_front_page_and_links_every_reference_page():
     assert len(readme.splitlines()) <= 260
     for page in sorted((REPO_ROOT / "docs").glob("*.md")):
         assert f"(docs/{page.name}" in readme, page.name
+
+
+def test_the_benchmark_tables_are_what_bench_report_renders_from_the_committed_json():
+    """Every marked table of the README and docs/benchmarks.md is bench/report.py's rendering of the
+    JSON in bench/results/: a figure typed by hand, or a JSON committed without its tables, fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_report", REPO_ROOT / "bench" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    rendered = report.tables()
+    assert {"eval", "eval-summary", "train", "padding", "bootstrap"} <= set(rendered)
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "<!-- bench:eval-summary -->" in readme and "`--protocol mmseg`" in rendered["eval-summary"]
+    for page in report.PAGES:
+        text = (REPO_ROOT / page).read_text()
+        assert report.render_page(text, rendered) == text, (
+            f"{page}'s benchmark tables differ from bench/results/: run .venv/bin/python bench/report.py --write "
+            f"{' '.join(report.PAGES)}")
+    # The check can fail: a figure changed by hand is put back.
+    tampered = readme.replace("| `--protocol native` | **", "| `--protocol native` | **9")
+    assert tampered != readme and report.render_page(tampered, rendered) == readme
