@@ -62,6 +62,11 @@ class CheckpointError(SegCompareError, RuntimeError):
     """A checkpoint cannot be resumed or written; the message says which and what is intact."""
 
 
+class IncompatibleTransformers(SegCompareError, RuntimeError):
+    """The installed transformers changed a private `Trainer` method the toolkit overrides; the
+    message names the version, the method and what to install instead."""
+
+
 class TrainingDiverged(SegCompareError, RuntimeError):
     """The loss, a gradient or a weight became NaN/inf; `step` is the optimizer step where it was seen."""
 

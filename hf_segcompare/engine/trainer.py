@@ -14,8 +14,9 @@ are set on a copy.
   without the renaming `from_pretrained` applies (transformers issue #43701, PR #48822): a
   resumed SegFormer silently keeps random weights for 116 tensors. `SegTrainer` reloads the
   checkpoint through `from_pretrained` after Trainer's own load, and stops if any weight of the
-  model is still not in it. Once transformers fixes the bug the reload is a harmless repeat and
-  `checkpoints.restore_checkpoint_weights` can go; the check stays.
+  model is still not in it. A checkpoint that holds the model's own weight names (the smp
+  adapters'; any model's once transformers saves or converts them itself) was loaded whole by
+  Trainer and is not reloaded.
 - **Divergence stops the run.** A non-finite loss or gradient norm at any optimizer step (on any
   process), or a non-finite weight before an evaluation or a save, raises `TrainingDiverged`
   naming the step. No checkpoint with non-finite weights is ever written, so the last one on disk
@@ -23,6 +24,9 @@ are set on a copy.
 - **Evaluation scores the saved weights.** Under several processes each keeps its own
   BatchNorm statistics; before every evaluation the main process's are shared, so the figure
   belongs to the weights that are saved and published.
+- **Private Trainer methods checked.** Four of these guarantees override private `Trainer`
+  methods; each is checked against the installed transformers when a `SegTrainer` is built
+  (`trainer_internals.check_trainer_internals`), and a changed one stops with one line.
 - **No half-written checkpoint.** A save that fails (a full disk, a vanished folder) removes the
   partial ``checkpoint-N`` and raises `CheckpointError` naming the folder and the cause (ENOSPC for
   a full disk); the previous checkpoint stays whole.
@@ -74,6 +78,7 @@ from .losses import SegmentationLoss
 from .optim import trainer_optimizer
 from .sync_batchnorm import convert_to_sync_batchnorm, resolve_sync_batchnorm
 from .tensorboard import add_prediction_grid
+from .trainer_internals import check_trainer_internals, saved_under_model_names
 from .training_args import SegTrainingArguments
 
 # The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
@@ -139,6 +144,7 @@ class SegTrainer(Trainer):
                  crop_size: int | None = None, eval_size: int | None = None, eval_padding: str = "batch",
                  eval_protocol: EvalProtocol | None = None, channels_last: bool | None = None,
                  loss: SegmentationLoss | None = None, sync_batchnorm: bool | None = None, **kwargs):
+        check_trainer_internals()  # the private Trainer methods overridden below are still what they were
         # Set on a copy: the transforms read the image/label columns (Trainer must not drop them), and
         # our metrics sum per-batch confusion matrices (batch_eval_metrics).
         changes = {"remove_unused_columns": False} if args.remove_unused_columns else {}
@@ -361,14 +367,20 @@ class SegTrainer(Trainer):
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # those load their own formats
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             return
-        # Trainer's plain load_state_dict misses every renamed weight and logs kilobytes of "missing
-        # keys" that read as a failure; the reload below restores them all, and says so in one line.
+        # Trainer's plain load_state_dict misses every weight saved under a legacy name (#43701) and logs
+        # kilobytes of "missing keys" that read as a failure; the reload below restores them all, and says
+        # so in one line. A checkpoint holding the model's own names (the smp adapters'; any model's once
+        # transformers saves or converts them itself) was loaded whole already: nothing to reload.
+        model = model if model is not None else self.model
         with quiet_transformers():
             super()._load_from_checkpoint(resume_from_checkpoint, model)
-            restore_checkpoint_weights(model if model is not None else self.model, resume_from_checkpoint)
+            renamed = not saved_under_model_names(model, resume_from_checkpoint)
+            if renamed:
+                restore_checkpoint_weights(model, resume_from_checkpoint)
         if self.is_world_process_zero():
-            print(f"resumed from {Path(resume_from_checkpoint).name}: every weight restored under the names the "
-                  "model uses (transformers issue #43701)", flush=True)
+            how = ("every weight restored under the names the model uses (transformers issue #43701)" if renamed
+                   else "every weight loaded under the model's own names")
+            print(f"resumed from {Path(resume_from_checkpoint).name}: {how}", flush=True)
 
     # ---- divergence
     def training_step(self, model, inputs, num_items_in_batch=None):
