@@ -172,7 +172,7 @@ def run_toolkit(workdir: Path, images: int, protocol: str) -> dict:
 
 def pixels_run_per_image(sizes: list[tuple[int, int]]) -> dict[str, int]:
     """The mean number of pixels each side runs the model on per image (padding included)."""
-    from hf_segcompare.data.transforms import padded_shape, size_to_fit
+    from hf_segcompare.data.transforms import batch_shape, padded_shape
     from hf_segcompare.evaluation.protocol import short_side_size
 
     def mean(shapes):
@@ -180,8 +180,7 @@ def pixels_run_per_image(sizes: list[tuple[int, int]]) -> dict[str, int]:
 
     return {"example": EXAMPLE_SIZE[0] * EXAMPLE_SIZE[1],
             "native": mean(padded_shape(height, width, 512) for height, width in sizes),
-            "mmseg": mean(tuple(size_to_fit(side) for side in short_side_size(height, width, 512))
-                          for height, width in sizes)}
+            "mmseg": mean(batch_shape([short_side_size(height, width, 512)]) for height, width in sizes)}
 
 
 def _measure(side: str, images: int, options) -> dict:

@@ -32,7 +32,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..data.transforms import SIZE_MULTIPLE, pad_batch, shrunk_size, size_to_fit
+from ..data.transforms import SIZE_MULTIPLE, pad_batch, shrunk_size, size_to_fit, to_float_and_normalize
 from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
@@ -180,7 +180,6 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     """
     from ..data.images import to_rgb
     from ..data.masks import mask_to_array
-    from ..data.transforms import to_float_and_normalize
 
     normalize = v2.Compose(to_float_and_normalize(mean, std))
 
