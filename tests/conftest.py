@@ -18,6 +18,25 @@ import pytest
 from hf_segcompare.data import generate_synthetic_voc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def declared_requirements() -> list:
+    """setup.cfg's install_requires, as `packaging` requirements."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    return [Requirement(line) for line in config["options"]["install_requires"].split("\n") if line.strip()]
+
+
+def pytest_report_header(config) -> str:
+    """The installed version of every declared dependency, at the top of the run's log: CI runs the
+    suite on the latest releases and the fast subset on constraints/minimum.txt, and its log says which."""
+    from importlib.metadata import version
+
+    return "dependencies: " + ", ".join(f"{r.name} {version(r.name)}" for r in declared_requirements())
 RUN_SEG = REPO_ROOT / "scripts" / "run_seg.py"
 # 7 validation images: with an eval batch of 2 on 2 processes (4 per step) the last step is partial.
 TINY_TREE = {"num_train": 16, "num_val": 7, "min_size": 32, "max_size": 64, "seed": 3}

@@ -15,6 +15,9 @@ from hf_segcompare.models import create_model
 
 from .conftest import run_seg_in_process
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 def test_the_installed_transformers_has_every_overridden_method_as_expected():
     check_trainer_internals()
@@ -76,7 +79,7 @@ def test_a_changed_private_method_stops_the_command_before_anything_is_written(v
 def test_the_resume_workaround_reloads_only_a_checkpoint_saved_under_other_names(tmp_path, monkeypatch, name):
     """smp's U-Net saves its own weight names: Trainer's load restores it whole and the #43701 reload
     is not run. transformers 5.24 saves SegFormer under legacy names: the reload runs and restores it
-    (5.2 saved its own names, and there the reload is skipped for SegFormer too)."""
+    (a release that saves its own names, as 5.2 did, skips the reload for SegFormer too)."""
     from hf_segcompare.config.arguments import from_recipe
     from hf_segcompare.engine.trainer import SegTrainer
 

@@ -14,7 +14,6 @@ resizes to a fixed square, which distorts a 500x375 image), hence this small cla
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Sequence
 
@@ -124,15 +123,9 @@ def register_auto_classes() -> None:
     # The pipeline finds the class by the name in preprocessor_config.json among registered
     # processors; one registration (any config) makes it findable for every model, SegFormer's
     # included. It works on torchvision tensors: registered as the torchvision backend.
-    # transformers 5.2 to 5.x take the class as `slow_image_processor_class`; later releases name
-    # backends in `image_processor_classes` (and may drop the old keyword).
-    backends = "image_processor_classes" in inspect.signature(AutoImageProcessor.register).parameters
     for config_class in (SmpSegConfig, ViTSegConfig):
-        if backends:
-            AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": SegImageProcessor},
-                                        exist_ok=True)
-        else:
-            AutoImageProcessor.register(config_class, slow_image_processor_class=SegImageProcessor, exist_ok=True)
+        AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": SegImageProcessor},
+                                    exist_ok=True)
 
 
 register_auto_classes()
