@@ -30,6 +30,9 @@ from hf_segcompare.models import IMAGENET
 
 from .conftest import TINY_TREE
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 IMAGENET_MEAN, IMAGENET_STD = IMAGENET.mean, IMAGENET.std
 
 

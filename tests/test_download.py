@@ -13,6 +13,9 @@ from hf_segcompare.data.download import download_voc
 
 from .local_server import LocalServer
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 class TarServer(LocalServer):
     """Serves one payload at /VOC.tar with Range support; records every request's Range header."""

@@ -18,6 +18,9 @@ from hf_segcompare.data import generate_synthetic_voc, load_voc
 from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import IGNORE_INDEX, VOC_LABELS
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 class PixelConfig(PretrainedConfig):
     model_type = "per-pixel-test"

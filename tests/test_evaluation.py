@@ -16,6 +16,9 @@ from hf_segcompare.evaluation.protocol import EvalProtocol, predict_probabilitie
 from hf_segcompare.models import create_model
 from hf_segcompare.models.registry import IMAGENET
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 WHOLE = EvalProtocol()
 
 

@@ -44,6 +44,7 @@ def _files_hold(folder, secret: str) -> list[str]:
 # One of the toolkit's own adapters through the whole launch-train-push-pull path (segformer-tiny is
 # pushed by the retry test below, deeplabv3plus-tiny pulled by id; every architecture's save and load
 # through the Auto classes is tested in test_models.py).
+@pytest.mark.fast  # the real huggingface_hub client end to end: in the subset run on the lower bounds
 @pytest.mark.parametrize("model", ["unet-tiny"])
 def test_push_then_pull_gives_the_same_model_and_card(model, voc_tree, tmp_path):
     import subprocess

@@ -15,6 +15,9 @@ from hf_segcompare.labels import VOC_CLASSES
 
 from .conftest import free_port
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 # The generated trees hold VOC's class ids; a dataset of one's own names its classes (here: VOC's).
 VOC_NAMES = LabelOptions(names=VOC_CLASSES, names_source="the test")
 

@@ -17,6 +17,9 @@ from hf_segcompare.data.images import UnsupportedImage, open_rgb, to_rgb
 from hf_segcompare.data.transforms import eval_transforms
 from hf_segcompare.errors import InvalidSamplesError
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 NAMES = LabelOptions(names=("background", "thing"), names_source="the test")
 
 

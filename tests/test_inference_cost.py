@@ -8,6 +8,9 @@ import torch
 from hf_segcompare.evaluation.cost import flops_per_image, inference_speed
 from hf_segcompare.models import create_model
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 class OneByOne(torch.nn.Module):
     def __init__(self):

@@ -20,6 +20,9 @@ from hf_segcompare.evaluation.intervals import mean_iou_interval, paired_differe
 from hf_segcompare.evaluation.metrics import SegmentationMetrics, mean_iou
 from hf_segcompare.evaluation.per_image import PerImageCounts, mean_iou_of
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 def _counts(intersection, predicted, label, ids=None) -> PerImageCounts:
     images, classes = intersection.shape

@@ -24,6 +24,9 @@ from hf_segcompare.labels import LabelSet
 
 from .own_data import png_bytes
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize("content, suffix", [
     ('{"0": "road", "2": "car", "1": "sidewalk"}', ".json"),

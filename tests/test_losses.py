@@ -22,6 +22,9 @@ from hf_segcompare.errors import UsageError
 
 from .conftest import run_seg_in_process
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 CLASSES, VOID = 4, 255
 WEIGHTS = [0.5, 2.0, 1.0, 3.0]
 

@@ -19,6 +19,9 @@ from hf_segcompare.evaluation.metrics import (
     torch_confusion_matrices,
 )
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 
 def direct_mean_iou(predictions, references, num_labels, ignore_index=IGNORE_INDEX, label_map=None,
                     reduce_labels=False, nan_to_num=None):

@@ -10,6 +10,9 @@ from hf_segcompare.engine.trainer import SegTrainer
 from hf_segcompare.labels import IGNORE_INDEX, VOC_CLASSES, VOC_LABELS
 from hf_segcompare.models import SmpForSemanticSegmentation, SmpSegConfig, count_parameters, create_model, list_models
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 REFERENCE_PARAMETERS = {  # the reference counts the project was specified with: 21 classes, random init
     "unet": 32_524_005,
     "deeplabv3plus": 26_682_725,

@@ -20,7 +20,7 @@ def _build_wheel(folder: Path) -> Path:
     would otherwise stay in the checkout (and could carry files deleted since into a later wheel)."""
     source = folder / "source"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "outputs", "*.egg-info", "__pycache__", ".pytest_cache", "model_cards", "bench"))
+        ".git", ".venv*", "build", "outputs", "*.egg-info", "__pycache__", ".pytest_cache", "model_cards", "bench"))
     # No build isolation: the setuptools of this environment builds it, with nothing downloaded.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(folder), str(source)], check=True, capture_output=True, timeout=300)

@@ -22,6 +22,9 @@ from hf_segcompare.data import (
 )
 from hf_segcompare.data import validation as validation_module
 
+# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
+pytestmark = pytest.mark.fast
+
 TREE = {"num_train": 10, "num_val": 5, "min_size": 32, "max_size": 48, "seed": 11}
 
 
