@@ -25,9 +25,6 @@ from hf_segcompare.report.results import RunResults
 
 from .conftest import run_seg_in_process
 
-# in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
-pytestmark = pytest.mark.fast
-
 FPN = ModelEntry(
     "fpn-tiny", family="cnn", description="FPN with timm's test ResNet encoder (registered by a test)",
     config_class=SmpSegConfig, model_class=SmpForSemanticSegmentation,
