@@ -18,6 +18,9 @@ import pytest
 from hf_segcompare.data import generate_synthetic_voc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_SEG = REPO_ROOT / "scripts" / "run_seg.py"
+# 7 validation images: with an eval batch of 2 on 2 processes (4 per step) the last step is partial.
+TINY_TREE = {"num_train": 16, "num_val": 7, "min_size": 32, "max_size": 64, "seed": 3}
 
 
 def declared_requirements() -> list:
@@ -37,9 +40,6 @@ def pytest_report_header(config) -> str:
     from importlib.metadata import version
 
     return "dependencies: " + ", ".join(f"{r.name} {version(r.name)}" for r in declared_requirements())
-RUN_SEG = REPO_ROOT / "scripts" / "run_seg.py"
-# 7 validation images: with an eval batch of 2 on 2 processes (4 per step) the last step is partial.
-TINY_TREE = {"num_train": 16, "num_val": 7, "min_size": 32, "max_size": 64, "seed": 3}
 
 
 @pytest.fixture(scope="session")
