@@ -23,15 +23,20 @@ RUN_SEG = REPO_ROOT / "scripts" / "run_seg.py"
 TINY_TREE = {"num_train": 16, "num_val": 7, "min_size": 32, "max_size": 64, "seed": 3}
 
 
-def declared_requirements() -> list:
-    """setup.cfg's install_requires, as `packaging` requirements."""
+def setup_cfg_options():
+    """setup.cfg's [options] section."""
     import configparser
-
-    from packaging.requirements import Requirement
 
     config = configparser.ConfigParser()
     config.read(REPO_ROOT / "setup.cfg")
-    return [Requirement(line) for line in config["options"]["install_requires"].split("\n") if line.strip()]
+    return config["options"]
+
+
+def declared_requirements() -> list:
+    """setup.cfg's install_requires, as `packaging` requirements."""
+    from packaging.requirements import Requirement
+
+    return [Requirement(line) for line in setup_cfg_options()["install_requires"].split("\n") if line.strip()]
 
 
 def pytest_report_header(config) -> str:

@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .conftest import REPO_ROOT, declared_requirements
+from .conftest import REPO_ROOT, declared_requirements, setup_cfg_options
 
 # in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
 pytestmark = pytest.mark.fast
@@ -41,14 +41,11 @@ def test_every_declared_dependency_has_a_lower_bound_and_the_minimum_constraints
 
 
 def test_the_readme_states_the_tested_range_setup_cfg_declares():
-    import configparser
     import re
 
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     tested_range = readme[readme.index("**Tested range.**"):]
-    config = configparser.ConfigParser()
-    config.read(REPO_ROOT / "setup.cfg")
-    stated = [f"Python ≥ {config['options']['python_requires'].removeprefix('>=')}"]
+    stated = [f"Python ≥ {setup_cfg_options()['python_requires'].removeprefix('>=')}"]
     stated += [f"{r.name} ≥ {_lower_bound(r)}" for r in declared_requirements()]
     missing = [floor for floor in stated if not re.search(re.escape(floor) + r"(?![\d.]*\d)", tested_range)]
     assert not missing, f"README.md's tested range does not say {missing}: state setup.cfg's floors there"
