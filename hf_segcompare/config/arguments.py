@@ -188,7 +188,7 @@ class DataArguments:
                                          "--eval_scales, or alone), recorded as its own result."})
     bootstrap_samples: int = field(
         default=BOOTSTRAP_SAMPLES,
-        metadata={"help": "Resamples of the validation images for the 95 % confidence interval of the final mean "
+        metadata={"help": "Resamples of the validation images for the 95 %% confidence interval of the final mean "
                           "IoU (seeded; saved per image in per_image.npz, so the comparison page pairs runs)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
