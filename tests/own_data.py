@@ -115,3 +115,60 @@ def write_cityscapes(root: Path, train: list, validation: list, city: str = "aac
             Image.fromarray(mask).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
             Image.fromarray(mask).save(root / "gtFine" / split / city / f"{stem}_gtFine_color.png")  # ignored
     return root
+
+
+# CamVid's colours for five of its classes; Void, Sky, Building, Tree and Car are also VOC palette colours.
+CAMVID_TABLE = [("Sky", (128, 128, 128)), ("Building", (128, 0, 0)), ("Tree", (128, 128, 0)), ("Car", (64, 0, 128)),
+                ("Void", (0, 0, 0))]
+
+
+def rgb_mask(mask: np.ndarray, table: list) -> np.ndarray:
+    """The RGB mask of a class-id mask, each id drawn in its table row's colour."""
+    rgb = np.zeros((*mask.shape, 3), dtype=np.uint8)
+    for class_id, (_, colour) in enumerate(table):
+        rgb[mask == class_id] = colour
+    return rgb
+
+
+def write_camvid(root: Path, train: list, validation: list, table: list | None = CAMVID_TABLE) -> Path:
+    """CamVid's layout: ``train/`` + ``train_labels/`` (``<name>_L.png`` RGB masks), ``val/`` + ``val_labels/``,
+    a ``test/`` split that is not scored, and ``class_dict.csv`` (name,r,g,b) unless `table` is None."""
+    for split, pairs in (("train", train), ("val", validation), ("test", validation[:1])):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}_labels").mkdir()
+        for index, (image, mask) in enumerate(pairs):
+            Image.fromarray(image).save(root / split / f"0001TP_{index:06d}.png")
+            Image.fromarray(rgb_mask(mask, CAMVID_TABLE)).save(root / f"{split}_labels" / f"0001TP_{index:06d}_L.png")
+    if table is not None:
+        rows = ["name,r,g,b"] + [f"{name},{r},{g},{b}" for name, (r, g, b) in table]
+        (root / "class_dict.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def write_images_and_masks(root: Path, splits: dict[str, list], mask_suffix: str = ".png",
+                           save_mask=None) -> Path:
+    """``images/<split>/<n>.jpg`` and ``masks/<split>/<n><mask_suffix>`` (no metadata): the layout
+    most tools export. `save_mask(array, path)` writes a mask (default: an 8-bit PNG as it is)."""
+    for split, pairs in splits.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for index, (image, mask) in enumerate(pairs):
+            Image.fromarray(image).save(root / "images" / split / f"{index:04d}.jpg", quality=95)
+            path = root / "masks" / split / f"{index:04d}{mask_suffix}"
+            (save_mask or (lambda array, target: Image.fromarray(array).save(target)))(mask, path)
+    return root
+
+
+def write_saved_dataset(root: Path, splits: dict[str, list], names: list[str]) -> Path:
+    """A ``DatasetDict.save_to_disk`` folder: image and label Image columns, the label a ClassLabel-free
+    mask, with the classes in an id2label.json beside it."""
+    from datasets import Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    features = Features({"image": ImageFeature(), "label": ImageFeature()})
+    DatasetDict({split: Dataset.from_dict(
+        {"image": [{"bytes": png_bytes(image), "path": None} for image, _ in pairs],
+         "label": [{"bytes": png_bytes(mask), "path": None} for _, mask in pairs]}, features=features)
+        for split, pairs in splits.items()}).save_to_disk(str(root))
+    write_id2label(root, names)
+    return root

@@ -58,9 +58,15 @@ def test_a_label_map_in_each_form_and_a_bad_one(tmp_path):
     (tmp_path / "map.json").write_text(json.dumps({"7": 0, "8": 1}))
     (tmp_path / "map.txt").write_text("7 0\n8: 1\n")
     assert read_label_map(tmp_path / "map.json") == read_label_map(tmp_path / "map.txt") == {7: 0, 8: 1}
+    # Inline JSON, and raw values of 16-bit masks, are maps too.
+    assert read_label_map('{"0": 0, "255": 1}') == {0: 0, 255: 1} and read_label_map('{"1000": 2}') == {1000: 2}
     (tmp_path / "bad.json").write_text(json.dumps({"7": 300}))
-    with pytest.raises(DataError, match=r"bad.json: values \[300\] are outside 0-255"):
+    with pytest.raises(DataError, match=r"bad.json: class ids \[300\] are outside 0-255"):
         read_label_map(tmp_path / "bad.json")
+    with pytest.raises(DataError, match=r"raw values \[70000\] are outside 0-65535"):
+        read_label_map('{"70000": 1}')
+    with pytest.raises(DataError, match="--label_map {\"0\": : not valid JSON"):
+        read_label_map('{"0": ')
 
 
 def test_the_decoding_maps_then_reduces_and_ignores_what_it_does_not_map():
@@ -68,6 +74,7 @@ def test_the_decoding_maps_then_reduces_and_ignores_what_it_does_not_map():
     assert (mapped[7], mapped[8], mapped[0], mapped[255]) == (0, 1, 255, 255)
     reduced = MaskDecoding(reduce_labels=True).lookup(void=255)
     assert (reduced[0], reduced[1], reduced[150], reduced[255]) == (255, 0, 149, 255)
+    assert reduced[256] == -1  # a 16-bit value has no meaning once reduced: validation names it
     assert MaskDecoding().lookup(void=255) is None  # values taken as they are
 
 
@@ -79,6 +86,9 @@ def test_options_that_cannot_work_are_refused():
         LabelOptions.from_files(ignore_index="none", reduce_labels=True)
     with pytest.raises(DataError, match="ignore_index 0 is also the id of class 'unlabeled'"):
         LabelOptions(ignore_index=0).resolve((("unlabeled", "road"), "id2label.json"), "data")
+    # Whose order would decide what a value becomes: refused, saying how to write it as one map.
+    with pytest.raises(DataError, match="--label_map and --reduce_labels both say what each raw value becomes"):
+        LabelOptions.from_files(label_map='{"1": 0}', reduce_labels=True)
 
 
 def test_validation_checks_values_after_the_decoding_and_stores_class_ids():

@@ -143,7 +143,7 @@ def _break_rgb_colours(tree, sample_id):
     rgb = np.array(Image.open(path).convert("RGB"))
     rgb[0, 0] = (1, 2, 3)
     Image.fromarray(rgb).save(path)
-    return r"RGB mask with colours that are not VOC palette colours of the label set's ids \[\(1, 2, 3\)\]"
+    return r"RGB mask with colours that are not in VOC's colour map: \[\(1, 2, 3\)\]"
 
 
 @pytest.mark.parametrize("breaker", [_break_truncated_image, _break_size, _break_values, _break_rgb_colours])

@@ -5,16 +5,35 @@ From an installed package: ``python -m hf_segcompare.cli.predict ...`` (``script
     python scripts/predict.py --model outputs/segformer-b0 --input photo.jpg --output_dir predictions
     python scripts/predict.py --model you/segformer-b0-voc --input photos/ --output_dir predictions
 
---model is a folder saved by run_seg.py or a Hub repo id; --input a file or a folder of images
-(.jpg, .jpeg, .png, .bmp, .webp). For each image it writes <name>_mask.png (palette PNG whose pixel
-values are class ids) and <name>_overlay.jpg (the mask blended over the image).
+--model is a folder saved by run_seg.py or a Hub repo id; --input an image, or a folder of images
+(.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) searched with its subfolders. A dataset folder works as
+it is: mask folders (masks/, annotations/, train_labels/ ...), files named like masks (x_mask.png,
+x_L.png) and a one-channel x.png beside the photo x.jpg are skipped as masks, and said. For each image
+it writes <name>_mask.png (palette PNG whose pixel values are class ids) and <name>_overlay.jpg (the
+mask blended over the image), under the image's subfolder; two images of one name in one folder
+(x.jpg and x.png, both photos) are written as x_jpg_* and x_png_*, never one over the other.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+def output_stems(images: list, root) -> dict:
+    """Where each image's outputs go, relative to the output folder, without the ``_mask.png`` /
+    ``_overlay.jpg`` ending: its subfolder under `root` and its name, with its extension added where
+    two images of one folder share a name."""
+    from collections import Counter
+    from pathlib import Path
+
+    root = Path(root)
+    shared = Counter((image.parent, image.stem) for image in images)
+    stems = {}
+    for image in images:
+        folder = image.parent.relative_to(root) if root.is_dir() else Path()
+        name = image.stem if shared[(image.parent, image.stem)] == 1 else f"{image.stem}_{image.suffix.lstrip('.')}"
+        stems[image] = folder / name
+    return stems
 
 
 def main(argv=None) -> int:
@@ -25,10 +44,13 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask in the overlay")
     args = parser.parse_args(argv)
 
+    from hf_segcompare.data.paired_folders import IMAGE_SUFFIXES, photos_under
+
     source = Path(args.input)
-    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else [source]
-    if not source.exists() or not images:
-        print(f"error: {source} is not an image or a folder holding images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+    images, masks = photos_under(source) if source.exists() else ([], [])
+    if not images:
+        also = f" ({len(masks)} file(s) there are masks)" if masks else ""
+        print(f"error: {source} is not an image or a folder holding images ({', '.join(IMAGE_SUFFIXES)}){also}",
               file=sys.stderr)
         return 2
 
@@ -59,6 +81,7 @@ def main(argv=None) -> int:
     flat_palette = [channel for colour in voc_palette() for channel in colour]
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    stems = output_stems(images, source)
     failed = []
     for path in tqdm(images, desc="segmenting", unit="image"):
         try:
@@ -68,11 +91,18 @@ def main(argv=None) -> int:
             continue
         mask = Image.fromarray(segment(model, image, processor), mode="L").convert("P")
         mask.putpalette(flat_palette)
-        mask.save(output_dir / f"{path.stem}_mask.png")
-        Image.blend(image, mask.convert("RGB"), args.alpha).save(output_dir / f"{path.stem}_overlay.jpg", quality=92)
+        stem = output_dir / stems[path]
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(f"{stem}_mask.png")
+        Image.blend(image, mask.convert("RGB"), args.alpha).save(f"{stem}_overlay.jpg", quality=92)
     for message in failed:
         print(f"skipped {message}", file=sys.stderr)
-    print(f"{len(images) - len(failed)} image(s) segmented into {output_dir}")
+    renamed = sum(stem.name != path.stem for path, stem in stems.items())
+    print(f"{len(images) - len(failed)} image(s) segmented into {output_dir}"
+          + (f"; {len(masks)} mask file(s) skipped: {', '.join(masks[:3])}{', ...' if len(masks) > 3 else ''}"
+             if masks else "")
+          + (f"; {renamed} image(s) sharing a name with another written with their extension (x_jpg_mask.png)"
+             if renamed else ""))
     return 1 if failed else 0
 
 

@@ -99,12 +99,27 @@ class DataArguments:
     reduce_labels: bool = field(
         default=False,
         metadata={"help": "Masks whose 0 means 'other', not a class (ADE20K's convention): 0 becomes the ignore "
-                          "index and every other value moves down one."},
+                          "index and every other value moves down one. Not with --label_map."},
     )
     label_map: str | None = field(
         default=None,
-        metadata={"help": "A JSON file {\"7\": 0, \"8\": 1, ...} (or one 'raw id' pair a line) mapping raw mask "
-                          "values to class ids, e.g. Cityscapes' labelIds to train ids; unmapped values are ignored."},
+        metadata={"help": "A JSON file {\"7\": 0, \"8\": 1, ...} (or one 'raw id' pair a line, or that JSON inline) "
+                          "mapping raw mask values (0-65535) to class ids, e.g. Cityscapes' labelIds to train ids, "
+                          "or '{\"0\": 0, \"255\": 1}' for 0/255 binary masks; unmapped values are ignored. Not with "
+                          "--reduce_labels: put the reduction in the map."},
+    )
+    mask_colors: str | None = field(
+        default=None,
+        metadata={"help": "For RGB masks: a colour table, CSV rows name,r,g,b (CamVid's class_dict.csv; an optional "
+                          "id column, 'ignore' for void colours) or JSON {\"sky\": [128, 128, 128], ...}; it names "
+                          "the classes too. Default: a class_dict.csv or mask_colors.csv/.json at the dataset's root. "
+                          "An RGB mask without one is refused (VOC-format trees: read through VOC's colour map)."},
+    )
+    strict_labels: bool = field(
+        default=False,
+        metadata={"help": "Stop, instead of warning, when the masks contradict the label set: a class in no "
+                          "training or validation mask, the ignore value covering most pixels, class 0 named like a "
+                          "void class ('other', 'unlabeled') without --reduce_labels."},
     )
     train_val_split: float | None = field(
         default=None,
@@ -157,7 +172,7 @@ class DataArguments:
     )
     protocol: Literal["mmseg", "native"] | None = field(
         default=None,
-        metadata={"help": "mmseg: mmsegmentation's VOC pipeline, which the published figures come from: training "
+        metadata={"help": "mmseg: mmsegmentation's pipeline, which the published figures come from: training "
                           "scale jitter draws the short side from 0.5-2.0 x --crop_size, every test image is resized "
                           "to a short side of --crop_size (ratio kept) and its prediction scored at the annotation's "
                           "own size. native: the training jitter fits the long side to 0.5-2.0 crops, test images "

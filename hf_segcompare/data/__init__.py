@@ -1,5 +1,6 @@
-"""Segmentation data: the sources (Pascal VOC, ADE20K, Cityscapes, Hub/parquet/imagefolder, the
-embedded synthetic tree), the label set read from the data, validation and caching, and joint
+"""Segmentation data: the sources (Pascal VOC, ADE20K, Cityscapes, Hub/parquet/imagefolder/saved
+datasets, image and mask folders, the embedded synthetic tree), the label set read from the data,
+how each source reads its mask files, validation, the label checks and caching, and joint
 image+mask transforms."""
 
 from ..errors import DataError, InvalidSamplesError
@@ -8,7 +9,9 @@ from .ade20k import load_ade20k
 from .cityscapes import load_cityscapes
 from .download import download_voc
 from .image_mask import load_image_mask_dataset
+from .label_checks import LabelCheck, LabelCheckWarning
 from .label_source import LabelOptions, MaskDecoding, ResolvedLabels
+from .mask_reading import ColourTable, MaskReading, read_colour_table
 from .masks import mask_to_array, voc_palette
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
@@ -22,18 +25,23 @@ from .transforms import (
     size_to_fit,
     train_transforms,
 )
-from .validation import LabelValuesError
+from .validation import LabelValuesError, MaskProblemsError
 from .voc import load_voc
 
 __all__ = [
     "AugmentationSeeds",
+    "ColourTable",
     "DataError",
     "IGNORE_INDEX",
     "InvalidSamplesError",
+    "LabelCheck",
+    "LabelCheckWarning",
     "LabelOptions",
     "LabelSet",
     "LabelValuesError",
     "MaskDecoding",
+    "MaskProblemsError",
+    "MaskReading",
     "ResolvedLabels",
     "SegCollator",
     "VOC_CLASSES",
@@ -51,6 +59,7 @@ __all__ = [
     "load_voc",
     "make_batch_transform",
     "mask_to_array",
+    "read_colour_table",
     "shape_order",
     "size_to_fit",
     "train_transforms",

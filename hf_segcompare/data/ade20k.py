@@ -87,6 +87,9 @@ def load_ade20k(data_dir: str | Path, *, cache_dir: str | Path | None = None, dr
     if not options.decoding.identity and options.decoding.label_map is not None:
         raise DataError("--label_map: ADE20K's masks are read by their own convention (0 ignored, class i stored as "
                         "i + 1); drop it.")
+    if options.colours is not None:
+        raise DataError("--mask_colors: ADE20K's annotations are index PNGs (0 ignored, class i stored as i + 1); "
+                        "drop it.")
     source = open_ade20k_source(data_dir)
     found = None
     if source.exists(CLASS_FILE):

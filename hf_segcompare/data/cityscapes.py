@@ -80,9 +80,9 @@ def load_cityscapes(data_dir: str | Path, *, cache_dir: str | Path | None = None
     from datasets import DatasetDict
 
     options = label_options or LabelOptions()
-    if not options.decoding.identity:
-        raise DataError("--label_map / --reduce_labels: Cityscapes' labelIds are mapped to its 19 train ids by the "
-                        "official table; drop them.")
+    if not options.decoding.identity or options.colours is not None:
+        raise DataError("--label_map / --reduce_labels / --mask_colors: Cityscapes' labelIds PNGs are mapped to its "
+                        "19 train ids by the official table; drop them.")
     source = open_cityscapes_source(data_dir)
     labels = options.resolve((CITYSCAPES_NAMES, "Cityscapes' 19 train ids"), source.description,
                              decoding=LABEL_IDS_TO_TRAIN_IDS)

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..labels import VOC_CLASSES
 from .label_source import LabelOptions, id2label_in_folder
+from .mask_reading import MaskReading, find_colour_table
 from .validation import finish_validation, validated_split
 
 # `datasets` split names; VOC's own split files are called train.txt / val.txt.
@@ -91,8 +92,10 @@ def load_voc(
         drop_invalid: leave out samples that fail validation (reporting how many and which)
             instead of raising.
         label_options: the classes and ignore index the masks hold (``--labels``,
-            ``--ignore_index``, ``--label_map``, ``--reduce_labels``). Default: an ``id2label.json``
-            at the tree's root, else Pascal VOC's 21 classes with 255 ignored.
+            ``--ignore_index``, ``--label_map``, ``--reduce_labels``, ``--mask_colors``). Default: a
+            colour table or an ``id2label.json`` at the tree's root, else Pascal VOC's 21 classes with
+            255 ignored. Masks are read by index (palette PNGs) or, RGB, through VOC's colour map
+            (or the colour table).
         name: what the data is called where its labels' source is recorded.
 
     Returns:
@@ -109,9 +112,13 @@ def load_voc(
     from .sources import open_voc_source
 
     source = open_voc_source(data_dir)
-    found = next(filter(None, (id2label_in_folder(folder) for folder in _roots(data_dir, source))),
-                 (VOC_CLASSES, name))
-    labels = (label_options or LabelOptions()).resolve(found, source.description)
+    roots = _roots(data_dir, source)
+    found = next(filter(None, (id2label_in_folder(folder) for folder in roots)), (VOC_CLASSES, name))
+    # VOC's own masks are palette PNGs; VOC-format colour masks are drawn in its colour map, unless
+    # the tree says otherwise with a colour table of its own.
+    labels = (label_options or LabelOptions()).resolve(
+        found, source.description, reading=MaskReading.voc_palette(),
+        table=next(filter(None, (find_colour_table(folder) for folder in roots)), None))
     ids = {split: read_split_ids(source, split_file) for split, split_file in SPLIT_FILES.items()}
     sbd = None
     if sbd_dir is not None:

@@ -4,6 +4,7 @@ slow part starts, with errors that name the argument and what to pass instead.""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 from transformers import TrainingArguments
@@ -16,6 +17,7 @@ from ..data.cityscapes import WHERE_TO_GET as CITYSCAPES_WHERE
 from ..data.cityscapes import load_cityscapes
 from ..data.download import download_voc
 from ..data.image_mask import load_image_mask_dataset
+from ..data.label_checks import LabelCheckWarning
 from ..data.label_source import LabelOptions
 from ..data.synthetic import DEFAULT_CACHE_DIR
 from ..engine.checkpoints import WEIGHT_FILES
@@ -41,7 +43,7 @@ def label_options(data_args: DataArguments) -> LabelOptions:
         DataError: a labels or label-map file that cannot be used, or a bad --ignore_index.
     """
     return LabelOptions.from_files(data_args.labels, data_args.ignore_index, data_args.label_map,
-                                   data_args.reduce_labels)
+                                   data_args.reduce_labels, data_args.mask_colors, data_args.strict_labels)
 
 
 def load_data(data_args: DataArguments, training_args: TrainingArguments):
@@ -59,8 +61,10 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
         raise UsageError(f"--dataset_name {name} needs --data_dir: {RELEASE_LOADERS[name][1]}.")
     if data_args.sbd_dir and name != "voc":
         raise UsageError("--sbd_dir adds SBD's masks to Pascal VOC: it needs --dataset_name voc.")
-    # Rank 0 generates, validates and caches; the other ranks then read its cache.
-    with training_args.main_process_first(desc="loading the data"):
+    # Rank 0 generates, validates and caches; the other ranks then read its cache. The label checks
+    # are printed on the run's first lines (`RunPlan.first_lines`), not warned a second time.
+    with training_args.main_process_first(desc="loading the data"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelCheckWarning)
         if name not in RELEASES:
             dataset = load_image_mask_dataset(
                 name, data_args.image_column_name, data_args.label_column_name, cache_dir=cache_dir,

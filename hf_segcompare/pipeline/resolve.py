@@ -118,11 +118,12 @@ class RunPlan:
         }
 
     def first_lines(self, dataset) -> list[str]:
-        """The run's first lines: the data's label set and where it came from, the recipe and the
-        protocol, each with why, so that no default passes unseen."""
+        """The run's first lines: the data's label set, where it came from and how its masks were read,
+        what the masks contradict in it (a line each), the recipe and the protocol, each with why, so
+        that no default passes unseen."""
         info = dataset.label_info
-        decoding = info.decoding.describe()
-        lines = [f"labels: {info.labels.describe()}, from {info.source}" + (f"; {decoding}" if decoding else "")]
+        lines = [f"labels: {info.labels.describe()}, from {info.source}; masks: {info.describe_decoding()}"]
+        lines += [f"label check: {check.message}" for check in info.checks]
         if self.training_args.do_train and self.recipe is not None:
             lines.append(f"recipe: {self.recipe.name}, {self.recipe_reason}")
         lines.append(f"protocol: {self.data_args.protocol}, {self.protocol_reason}")

@@ -32,7 +32,7 @@ from .resolve import RunPlan
 
 # The optimizer's kind and its parameter groups (multipliers, decay exemptions) are its saved state's shape.
 NEVER = ("model", "from_scratch", "pretrained", "model_name_or_path", "atrous_rates", "labels", "ignore_index",
-         "reduce_labels", "label_map", "optim", "optim_args", "lr_multipliers", "no_decay")
+         "reduce_labels", "label_map", "mask_colors", "optim", "optim_args", "lr_multipliers", "no_decay")
 WITH_CONSENT = ("recipe", "learning_rate", "weight_decay", "lr_scheduler_type",
                 "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "max_steps", "num_train_epochs",
                 "max_grad_norm", "gradient_accumulation_steps", "seed", "data_seed", "dataset_name", "data_dir",

@@ -23,8 +23,10 @@ RESULTS_FILE = "results.json"
 # source and decoding (dataset.label_source, label_map, reduce_labels, mask_decoding), validation_split,
 # columns; ignore_index may be null; 6: changed_on_resume; 7: bootstrap (the mean IoU's interval and the
 # per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation; 8: training_setup
-# (the loss and its class weights, SyncBatchNorm), published_model (the best checkpoint's step)
-SCHEMA_VERSION = 8
+# (the loss and its class weights, SyncBatchNorm), published_model (the best checkpoint's step); 9: how
+# masks were read (dataset.mask_reading; mask_decoding always set), what they hold (dataset.class_pixels)
+# and the label checks that fired (dataset.label_checks)
+SCHEMA_VERSION = 9
 
 
 def _json_safe(value):
