@@ -289,7 +289,8 @@ def test_the_published_recipe_runs_mmsegmentations_protocol_unless_told_otherwis
         "short_side"] == 64
     card = (output / "README.md").read_text()
     assert "random resize of the short side to 0.5–2.0 × 64 px" in card
-    assert "each image resized to a short side of 64 px, ratio kept (mmsegmentation's VOC test resize)" in card
+    assert "each image resized to a short side of 64 px, ratio kept (mmsegmentation's Pascal VOC test resize)" in card
+    assert "ratio kept, as mmsegmentation's Pascal VOC pipeline" in card
     # The saved processor resizes as this evaluation did, so predict() and the pipeline agree with it.
     assert json.loads((output / "preprocessor_config.json").read_text())["short_side"] == 64
     # Asked for, the native protocol; under another recipe, native by default.

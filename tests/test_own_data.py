@@ -254,6 +254,9 @@ def test_ade20k_end_to_end_under_its_published_recipe(tmp_path, capsys):
     assert len(json.loads((output / "config.json").read_text())["id2label"]) == 150
     card = (output / "README.md").read_text()
     assert "150 classes of `ade20k`" in card and "labels reduced (ADE20K's convention" in card
+    # Its own protocol, never VOC's: mmsegmentation's ADE20K test resize and training pipeline.
+    assert "VOC" not in card and "(mmsegmentation's ADE20K test resize)" in card
+    assert "ratio kept, as mmsegmentation's ADE20K pipeline" in card
     # 150 classes: the figure shows the most confused pairs, not a 150 x 150 grid.
     assert "The most confused class pairs of the final evaluation" in card
     _assert_carries_the_classes(output, [f"thing{index}" for index in range(1, 151)],
@@ -312,7 +315,9 @@ def test_cityscapes_end_to_end_evaluates_in_sliding_windows(tmp_path, capsys):
     # The published SegFormer recipe evaluates in sliding windows (here made small for 48x64 images).
     assert evaluation["mode"] == "slide" and (evaluation["crop"], evaluation["stride"]) == (64, 32)
     assert "segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py" in results["recipe"]["source"]
-    assert "19 classes of `cityscapes`" in (output / "README.md").read_text()
+    card = (output / "README.md").read_text()
+    assert "19 classes of `cityscapes`" in card
+    assert "VOC" not in card and "(mmsegmentation's Cityscapes test resize)" in card
     from hf_segcompare.data.cityscapes import CITYSCAPES_NAMES
 
     image = root / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png"

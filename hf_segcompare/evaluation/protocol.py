@@ -116,10 +116,11 @@ class EvalProtocol:
         resize = f"short side {self.short_side}" if self.resize == "short_side" else "native resolution"
         return f"{resize}, {'sliding window' if self.mode == 'slide' else 'whole image'}"
 
-    def describe(self) -> str:
-        """The protocol in one sentence, for the card."""
-        resize = (f"each image resized to a short side of {self.short_side} px, ratio kept (mmsegmentation's VOC "
-                  "test resize)" if self.resize == "short_side" else "images at native resolution")
+    def describe(self, pipeline: str = "mmsegmentation's") -> str:
+        """The protocol in one sentence, for the card; `pipeline` names whose test resize it is (e.g.
+        "mmsegmentation's ADE20K": the dataset's own, never another's)."""
+        resize = (f"each image resized to a short side of {self.short_side} px, ratio kept ({pipeline} test resize)"
+                  if self.resize == "short_side" else "images at native resolution")
         mode = (f"sliding {self.crop} px windows every {self.stride} px" if self.mode == "slide"
                 else "whole-image inference")
         return f"{self.name()}, {resize}, {mode}; predictions scored at the annotation's own resolution"

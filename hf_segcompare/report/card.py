@@ -45,6 +45,15 @@ DATASET_DESCRIPTIONS = {
     "synthetic": ("synthetic-voc", "hf_segcompare synthetic VOC-format data", "the embedded synthetic VOC-format data"),
     "voc": ("pascal-voc-2012", "Pascal VOC 2012", "Pascal VOC 2012 segmentation"),
 }
+# Whose mmsegmentation pipeline a release's protocol follows; any other data follows mmsegmentation's
+# pipelines in general, never one release's by name.
+MMSEG_PIPELINES = {"synthetic": "Pascal VOC", "voc": "Pascal VOC", "ade20k": "ADE20K", "cityscapes": "Cityscapes"}
+
+
+def mmseg_pipeline(results: RunResults) -> str:
+    """Whose pipeline the ``mmseg`` protocol followed, in words: "mmsegmentation's ADE20K" ..."""
+    release = MMSEG_PIPELINES.get(results.dataset["name"])
+    return f"mmsegmentation's {release}" if release else "mmsegmentation's"
 
 
 LOSS_NAMES = {"ce": "cross-entropy", "dice": "Dice (segmentation-models-pytorch's)",
@@ -290,7 +299,9 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         has_confusion=has_confusion,
         matrix_classes_shown=MATRIX_CLASSES_SHOWN,
         augmented=results.augmented_eval,
-        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(),
+        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(mmseg_pipeline(results)),
+        mmseg_pipeline=mmseg_pipeline(results),
+        label_checks=results.dataset.get("label_checks") or [],
         evaluations=evaluations or [],
         fmt=fmt,
     )
