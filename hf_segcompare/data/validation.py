@@ -141,7 +141,10 @@ def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask
         return SampleCheck(mask_bytes, image_size, f"{mask_name}: mask is {mask_size[0]}x{mask_size[1]} but its image "
                                                    f"is {image_size[0]}x{image_size[1]}")
     upright_bytes = _png(shown) if turn != 1 else None
-    raw_values = np.unique(pixels)
+    # One counting pass gives both the values present and their pixels (bincount: linear, where
+    # np.unique sorts); a 16-bit mask's values are counted the same way, up to its largest.
+    raw_pixels = np.bincount(pixels.ravel(), minlength=MAX_MASK_VALUE + 1)
+    raw_values = np.flatnonzero(raw_pixels)
     values = raw_values if lookup is None else lookup[raw_values]
     bad = tuple(int(raw) for raw, value in zip(raw_values, values) if not labels.is_valid(int(value)))
     if bad:
@@ -152,8 +155,10 @@ def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask
     if lookup is not None:
         pixels = lookup[pixels]
     pixels = pixels.astype(np.uint8)  # every value is a class id or the void value, both 8-bit
+    # The stored values' pixels: the raw values' counts, added up where the decoding joins values.
+    counts = np.bincount(values, weights=raw_pixels[raw_values], minlength=MAX_MASK_VALUE + 1).astype(np.int64)
     return SampleCheck(mask_bytes if stored_as_is else encode_mask_png(pixels), image_size, image_bytes=upright_bytes,
-                       pixels=np.bincount(pixels.ravel(), minlength=MAX_MASK_VALUE + 1))
+                       pixels=counts)
 
 
 def validated_features():
