@@ -96,7 +96,7 @@ IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 def _load_raw(source: str, cache_dir: str | None):
     """The dataset `source` names, as `datasets` reads it: a parquet file or folder, an imagefolder,
     a ``save_to_disk`` folder, or a Hub id. (Image and mask folders without metadata are read by
-    `load_paired_folders` instead.)
+    `_validated_paired_folders` instead.)
 
     Raises:
         FileNotFoundError: a local path that does not exist.
@@ -363,10 +363,9 @@ def load_image_mask_dataset(
     options = label_options or LabelOptions()
     path = Path(source).expanduser()
     layout = find_paired_layout(path) if path.is_dir() and not _is_datasets_folder(path) else None
-    columns = {"image": "image", "label": "label"}
     if layout is not None:
         validated, labels = _validated_paired_folders(path, layout, options, train_val_split, cache_dir)
-        columns = None
+        columns = None  # files, not columns
     else:
         raw = _load_raw(source, arrow_cache(cache_dir))
         splits = _named_splits(raw, source, train_val_split)

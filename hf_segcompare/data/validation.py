@@ -70,7 +70,7 @@ class SampleCheck(NamedTuple):
     the problem (None when valid), with the raw mask values outside the label set, if that was it,
     or the kind of mask problem (`MaskProblem`); `image_bytes`: the image to store instead of the
     file's (an EXIF-turned photo stored upright); `pixels`: the stored mask's pixels of each value
-    0-255 (empty for an invalid sample)."""
+    0-255 (None for an invalid sample)."""
 
     mask_bytes: bytes
     size: tuple[int, int] | None
