@@ -93,10 +93,23 @@ SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk w
 IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
-def _load_raw(source: str, cache_dir: str | None):
-    """The dataset `source` names, as `datasets` reads it: a parquet file or folder, an imagefolder,
-    a ``save_to_disk`` folder, or a Hub id. (Image and mask folders without metadata are read by
-    `_validated_paired_folders` instead.)
+def _datasets_folder_kind(path: Path) -> str | None:
+    """How `datasets` reads the folder at `path`: ``saved`` (a ``save_to_disk`` folder), ``parquet``,
+    ``imagefolder`` (a ``metadata.*`` names each image's mask); None when it reads it in no way (its
+    images and masks may still pair by name: `find_paired_layout`)."""
+    if any((path / name).is_file() for name in SAVED_DATASET_FILES):
+        return "saved"
+    if any(path.rglob("*.parquet")):
+        return "parquet"
+    if any(file.name in IMAGEFOLDER_METADATA for file in path.rglob("metadata.*")):
+        return "imagefolder"
+    return None
+
+
+def _load_raw(source: str, cache_dir: str | None, folder_kind: str | None = None):
+    """The dataset `source` names, as `datasets` reads it: a parquet file, a Hub id, or a folder of
+    `folder_kind` (`_datasets_folder_kind`: a ``save_to_disk`` folder, parquet, an imagefolder).
+    (Image and mask folders without metadata are read by `_validated_paired_folders` instead.)
 
     Raises:
         FileNotFoundError: a local path that does not exist.
@@ -109,17 +122,13 @@ def _load_raw(source: str, cache_dir: str | None):
         with _quiet_progress():
             return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=_local_cache_dir(path, cache_dir))
     if path.is_dir():
-        if any((path / name).is_file() for name in SAVED_DATASET_FILES):
+        if folder_kind == "saved":
             saved = load_from_disk(str(path))
             return saved if isinstance(saved, DatasetDict) else DatasetDict(train=saved)
-        if any(path.rglob("*.parquet")):
-            builder = "parquet"
-        elif any(file.name in IMAGEFOLDER_METADATA for file in path.rglob("metadata.*")):
-            builder = "imagefolder"
-        else:
+        if folder_kind is None:
             raise DataError(f"{path} is a folder in none of the layouts a dataset is read from: {LAYOUTS_HELP}.")
         with _quiet_progress():
-            return load_dataset(builder, data_dir=str(path), cache_dir=_local_cache_dir(path, cache_dir))
+            return load_dataset(folder_kind, data_dir=str(path), cache_dir=_local_cache_dir(path, cache_dir))
     if path.suffix or source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"dataset {source} does not exist (expected a parquet file, a folder, or a Hub id).")
     _check_hub_reachable(source)
@@ -258,12 +267,6 @@ def _validated_split(dataset, split: str, source: str, image_column: str, label_
     )
 
 
-def _is_datasets_folder(path: Path) -> bool:
-    """Whether `datasets` reads the folder itself: parquet, an imagefolder's metadata, a saved dataset."""
-    return any((path / name).is_file() for name in SAVED_DATASET_FILES) or any(path.rglob("*.parquet")) or \
-        any(file.name in IMAGEFOLDER_METADATA for file in path.rglob("metadata.*"))
-
-
 def _folder_names(folder: Path) -> tuple[tuple[tuple[str, ...], str] | None, object]:
     """The class names an ``id2label.json`` at `folder` gives, and its colour table (either may be
     None). Both present, they must name the same classes.
@@ -362,12 +365,14 @@ def load_image_mask_dataset(
 
     options = label_options or LabelOptions()
     path = Path(source).expanduser()
-    layout = find_paired_layout(path) if path.is_dir() and not _is_datasets_folder(path) else None
+    # What reads a folder is decided once: `datasets` (saved, parquet, imagefolder), else pairing by name.
+    folder_kind = _datasets_folder_kind(path) if path.is_dir() else None
+    layout = find_paired_layout(path) if path.is_dir() and folder_kind is None else None
     if layout is not None:
         validated, labels = _validated_paired_folders(path, layout, options, train_val_split, cache_dir)
         columns = None  # files, not columns
     else:
-        raw = _load_raw(source, arrow_cache(cache_dir))
+        raw = _load_raw(source, arrow_cache(cache_dir), folder_kind)
         splits = _named_splits(raw, source, train_val_split)
         first = splits["train"]
         image_column = _column(first, image_column, IMAGE_COLUMNS, "--image_column_name", source)
@@ -376,7 +381,7 @@ def load_image_mask_dataset(
         if not found and not options.names:
             found = _names_in_data(source, raw, label_column, arrow_cache(cache_dir))
         labels = options.resolve(found, source, table=table)
-        saved = path.is_dir() and any((path / name).is_file() for name in SAVED_DATASET_FILES)
+        saved = folder_kind == "saved"
         validated = {split: _validated_split(dataset, split, source, image_column, label_column, labels,
                                              _saved_cache_file(path, cache_dir, split, labels, image_column,
                                                                label_column) if saved else None)
