@@ -12,7 +12,7 @@ Three readings, each named on the run's labels line, in results.json and on the 
   ``class_dict.csv`` of ``name,r,g,b`` rows is one. The table names the classes too.
 
 An RGB mask with no colour table is refused (a colour means nothing without one: CamVid's sky is
-VOC's class 15 colour); so is a lossy (JPEG) mask, whose edges hold values no class has, a mask
+VOC's class 7 colour); so is a lossy (JPEG) mask, whose edges hold values no class has, a mask
 with transparent pixels and a floating-point one. Each refusal is a `MaskProblem` of a kind the
 whole dataset usually shares, so validation reports it in one line.
 """
@@ -102,7 +102,7 @@ class ColourTable:
         if not names:
             raise DataError(f"{self.source}: names no class (every row is '{IGNORED_ID}').")
         try:
-            names_by_id(names, self.source)
+            self.names  # ids 0, 1, ... without a gap, names unique
         except ValueError as error:
             raise DataError(str(error)) from None
 
