@@ -50,10 +50,14 @@ DATASET_DESCRIPTIONS = {
 MMSEG_PIPELINES = {"synthetic": "Pascal VOC", "voc": "Pascal VOC", "ade20k": "ADE20K", "cityscapes": "Cityscapes"}
 
 
-def mmseg_pipeline(results: RunResults) -> str:
-    """Whose pipeline the ``mmseg`` protocol followed, in words: "mmsegmentation's ADE20K" ..."""
+def mmseg_pipeline(results: RunResults) -> tuple[str, str]:
+    """Whose pipeline the ``mmseg`` protocol followed, in words: its owner ("mmsegmentation's ADE20K")
+    and the pipeline itself ("mmsegmentation's ADE20K pipeline"; "mmsegmentation's pipelines" for
+    data of one's own)."""
     release = MMSEG_PIPELINES.get(results.dataset["name"])
-    return f"mmsegmentation's {release}" if release else "mmsegmentation's"
+    if release is None:
+        return "mmsegmentation's", "mmsegmentation's pipelines"
+    return f"mmsegmentation's {release}", f"mmsegmentation's {release} pipeline"
 
 
 LOSS_NAMES = {"ce": "cross-entropy", "dice": "Dice (segmentation-models-pytorch's)",
@@ -262,6 +266,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
     precision = "bf16" if training and training.get("bf16") else "fp16" if training and training.get("fp16") else "fp32"
     versions = [(name, results.environment[name]) for name in VERSIONS_SHOWN if name in results.environment]
     class_names = results.class_names
+    pipeline_owner, pipeline = mmseg_pipeline(results)
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
@@ -299,8 +304,8 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         has_confusion=has_confusion,
         matrix_classes_shown=MATRIX_CLASSES_SHOWN,
         augmented=results.augmented_eval,
-        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(mmseg_pipeline(results)),
-        mmseg_pipeline=mmseg_pipeline(results),
+        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(pipeline_owner),
+        mmseg_pipeline=pipeline,
         label_checks=results.dataset.get("label_checks") or [],
         evaluations=evaluations or [],
         fmt=fmt,
