@@ -41,6 +41,11 @@ class DataError(UsageError):
     """Data that cannot be used as it is; the message names the file or id and what to do."""
 
 
+class RecordError(DataError):
+    """A run's record (results.json) or its per-image counts that cannot be what a run wrote: not
+    JSON, a field of the wrong kind, figures its own counts contradict. The message names the file."""
+
+
 class InvalidSamplesError(DataError):
     """Samples that failed validation; `errors` holds one message per sample, naming its file."""
 
@@ -97,4 +102,4 @@ def choose(choices: Mapping[str, T], name: str, kind: str) -> T:
 
 __all__ = ["choose", "CheckpointError", "DataError", "Interrupted", "InvalidSamplesError", "PretrainedUnavailable",
            "PushError",
-           "SegCompareError", "TrainingDiverged", "UsageError"]
+           "RecordError", "SegCompareError", "TrainingDiverged", "UsageError"]

@@ -303,3 +303,91 @@ def test_the_card_shows_the_interval_boundary_iou_calibration_and_the_per_image_
     counts = PerImageCounts.load(folder / "per_image.npz")
     assert len(counts) == record["dataset"]["validation_samples"] == record["bootstrap"]["images"]
     assert counts.mean_iou() == pytest.approx(record["final_eval"]["eval_mean_iou"], abs=1e-12)
+
+
+def _copy_run(runs, tmp_path, name="copy", model="unet-tiny"):
+    folder = tmp_path / name
+    shutil.copytree(runs[model], folder)
+    return folder, json.loads((folder / "results.json").read_text())
+
+
+def _compare_cli(argv, capsys):
+    status, stderr, _ = run_script_in_process(REPO_ROOT / "scripts" / "compare.py", [*map(str, argv)], capsys)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-2000:]
+    return status, lines[0]
+
+
+@pytest.mark.parametrize(("where", "value"), [(("final_eval", "eval_mean_iou"), 0.99),
+                                              (("final_eval", "eval_iou_background"), 0.5),
+                                              (("bootstrap", "interval"), [0.4, 0.6])])
+def test_the_page_refuses_a_record_that_its_own_counts_contradict(where, value, runs, tmp_path, capsys):
+    """An edited figure beside its own interval (0.99 shown beside 0.0000 - 0.0003) is refused, one line."""
+    folder, record = _copy_run(runs, tmp_path, model="segformer-tiny")
+    record[where[0]][where[1]] = value
+    (folder / "results.json").write_text(json.dumps(record))
+    status, line = _compare_cli([runs["unet-tiny"], folder, "--output_dir", tmp_path / "page"], capsys)
+    assert status == 2 and f"{folder}/results.json: its {where[0]}" in line
+    assert "but its per-image counts (per_image.npz) give" in line and "the record was edited" in line
+    assert not (tmp_path / "page" / "comparison.md").exists()
+
+
+def test_the_page_shows_the_figures_its_counts_give(runs, tmp_path):
+    """A figure off in its last bits (within the tolerance) is replaced by what the counts compute:
+    every figure the page shows comes from per_image.npz when the run has one."""
+    from hf_segcompare.evaluation.metrics import scores_from_counts
+    from hf_segcompare.evaluation.per_image import PerImageCounts
+    from hf_segcompare.report.page import recomputed_from_counts
+
+    folder, record = _copy_run(runs, tmp_path)
+    counts = PerImageCounts.load(folder / "per_image.npz")
+    computed = scores_from_counts(counts, record["dataset"]["class_names"])
+    record["final_eval"]["eval_mean_accuracy"] += 4e-10
+    (folder / "results.json").write_text(json.dumps(record))
+    shown = recomputed_from_counts(RunResults.read(folder / "results.json"), counts, folder / "results.json")
+    assert shown.final_eval["eval_mean_accuracy"] == computed["mean_accuracy"] != record["final_eval"][
+        "eval_mean_accuracy"]
+    assert all(shown.final_eval[f"eval_{name}"] == value or np.isnan(value) for name, value in computed.items())
+    assert shown.bootstrap["interval"] == record["bootstrap"]["interval"]
+
+
+def test_one_run_given_twice_is_refused_not_counted_as_two_seeds(runs, tmp_path, capsys):
+    folder = runs["unet-tiny"]
+    status, line = _compare_cli([folder, folder / "results.json", "--output_dir", tmp_path / "page"], capsys)
+    assert status == 2 and f"{folder} and" in line and "are the same run" in line and "pass each run's folder once" \
+        in line
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(UsageError, match="are the same run"):
+        write_comparison([folder, link], tmp_path / "page")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "pickled"])
+def test_damaged_per_image_counts_are_one_line_naming_the_file(damage, runs, tmp_path, capsys):
+    folder, _ = _copy_run(runs, tmp_path)
+    counts_file = folder / "per_image.npz"
+    if damage == "truncated":
+        counts_file.write_bytes(counts_file.read_bytes()[:300])
+    elif damage == "random bytes":
+        counts_file.write_bytes(np.random.default_rng(0).bytes(2000))
+    else:  # an archive of object arrays: loading them would unpickle
+        np.savez(counts_file, ids=np.array(["a", None], dtype=object), class_names=np.array(["x"]))
+    status, line = _compare_cli([runs["segformer-tiny"], folder, "--output_dir", tmp_path / "page"], capsys)
+    assert status == 2 and f"{counts_file} cannot be read as per-image counts" in line and "Restore it" in line
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("final_eval", "0.99", 'final_eval is "0.99", where a run writes a dict or null'),
+    ("final_eval", {"eval_mean_iou": "high"}, 'final_eval.eval_mean_iou is "high", where a run writes a number'),
+    ("parameters", 1.5e6, "parameters is 1500000.0, where a run writes a int"),
+    ("evaluations", {}, "evaluations is {}, where a run writes a list"),
+])
+def test_a_record_with_a_field_of_the_wrong_kind_is_one_line(field, value, said, runs, tmp_path, capsys):
+    folder, record = _copy_run(runs, tmp_path)
+    record[field] = value
+    (folder / "results.json").write_text(json.dumps(record))
+    status, line = _compare_cli([runs["segformer-tiny"], folder, "--output_dir", tmp_path / "page"], capsys)
+    assert status == 2 and f"{folder}/results.json: {said}" in line and "edited or damaged" in line
+    (folder / "results.json").write_text('{"model": "unet-tiny", ')
+    status, line = _compare_cli([folder], capsys)
+    assert status == 2 and "is not a run record (not JSON" in line

@@ -55,3 +55,27 @@ def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, 
 def test_export_refuses_a_folder_without_a_finished_run(tmp_path, capsys):
     status, stderr, _ = run_script_in_process(EXPORT, [str(tmp_path)], capsys)
     assert status == 2 and stderr.startswith(f"error: {tmp_path} has no results.json: pass the output folder")
+
+
+def test_a_damaged_saved_model_is_one_line_naming_it_in_export_predict_and_evaluation(voc_tree, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    status, stderr, _ = run_seg_in_process(
+        ["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+         str(voc_tree), "--output_dir", str(run_dir), "--max_steps", "1", "--per_device_train_batch_size", "2",
+         "--save_strategy", "no", "--do_eval", "false"], capsys)
+    assert status == 0, stderr[-3000:]
+    weights = run_dir / "model.safetensors"
+    intact = weights.read_bytes()
+    for damage in (intact[: len(intact) // 2], np.random.default_rng(0).bytes(len(intact))):
+        weights.write_bytes(damage)
+        predict = REPO_ROOT / "scripts" / "predict.py"
+        for script, argv in ((EXPORT, [str(run_dir)]), (predict, ["--model", str(run_dir), "--input", str(tmp_path)])):
+            status, stderr, _ = run_script_in_process(script, argv, capsys)
+            lines = stderr.strip().splitlines()
+            assert status == 2 and len(lines) == 1, stderr[-3000:]
+            assert "model.safetensors" in lines[0] and "cannot be read" in lines[0] and "damaged" in lines[0]
+        status, stderr, _ = run_seg_in_process(
+            ["--model", "segformer-tiny", "--model_name_or_path", str(run_dir), "--do_train", "false",
+             "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(tmp_path / "eval")], capsys)
+        assert status == 2 and f"error: --model_name_or_path {run_dir}: its weights cannot be read (model.safetensors" \
+            in stderr, stderr[-3000:]

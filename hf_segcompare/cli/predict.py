@@ -60,6 +60,7 @@ def main(argv=None) -> int:
 
     from hf_segcompare.data import voc_palette
     from hf_segcompare.data.images import UnsupportedImage, open_rgb
+    from hf_segcompare.engine.checkpoints import unreadable_weights
     from hf_segcompare.evaluation.inference import load_image_processor, register_auto_classes, segment
 
     register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters load through the Auto classes
@@ -70,6 +71,11 @@ def main(argv=None) -> int:
     if not local.is_dir() and not hub_like:
         print(f"error: --model {args.model}: no such folder. Pass a folder that run_seg.py trained into, or a Hub "
               "repo id (owner/name).", file=sys.stderr)
+        return 2
+    damage = unreadable_weights(local) if local.is_dir() else None
+    if damage:
+        print(f"error: --model {args.model}: its weights cannot be read ({damage}): the file was damaged after it "
+              "was saved. Restore it from a copy, or train the model again.", file=sys.stderr)
         return 2
     try:
         model = AutoModelForSemanticSegmentation.from_pretrained(args.model, use_safetensors=True).eval()

@@ -62,25 +62,13 @@ def damaged_part(checkpoint: Path) -> str | None:
     reads): its trainer_state.json, its safetensors weights (header and length: the format has no
     checksum of the tensors themselves), and the zip archives torch saved (optimizer, scheduler,
     random states: every member's CRC)."""
-    from safetensors import safe_open
-
     try:
         json.loads((checkpoint / TRAINER_STATE).read_text())
     except (OSError, ValueError) as error:
         return f"{TRAINER_STATE}: {error}"
-    weights = [checkpoint / WEIGHT_FILES[0]] if (checkpoint / WEIGHT_FILES[0]).is_file() else []
-    if not weights:
-        try:
-            index = json.loads((checkpoint / WEIGHT_FILES[1]).read_text())
-            weights = [checkpoint / shard for shard in sorted(set(index["weight_map"].values()))]
-        except (OSError, ValueError, KeyError) as error:
-            return f"{WEIGHT_FILES[1]}: {error}"
-    for path in weights:
-        try:
-            with safe_open(str(path), "pt") as handle:
-                handle.keys()
-        except Exception as error:  # SafetensorError, OSError: unreadable either way
-            return f"{path.name}: {str(error).splitlines()[0]}"
+    weights = unreadable_weights(checkpoint)
+    if weights:
+        return weights
     for path in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.pth")):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -89,6 +77,28 @@ def damaged_part(checkpoint: Path) -> str | None:
             return f"{path.name}: {error}"
         if bad is not None:
             return f"{path.name}: member {bad} fails its CRC check"
+    return None
+
+
+def unreadable_weights(folder: Path) -> str | None:
+    """What in the safetensors weights that save_pretrained wrote into `folder` cannot be read, with the
+    reader's error (None when each file's header and length are sound: the format has no checksum of
+    the tensors themselves)."""
+    from safetensors import safe_open
+
+    weights = [folder / WEIGHT_FILES[0]] if (folder / WEIGHT_FILES[0]).is_file() else []
+    if not weights:
+        try:
+            index = json.loads((folder / WEIGHT_FILES[1]).read_text())
+            weights = [folder / shard for shard in sorted(set(index["weight_map"].values()))]
+        except (OSError, ValueError, KeyError) as error:
+            return f"{WEIGHT_FILES[1]}: {error}"
+    for path in weights:
+        try:
+            with safe_open(str(path), "pt") as handle:
+                handle.keys()
+        except Exception as error:  # SafetensorError, OSError: unreadable either way
+            return f"{path.name}: {str(error).splitlines()[0]}"
     return None
 
 
@@ -283,4 +293,5 @@ __all__ = [
     "previous_run_products",
     "resolve_resume",
     "trained_steps",
+    "unreadable_weights",
 ]

@@ -148,9 +148,16 @@ def scores_from_confusion(confusion: np.ndarray, nan_to_num: float | None = None
     """evaluate's mean_iou dict from a summed ``[C+1, C+1]`` confusion matrix (rows = reference)."""
     confusion = np.asarray(confusion, dtype=np.float64)
     num_labels = confusion.shape[0] - 1
-    intersection = np.diag(confusion)[:num_labels]
-    label_area = confusion[:num_labels, :].sum(axis=1)
-    prediction_area = confusion[:, :num_labels].sum(axis=0)
+    return scores_from_areas(np.diag(confusion)[:num_labels], confusion[:, :num_labels].sum(axis=0),
+                             confusion[:num_labels, :].sum(axis=1), nan_to_num)
+
+
+def scores_from_areas(intersection: np.ndarray, prediction_area: np.ndarray, label_area: np.ndarray,
+                      nan_to_num: float | None = None) -> dict[str, np.ndarray | float]:
+    """evaluate's mean_iou dict from per-class pixel counts summed over images: where prediction and
+    annotation are both the class, where it is predicted, where it is annotated (ignored pixels in none)."""
+    intersection, prediction_area, label_area = (np.asarray(counts, dtype=np.float64)
+                                                 for counts in (intersection, prediction_area, label_area))
     union = label_area + prediction_area - intersection
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = intersection / union
@@ -340,13 +347,25 @@ class SegmentationMetrics:
         rows, self._rows = self._rows, []
         self.last_counts = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
         self.last_confusion = total[: self.num_labels, : self.num_labels]  # without the "outside" bin
-        scores = scores_from_confusion(total)
-        metrics = {key: scores[key] for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
-        for name, value in zip(self.class_names, scores["per_category_iou"]):
-            metrics[f"iou_{name}"] = float(value)
-        mean_boundary, per_class_boundary = boundary_iou(self.last_counts["boundary"].sum(axis=0))
-        metrics["boundary_iou"] = mean_boundary
-        for name, value in zip(self.class_names, per_class_boundary):
-            metrics[f"boundary_iou_{name}"] = float(value)
-        metrics["ece"] = expected_calibration_error(self.last_counts["calibration"].sum(axis=0))
-        return metrics
+        return scores_from_counts(self.last_counts, self.class_names)
+
+
+def scores_from_counts(counts, class_names: Sequence[str]) -> dict[str, float]:
+    """Every figure of an evaluation (mean IoU, the accuracies, IoU per class, boundary IoU overall
+    and per class, ECE), unprefixed, from its per-image counts: a mapping (or
+    `hf_segcompare.evaluation.per_image.PerImageCounts`) of ``intersection``, ``predicted_area``,
+    ``label_area``, ``boundary`` and ``calibration``, one row per image. The run's figures and the
+    comparison page's re-computation from per_image.npz are this one function."""
+    def summed(name):
+        return np.asarray(counts[name] if isinstance(counts, dict) else getattr(counts, name)).sum(axis=0)
+
+    scores = scores_from_areas(summed("intersection"), summed("predicted_area"), summed("label_area"))
+    metrics = {key: scores[key] for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
+    for name, value in zip(class_names, scores["per_category_iou"]):
+        metrics[f"iou_{name}"] = float(value)
+    mean_boundary, per_class_boundary = boundary_iou(summed("boundary"))
+    metrics["boundary_iou"] = mean_boundary
+    for name, value in zip(class_names, per_class_boundary):
+        metrics[f"boundary_iou_{name}"] = float(value)
+    metrics["ece"] = expected_calibration_error(summed("calibration"))
+    return metrics

@@ -19,10 +19,13 @@ evaluation-only record) is a compressed numpy archive of those arrays plus ``cla
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import RecordError
 
 PER_IMAGE_FILE = "per_image.npz"
 ARRAYS = ("intersection", "predicted_area", "label_area", "boundary", "calibration")
@@ -83,11 +86,22 @@ class PerImageCounts:
 
     @classmethod
     def load(cls, path: str | Path) -> PerImageCounts:
-        """Read an archive `save` wrote (no pickled objects are loaded)."""
-        with np.load(path, allow_pickle=False) as archive:
-            return cls(ids=[str(value) for value in archive["ids"]],
-                       class_names=[str(value) for value in archive["class_names"]],
-                       **{name: archive[name] for name in ARRAYS})
+        """Read an archive `save` wrote (no pickled objects are loaded).
+
+        Raises:
+            RecordError: the file is not such an archive (truncated, other bytes, an array missing or
+                of object type); the message names it.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return cls(ids=[str(value) for value in archive["ids"]],
+                           class_names=[str(value) for value in archive["class_names"]],
+                           **{name: archive[name] for name in ARRAYS})
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RecordError(f"{path} cannot be read as per-image counts ({reason}): it was damaged or replaced. "
+                              "Restore it from the run's output folder, or evaluate the model again "
+                              "(run_seg.py --do_train false) to write it anew.") from None
 
 
 def mean_iou_of(intersection: np.ndarray, union: np.ndarray) -> float:

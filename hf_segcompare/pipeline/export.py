@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..engine.checkpoints import unreadable_weights
 from ..errors import SegCompareError, UsageError
 from ..evaluation.inference import load_image_processor, register_auto_classes
 from ..report.card import EXPORT_FILE, write_model_card
@@ -62,6 +63,10 @@ def _finished_run(run_dir: Path) -> RunResults:
         raise UsageError(f"{record} records a {results.status} run: there is no trained model to export.")
     if not (run_dir / "model.safetensors").is_file():
         raise UsageError(f"{run_dir} has no model.safetensors: the run's model was not saved there.")
+    damage = unreadable_weights(run_dir)
+    if damage:
+        raise UsageError(f"{run_dir}: the saved model cannot be read ({damage}); it was damaged after the run "
+                         "wrote it. Restore the folder from a copy, or train it again (--overwrite_output_dir).")
     return results
 
 

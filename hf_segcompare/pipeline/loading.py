@@ -20,7 +20,7 @@ from ..data.image_mask import load_image_mask_dataset
 from ..data.label_checks import LabelCheckWarning
 from ..data.label_source import LabelOptions
 from ..data.synthetic import DEFAULT_CACHE_DIR
-from ..engine.checkpoints import WEIGHT_FILES
+from ..engine.checkpoints import WEIGHT_FILES, unreadable_weights
 from ..errors import PretrainedUnavailable, UsageError
 from ..hub_access import hub_offline_mode, local_or_hub
 from ..labels import LabelSet
@@ -192,6 +192,10 @@ def _require_saved_model_folder(folder: Path) -> None:
         raise refuse(f"its config.json cannot be used ({str(error).splitlines()[0][:200]})") from None
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise refuse("no model.safetensors (only safetensors weights are loaded)")
+    damage = unreadable_weights(folder)
+    if damage:
+        raise UsageError(f"--model_name_or_path {folder}: its weights cannot be read ({damage}): the file was damaged "
+                         "after it was saved. Restore it from a copy, or pass another saved model.")
 
 
 __all__ = ["check_start", "command_line_wording", "load_data", "load_model", "require_saved_model_reachable"]

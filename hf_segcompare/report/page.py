@@ -4,12 +4,21 @@ the conclusions their figures support (`write_comparison`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
-from ..evaluation.intervals import BOOTSTRAP_SAMPLES, Difference, paired_difference
+from ..errors import RecordError, UsageError
+from ..evaluation.intervals import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    CONFIDENCE_LEVEL,
+    Difference,
+    mean_iou_interval,
+    paired_difference,
+)
+from ..evaluation.metrics import scores_from_counts
 from ..evaluation.per_image import PerImageCounts, per_image_file
 from ..evaluation.protocol import protocol_from_record
 from ..plotting import pyplot
@@ -19,20 +28,23 @@ from .results import RESULTS_FILE, RunResults
 
 
 def read_runs(paths: list[str | Path]) -> list[RunResults]:
-    """The record (results.json) of each output folder (or file); they must share the data and labels."""
-    runs, sources = [], {}
+    """The record (results.json) of each output folder (or file); they must share the data and labels,
+    and each run is given once (a folder given twice would count as two seeds)."""
+    runs, sources, seen = [], {}, {}
     for path in map(Path, paths):
         results_file = record_file(path)
         if not results_file.is_file():
             raise UsageError(f"{path} has no results.json: pass output folders of run_seg runs.")
-        try:
-            results = RunResults.read(results_file)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+        same = seen.get(results_file.resolve())
+        if same is not None:
+            raise UsageError(f"{same} and {path} are the same run ({results_file.resolve()}): one run counts once; "
+                             "pass each run's folder once (seeds are separate runs, each in its own folder).")
+        seen[results_file.resolve()] = path
+        results = RunResults.read(results_file)
         if results.status != "complete":
             raise UsageError(f"{results_file} records a run that did not finish ({results.status}): "
                                   f"{(results.diverged or {}).get('message', 'no result')}")
-        if not results.final_eval:
+        if not results.final_eval or results.final_eval.get("eval_mean_iou") is None:
             raise UsageError(f"{results_file} has no evaluation to compare.")
         runs.append(results)
         sources[id(results)] = results_file
@@ -60,12 +72,60 @@ def record_file(path: str | Path) -> Path:
 
 
 def read_per_image(paths: list[str | Path]) -> list[PerImageCounts | None]:
-    """Each record's per-image counts (`per_image_file` beside it); None for a record without them."""
+    """Each record's per-image counts (`per_image_file` beside it); None for a record without them.
+
+    Raises:
+        RecordError: a counts file that cannot be read, naming it.
+    """
     found = []
     for path in paths:
         counts_file = per_image_file(record_file(path))
         found.append(PerImageCounts.load(counts_file) if counts_file.is_file() else None)
     return found
+
+
+# A figure recomputed from the counts may differ from the record's in the last bits of a float64
+# (the same integer sums divided in another order); an edit or other counts differ by far more.
+RECOMPUTED_TOLERANCE = 1e-9
+
+
+def recomputed_from_counts(run: RunResults, counts: PerImageCounts, source: Path) -> RunResults:
+    """`run` with every figure the page shows of its final evaluation (mean IoU, accuracies, IoU per
+    class, boundary IoU, ECE) and its bootstrap interval computed again from its per-image counts.
+
+    Raises:
+        RecordError: the record says other figures than its counts give (edited, or counts of another
+            evaluation), naming the figure, both values and the file.
+    """
+    def disagree(recorded, computed) -> bool:
+        if recorded is None or (isinstance(recorded, float) and math.isnan(recorded)):
+            return not math.isnan(computed)  # a record writes NaN as null
+        return math.isnan(computed) or abs(recorded - computed) > RECOMPUTED_TOLERANCE
+
+    def refuse(what: str, recorded, computed) -> RecordError:
+        return RecordError(
+            f"{source}: its {what} is {recorded}, but its per-image counts ({per_image_file(source).name}) give "
+            f"{computed}: the record was edited, or the counts belong to another evaluation. Nothing is compared "
+            "from it; restore both files from the run's output folder, or evaluate the model again "
+            "(run_seg.py --do_train false).")
+
+    if counts.class_names != run.class_names:
+        raise refuse("class list", run.class_names, counts.class_names)
+    final = dict(run.final_eval)
+    for name, computed in scores_from_counts(counts, run.class_names).items():
+        key = f"eval_{name}"
+        if key in final:
+            if disagree(final[key], computed):
+                raise refuse(f"final_eval.{key}", final[key], computed)
+            final[key] = computed
+    bootstrap = run.bootstrap
+    if bootstrap and bootstrap.get("interval"):
+        again = mean_iou_interval(counts, bootstrap.get("samples", BOOTSTRAP_SAMPLES),
+                                  bootstrap.get("seed", BOOTSTRAP_SEED), bootstrap.get("level", CONFIDENCE_LEVEL))
+        if any(disagree(recorded, computed) for recorded, computed in zip(bootstrap["interval"], again["interval"])):
+            raise refuse("bootstrap interval", bootstrap["interval"], again["interval"])
+        bootstrap = {**bootstrap, "interval": again["interval"], "mean_iou": again["mean_iou"]}
+    return dataclasses.replace(run, final_eval=final, bootstrap=bootstrap)
 
 
 def start_of(results: RunResults) -> tuple[str, str | None]:
@@ -272,6 +332,9 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
     `question`: what the runs were trained to answer (an experiment's), said under the title."""
     runs = read_runs(paths)
     counts = read_per_image(paths)
+    # Every figure shown is computed from the counts where a run has them, not taken from its record.
+    runs = [recomputed_from_counts(run, run_counts, record_file(path)) if run_counts is not None else run
+            for run, run_counts, path in zip(runs, counts, paths)]
     groups = group_by_model(runs, counts)
     samples = (runs[0].bootstrap or {}).get("samples", BOOTSTRAP_SAMPLES)
     output_dir = Path(output_dir)

@@ -13,9 +13,13 @@ import dataclasses
 import json
 import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..errors import RecordError
 
 RESULTS_FILE = "results.json"
 # 2: ignore index, normalisation, push record, schema_version; 3: speed, inference; 4: evaluation
@@ -121,17 +125,63 @@ class RunResults:
         """Read a record `write` wrote (or an older results.json: missing fields take their defaults).
 
         Raises:
-            ValueError: not such a record; the message names the file and the fields it lacks.
+            RecordError: not such a record (not JSON, fields missing, or a field of another kind than
+                a run writes, such as an edited ``final_eval``); the message names the file and field.
         """
         path = Path(path)
-        values = json.loads(path.read_text())
+        damaged = "the file was edited or damaged: restore it from the run's output folder, or run it again"
+        try:
+            values = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RecordError(f"{path} is not a run record (not JSON: {error}); {damaged}.") from None
+        if not isinstance(values, dict):
+            raise RecordError(f"{path} is not a run record (a JSON {type(values).__name__}, not an object).")
         names = {item.name for item in dataclasses.fields(cls)}
         required = {item.name for item in dataclasses.fields(cls)
                     if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING}
         missing = sorted(required - set(values))
         if missing:
-            raise ValueError(f"{path} is not a run record of hf_segcompare (no {missing}).")
+            raise RecordError(f"{path} is not a run record of hf_segcompare (no {missing}).")
+        problem = _wrong_kind(values)
+        if problem:
+            raise RecordError(f"{path}: {problem}; {damaged}.")
         return cls(**{key: value for key, value in _upgraded(values).items() if key in names})
+
+
+def _field_kinds() -> dict[str, tuple[type, ...]]:
+    """Each record field's JSON kinds, from `RunResults`' annotations (``dict[str, Any] | None`` ->
+    (dict, NoneType)); an int field takes no float, as `write` never writes one there."""
+    hints = typing.get_type_hints(RunResults)
+    kinds = {}
+    for name, hint in hints.items():
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        kinds[name] = tuple(typing.get_origin(option) or option for option in options)
+    return kinds
+
+
+def _wrong_kind(values: dict[str, Any]) -> str | None:
+    """What in a record's JSON is not of the kind a run writes (None: every field is): a field's own
+    kind, and every evaluation figure (``eval_*``) a number or null."""
+    kinds = _field_kinds()
+    for name, value in values.items():
+        expected = kinds.get(name)
+        if expected is None:  # a field of a later schema: read by nothing here
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool):  # bool is an int to isinstance
+            wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in expected)
+            return f"{name} is {json.dumps(value)[:40]}, where a run writes a {wanted}"
+    evaluations = [("final_eval", values.get("final_eval"))] + [
+        (f"evaluations[{index}]", entry) for index, entry in enumerate(values.get("evaluations") or [])]
+    for where, evaluation in evaluations:
+        if evaluation is None:
+            continue
+        if not isinstance(evaluation, dict):
+            return f"{where} is {json.dumps(evaluation)[:40]}, where a run writes an evaluation (an object)"
+        for key, figure in evaluation.items():
+            if key.startswith("eval_") and figure is not None and \
+                    (isinstance(figure, bool) or not isinstance(figure, (int, float))):
+                return f"{where}.{key} is {json.dumps(figure)[:40]}, where a run writes a number"
+    return None
 
 
 def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
