@@ -90,6 +90,18 @@ def test_early_stopping_stops_after_the_patience_and_a_resume_keeps_the_count(vo
     assert f"training stopped at step {steps} after 2 evaluation(s) without improvement" in \
         (output_dir / "README.md").read_text()
 
+    # The same command again: the run is finished where early stopping ended it, not trained on to its budget.
+    def files():
+        return {path.relative_to(output_dir): path.read_bytes() for path in output_dir.rglob("*") if path.is_file()
+                and not path.name.startswith(".")}
+
+    before = files()
+    status, stderr, stdout = run_seg_in_process(_args(voc_tree, output_dir, *flat, "--max_steps", "10"), capsys)
+    assert status == 0, stderr[-3000:]
+    assert f"holds this run, finished at step {steps} (stopped early after 2 evaluation(s) without improvement)" \
+        in stdout
+    assert files() == before
+
     # interrupted one step before (one evaluation without improvement counted), then resumed with the
     # whole budget: it stops where the uninterrupted run did (with the count reset it would go on)
     resumed = tmp_path / "resumed"

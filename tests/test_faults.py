@@ -143,22 +143,32 @@ def test_one_run_per_output_folder_at_a_time(voc_tree, tmp_path, capsys):
     assert status == 0, stderr[-3000:]
 
 
-def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(voc_tree, tmp_path):
+@pytest.mark.parametrize("processes", [0, 1, 2])  # 0: python scripts/run_seg.py; else accelerate launch
+def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(processes, voc_tree, tmp_path):
+    """Ctrl-C in a terminal signals every process of the job; under accelerate launch the launcher then
+    sends the run SIGTERM at once, which must not cut the one line short (nor may each process print it)."""
+    import os
     import signal
     import subprocess
     import sys
     import time
 
-    from .conftest import RUN_SEG, script_env
+    from .conftest import RUN_SEG, free_port, script_env
 
     output = tmp_path / "out"
     args = [str(RUN_SEG), "--model", "segformer-tiny", "--from_scratch",
             *_train_args(voc_tree, output, tmp_path / "c"), "--max_steps", "400", "--eval_strategy", "no",
             "--do_eval", "false"]
-    # As from a terminal: a suite started in the background (`cmd &` without job control) ignores
-    # SIGINT, and its children would inherit that.
-    run = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=script_env(tmp_path), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True,
+    if processes == 2:
+        args += ["--per_device_train_batch_size", "2"]
+    launcher = [] if not processes else [
+        "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--num_processes", str(processes),
+        *(["--multi_gpu", "--main_process_port", str(free_port())] if processes > 1 else [])]
+    # As from a terminal: its own process group, every member of which the signal reaches, with SIGINT's
+    # default handler (a suite started in the background with '&' ignores SIGINT, and children inherit that).
+    run = subprocess.Popen([sys.executable, *launcher, *args], cwd=tmp_path, env=script_env(tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Any whole checkpoint will do: with --save_total_limit 1, checkpoint-2 lives only until
     # checkpoint-4 is written, a window a poll can miss on a fast machine.
@@ -166,7 +176,7 @@ def test_ctrl_c_is_one_line_naming_what_a_rerun_resumes_and_exit_130(voc_tree, t
     while not any(output.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert run.poll() is None, "the run ended before a checkpoint was seen"
-    run.send_signal(signal.SIGINT)
+    os.killpg(run.pid, signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130
     line = _one_error_line(stderr)
@@ -289,6 +299,17 @@ def test_a_diverging_run_stops_at_the_first_nonfinite_step_and_publishes_nothing
         read_runs([output_dir])
     with pytest.raises(PushError, match="did not finish"):
         push_folder(output_dir, "someone/diverged")
+    # The same command again: the diverged run is finished, not resumed towards the same fault.
+    before = {path.name: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()
+              and not path.name.startswith(".")}
+    status, stderr, _ = run_seg_in_process(
+        ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output_dir, tmp_path / "cache"),
+         "--learning_rate", "1e6", "--save_steps", "1", "--save_total_limit", "1"], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and f"holds a run that diverged at step {step}" in line and "--overwrite_output_dir" in line
+    assert f"--resume_from_checkpoint {kept[0]} with --allow_changed_options" in line
+    assert before == {path.name: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()
+                      and not path.name.startswith(".")}
 
 
 # ----------------------------------------------------------------------------- not evaluated
@@ -462,6 +483,35 @@ def test_an_output_folder_that_cannot_be_written_is_named_before_any_data_loads(
     assert status == 2 and f"--output_dir {read_only / 'out'}: cannot write there (Read-only file system)" in line
 
 
+def test_a_cache_folder_that_cannot_be_written_is_named_before_any_data_is_read(voc_tree, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """An empty read-only cache: the loaders would fail inside datasets with a PermissionError."""
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the data was read before the cache folder was checked")
+
+    monkeypatch.setattr("hf_segcompare.pipeline.loading.load_voc", no_reading)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc", "--data_dir", str(voc_tree)]
+    status, stderr, _ = run_seg_in_process([*args, "--output_dir", str(tmp_path / "out"), "--cache_dir",
+                                            str(blocker / "cache")], capsys)
+    assert status == 2 and f"--cache_dir {blocker / 'cache'}: cannot write there" in _one_error_line(stderr)
+    read_only = tmp_path / "read-only"
+    unmount = _mount_tmpfs(read_only, "ro,size=1m")
+    try:
+        status, stderr, _ = run_seg_in_process([*args, "--output_dir", str(tmp_path / "out"), "--cache_dir",
+                                                str(read_only)], capsys)
+        monkeypatch.setenv("HF_SEGCOMPARE_CACHE", str(read_only))
+        monkeypatch.setattr("hf_segcompare.pipeline.loading.DEFAULT_CACHE_DIR", read_only)
+        default_status, default_stderr, _ = run_seg_in_process([*args, "--output_dir", str(tmp_path / "out")], capsys)
+    finally:
+        unmount()
+    line = _one_error_line(stderr)
+    assert status == 2 and f"--cache_dir {read_only}: cannot write there (Read-only file system)" in line
+    line = _one_error_line(default_stderr)
+    assert default_status == 2 and "or set HF_SEGCOMPARE_CACHE (this is its default folder)" in line
+
+
 def test_a_full_disk_is_named_and_leaves_no_partial_checkpoint(voc_tree, tmp_path, capsys):
     disk = tmp_path / "small-disk"
     unmount = _mount_tmpfs(disk, "size=1m")  # segformer-tiny: 0.5 MB of weights, 1 MB of optimizer state
@@ -481,6 +531,12 @@ def test_a_full_disk_is_named_and_leaves_no_partial_checkpoint(voc_tree, tmp_pat
     (["--num_train_epoch", "3"], "--num_train_epoch (did you mean --num_train_epochs?)"),
     (["--learning_rat", "1e-3"], "--learning_rat (did you mean --learning_rate?)"),
     (["--no_such_option"], "unrecognised argument(s): --no_such_option"),
+    # a budget of no step would train nothing and publish the random model
+    (["--num_train_epochs", "-1"], "--num_train_epochs -1 (with --max_steps -1) leaves no step to train"),
+    (["--num_train_epochs", "0"], "--num_train_epochs 0 (with --max_steps -1) leaves no step to train"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: give 1 or more."),
+    (["--per_device_eval_batch_size", "-2"], "--per_device_eval_batch_size -2: give 1 or more."),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: give 1 or more."),
 ])
 def test_argument_mistakes_are_one_usage_error_line(argv, expected, tmp_path, capsys, no_data_loading):
     status, stderr, _ = run_seg_in_process([*argv, "--output_dir", str(tmp_path / "out")], capsys)
@@ -625,14 +681,32 @@ def test_a_finished_step_budget_is_final(voc_tree, tmp_path, capsys):
                             "(--max_steps 2)") in stderr
 
 
-def test_the_budget_line_and_throughput_count_what_a_batch_larger_than_the_data_sees(voc_tree, tmp_path, capsys):
-    """16 images at batch 32: one step an epoch, 16 samples seen per step (not 32)."""
+def test_a_batch_larger_than_the_data_is_refused_and_throughput_counts_what_each_step_saw(voc_tree, tmp_path, capsys):
+    """16 images at batch 32 would train on 16 a step while card and budget said 32: refused. At batch
+    12 the second step of each epoch sees the 4 left: 16 samples in 2 steps, not 24."""
     output = tmp_path / "out"
     args = ["--model", "segformer-tiny", "--from_scratch", *_train_args(voc_tree, output, tmp_path / "c"),
-            "--per_device_train_batch_size", "32", "--max_steps", "2", "--eval_strategy", "no", "--do_eval",
-            "false", "--save_strategy", "no"]
-    status, stderr, stdout = run_seg_in_process(args, capsys)
+            "--max_steps", "2", "--eval_strategy", "no", "--do_eval", "false", "--save_strategy", "no"]
+    status, stderr, _ = run_seg_in_process([*args, "--per_device_train_batch_size", "32"], capsys)
+    line = _one_error_line(stderr)
+    assert status == 2 and "a global batch of 32 (32 per process x 1 process(es) x 1 accumulation step(s)) is " \
+        "larger than the 16 training images" in line and "a global batch of 16 or fewer" in line
+    assert not output.exists()
+    status, stderr, stdout = run_seg_in_process([*args, "--per_device_train_batch_size", "12"], capsys)
     assert status == 0, stderr[-3000:]
-    assert "2 optimizer steps at a global batch of 32 (2.00 epochs of 16 images)" in stdout
+    assert "2 optimizer steps at a global batch of 12 (1.00 epochs of 16 images)" in stdout
     train = json.loads((output / "results.json").read_text())["train"]
-    assert train["samples_per_second"] * train["wall_time_s"] == pytest.approx(2 * 16)
+    assert train["samples_per_second"] * train["wall_time_s"] == pytest.approx(16)
+
+
+def test_save_and_eval_steps_without_their_strategy_are_honoured(voc_tree, tmp_path, capsys):
+    """The recipe's per-epoch saving and evaluation would win over --save_steps / --eval_steps given alone."""
+    output = tmp_path / "out"
+    args = ["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+            str(voc_tree), "--output_dir", str(output), "--per_device_train_batch_size", "8", "--max_steps", "4",
+            "--save_steps", "1", "--eval_steps", "2", "--save_total_limit", "9"]
+    status, stderr, _ = run_seg_in_process(args, capsys)
+    assert status == 0, stderr[-3000:]
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == [f"checkpoint-{step}" for step in (1, 2, 3, 4)]
+    record = json.loads((output / "results.json").read_text())
+    assert [entry["step"] for entry in record["evaluations"]] == [2, 4]

@@ -332,7 +332,7 @@ def test_no_ignore_index_scores_every_value_and_a_255_is_then_invalid(tmp_path, 
     output = tmp_path / "out"
     status, stderr, _ = run_seg_in_process(
         [*TINY_RUN, "--dataset_name", str(root), "--ignore_index", "none", "--max_steps", "2",
-         "--output_dir", str(output)], capsys)
+         "--per_device_train_batch_size", "4", "--output_dir", str(output)], capsys)
     assert status == 0, stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["dataset"]["ignore_index"] is None

@@ -191,3 +191,30 @@ def test_palette_constants():
     palette = voc_palette()
     assert palette[0] == (0, 0, 0) and palette[1] == (128, 0, 0) and palette[15] == (192, 128, 128)
     assert palette[255] == (224, 224, 192)
+
+
+@pytest.mark.parametrize("listed", ["../../outside", "..", "sub/../../outside", "/etc/passwd"])
+def test_a_split_list_cannot_name_a_file_outside_the_dataset(listed, tree, tmp_path):
+    """A VOC id is a file name: one holding a path would read an image from outside the dataset
+    (and such an image can reach sample_predictions.png, which a push publishes)."""
+    outside = tmp_path / "outside"
+    Image.new("RGB", (32, 32)).save(tmp_path / "outside.jpg")
+    Image.new("P", (32, 32)).save(tmp_path / "outside.png")
+    val = _voc(tree) / "ImageSets" / "Segmentation" / "val.txt"
+    val.write_text(val.read_text() + listed + "\n")
+    with pytest.raises(DataError) as raised:
+        load_voc(tree, cache_dir=tmp_path / "cache")
+    message = str(raised.value)
+    assert f"{val}: id {listed!r} (entry 6) is not a file name" in message and "Fix the list" in message
+    assert outside.with_suffix(".jpg").exists()  # still there, never read
+
+
+def test_a_folder_source_reads_nothing_outside_its_root(tree, tmp_path):
+    from hf_segcompare.data.sources import FolderSource
+
+    (tmp_path / "secret.txt").write_text("x")
+    source = FolderSource(_voc(tree))
+    assert source.read_bytes("ImageSets/Segmentation/val.txt")
+    for relative in ("../../../secret.txt", str(tmp_path / "secret.txt"), "JPEGImages/../../../../secret.txt"):
+        with pytest.raises(DataError, match="names a file outside"):
+            source.read_bytes(relative)

@@ -18,3 +18,50 @@ def error_status(error) -> int:
 
     print(f"error: {error}", file=sys.stderr)
     return 2 if isinstance(error, UsageError) else 1
+
+
+class stop_signals_interrupt:
+    """Within it, SIGTERM interrupts like Ctrl-C (SIGINT), once: the first of either raises
+    `KeyboardInterrupt`, and any that follow are ignored while the command says where it stopped.
+
+    Ctrl-C in a terminal reaches every process of the job: under ``accelerate launch`` the launcher
+    catches it and at once sends SIGTERM to the run, which would otherwise die of it before printing
+    the one line a rerun needs. ``signal_number`` holds the signal that stopped the run (None: none),
+    so the exit status can be 128 + it, as a shell reports a process a signal ended.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signal_number = None
+        self._previous = {}
+
+    def _handle(self, signal_number, frame):
+        if self.signal_number is None:
+            self.signal_number = signal_number
+            raise KeyboardInterrupt
+        # a second signal (the launcher's SIGTERM after the terminal's SIGINT) must not cut the message short
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # Python sets handlers there only
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                if signal.getsignal(number) is not signal.SIG_IGN:  # a job started with nohup or '&' keeps ignoring
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def exit_status(self) -> int:
+        """128 + the signal that stopped the run (130 for Ctrl-C)."""
+        import signal
+
+        return 128 + (self.signal_number or signal.SIGINT)
+
+    def __exit__(self, *exc_info):
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        return False

@@ -62,6 +62,7 @@ run_args.json, the model, its checkpoints, card and results.json into --output_d
 outputs/<model>).
 """
 
+import os
 import sys
 
 from hf_segcompare.config.option_names import quick_check  # the standard library and the registry only
@@ -74,27 +75,30 @@ def main(argv=None) -> int:
         print(f"error: {mistake}", file=sys.stderr)
         return 2
 
+    from hf_segcompare.cli import stop_signals_interrupt
     from hf_segcompare.config.arguments import parse_args
     from hf_segcompare.errors import Interrupted, SegCompareError, UsageError
     from hf_segcompare.pipeline.run import run
     from hf_segcompare.report.results import summary_line
 
-    try:
-        model_args, data_args, training_args = parse_args(argv)
-        results = run(model_args, data_args, training_args)
-    except (UsageError, FileNotFoundError) as error:  # bad input: nothing was trained
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Interrupted as error:  # Ctrl-C while training: one line, the shell's exit status for SIGINT
-        print(f"\nerror: {error}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\nerror: interrupted before training started; nothing was trained or published.", file=sys.stderr)
-        return 130
-    # Stopped with nothing published, or trained and saved but the push failed: each says what is kept.
-    except SegCompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    # The handlers stay until the one line is printed: a second signal must not cut it short.
+    with stop_signals_interrupt() as stop:
+        try:
+            model_args, data_args, training_args = parse_args(argv)
+            results = run(model_args, data_args, training_args)
+        except (UsageError, FileNotFoundError) as error:  # bad input: nothing was trained
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as error:  # Ctrl-C: one line (the first process's), the shell's exit status
+            if os.environ.get("RANK", "0") == "0":  # every process of a distributed run gets the signal
+                print("\nerror: " + (str(error) if isinstance(error, Interrupted) else
+                                     "interrupted before training started; nothing was trained or published."),
+                      file=sys.stderr, flush=True)
+            return stop.exit_status()
+        # Stopped with nothing published, or trained and saved but the push failed: each says what is kept.
+        except SegCompareError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if training_args.process_index == 0:
         print(summary_line(results, training_args.output_dir))
     return 0

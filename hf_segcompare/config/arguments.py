@@ -284,6 +284,8 @@ def _explicit_choices(given: set[str], values) -> dict[str, Any]:
 
     - ``--num_train_epochs`` without ``--max_steps`` replaces a recipe's step budget (transformers
       would let the recipe's ``max_steps`` win without a word).
+    - ``--save_steps`` / ``--eval_steps`` without their strategy mean saving / evaluating every so many
+      steps (TrainingArguments would keep the per-epoch default and ignore them).
     - ``--do_eval false`` means no evaluation at all, and ``--eval_strategy no`` no evaluation
       either unless ``--do_eval`` says otherwise (TrainingArguments would turn ``do_eval`` back on
       for the recipe's per-epoch evaluation).
@@ -301,6 +303,14 @@ def _explicit_choices(given: set[str], values) -> dict[str, Any]:
         choices["max_steps"] = -1
     def value(name):
         return values[name] if isinstance(values, dict) else getattr(values, name)
+
+    # An interval given in steps means that strategy: TrainingArguments would let the default per-epoch
+    # strategy win and ignore the steps without a word. A strategy (or --do_eval false) given beside them
+    # is the user's word and wins, as a later option wins over a replayed run_args.json's.
+    for interval, strategy in (("save_steps", "save_strategy"), ("eval_steps", "eval_strategy")):
+        if interval in given and strategy not in given and not (
+                strategy == "eval_strategy" and "do_eval" in given and not value("do_eval")):
+            choices[strategy] = "steps"
 
     if "do_eval" in given and not value("do_eval"):
         if "eval_strategy" in given and str(value("eval_strategy")) not in ("no", "IntervalStrategy.NO"):
@@ -328,6 +338,8 @@ def recipe_defaults(model: str, recipe_name: str, gradient_accumulation_steps: i
         UsageError: the recipe's batch does not split evenly over the processes.
     """
     recipe = get_recipe(recipe_name, model, dataset)
+    if gradient_accumulation_steps < 1:
+        raise UsageError(f"--gradient_accumulation_steps {gradient_accumulation_steps}: give 1 or more.")
     world_size = world_size or _world_size()
     devices = world_size * gradient_accumulation_steps
     if recipe.batch_size % devices:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import tarfile
 import zipfile
 from pathlib import Path
@@ -37,7 +38,16 @@ class FolderSource:
         self.description = str(root)
 
     def exists(self, relative: str) -> bool:
-        return (self.root / relative).is_file()
+        return self._path(relative).is_file()
+
+    def _path(self, relative: str) -> Path:
+        """`relative` under the root; a path that climbs out of it (``..``, absolute) is refused. Checked
+        by name, not resolved: a dataset folder may hold links to files stored elsewhere."""
+        normal = posixpath.normpath(relative.replace("\\", "/"))
+        if normal == ".." or normal.startswith(("../", "/")) or Path(relative).is_absolute():
+            raise DataError(f"{relative!r} names a file outside {self.root}: a file of a dataset is read from "
+                            "inside its folder. Fix the list or file that names it.")
+        return self.root / normal
 
     def files(self, under: str) -> list[str]:
         """Every file below the folder `under`, as paths relative to the root, sorted."""
@@ -46,7 +56,7 @@ class FolderSource:
             if folder.is_dir() else []
 
     def read_bytes(self, relative: str) -> bytes:
-        return (self.root / relative).read_bytes()
+        return self._path(relative).read_bytes()
 
     def location(self, relative: str) -> str:
         """How an error message should name this file."""

@@ -39,6 +39,13 @@ def read_split_ids(source, split_file: str) -> list[str]:
     ids = [line.strip() for line in source.read_bytes(relative).decode().splitlines() if line.strip()]
     if not ids:
         raise DataError(f"{source.location(relative)} lists no ids.")
+    for number, sample_id in enumerate(ids, start=1):
+        # An id names JPEGImages/<id>.jpg and SegmentationClass/<id>.png: a path in it could read an image
+        # from outside the dataset, and such an image can reach sample_predictions.png and a push.
+        if "/" in sample_id or "\\" in sample_id or sample_id in (".", "..") or "\0" in sample_id:
+            raise DataError(f"{source.location(relative)}: id {sample_id!r} (entry {number}) is not a file name: "
+                            "an id names JPEGImages/<id>.jpg and SegmentationClass/<id>.png inside the dataset. "
+                            "Fix the list.")
     return ids
 
 

@@ -131,6 +131,7 @@ class SegTrainingArguments(TrainingArguments):
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             # TrainingArguments would pick the loss; a segmentation run is judged by its mean IoU
             self.metric_for_best_model = "mean_iou"
+        self._check_sizes()
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
                 raise UsageError(f"--early_stopping_patience {self.early_stopping_patience}: give at least 1 "
@@ -142,6 +143,18 @@ class SegTrainingArguments(TrainingArguments):
             super().__post_init__()
         except ValueError as error:  # TrainingArguments' own checks: options that do not fit together
             raise UsageError(" ".join(line.strip() for line in str(error).splitlines() if line.strip())) from None
+
+    def _check_sizes(self) -> None:
+        """Batches of no image and a budget of no step are refused here, before any data loads: Trainer
+        would fail on the first (inside torch's sampler) and, on the second, train nothing and publish
+        the random model."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} {getattr(self, name)}: give 1 or more.")
+        if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise UsageError(f"--num_train_epochs {self.num_train_epochs:g} (with --max_steps {self.max_steps}) leaves "
+                             "no step to train: pass --num_train_epochs above 0 or --max_steps 1 or more, or "
+                             "--do_train false to evaluate without training.")
 
     def global_batch_size(self) -> int:
         """Training samples per optimizer step, over every process."""

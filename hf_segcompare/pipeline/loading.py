@@ -26,6 +26,7 @@ from ..hub_access import hub_offline_mode, local_or_hub
 from ..labels import LabelSet
 from ..models import create_model, get_entry, register_auto_classes
 from ..models.pretrained import check_pretrained_source
+from .output_folder import require_writable
 
 # The releases read in place by name (--dataset_name); any other name is a Hub id or a local dataset.
 RELEASE_LOADERS = {"ade20k": (load_ade20k, ADE20K_WHERE), "cityscapes": (load_cityscapes, CITYSCAPES_WHERE)}
@@ -53,6 +54,9 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
     the data: see `hf_segcompare.data.label_source`), ``label_info`` where it came from.
     """
     cache_dir = Path(data_args.cache_dir) if data_args.cache_dir else DEFAULT_CACHE_DIR
+    # Every loader writes its validated splits there (and takes a lock there even to reuse them).
+    require_writable(cache_dir, "--cache_dir", None if data_args.cache_dir else
+                     "Pass a --cache_dir you can write to, or set HF_SEGCOMPARE_CACHE (this is its default folder).")
     options = label_options(data_args)
     name = data_args.dataset_name
     if data_args.train_val_split is not None and name in RELEASES:

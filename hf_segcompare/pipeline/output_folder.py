@@ -1,6 +1,6 @@
 """The output folder's policy: writable before anything loads, resumed from its last complete
-checkpoint, refused when it holds a finished run, and a run that holds its whole budget already
-taken up without training a step.
+checkpoint, refused when it holds a finished run without one or a diverged run, and a run that holds
+its whole budget already, or that early stopping ended, taken up without training a step.
 
 The transformers examples' convention: a training run whose ``--output_dir`` already holds
 checkpoints resumes from the last complete one unless ``--overwrite_output_dir``.
@@ -25,12 +25,16 @@ from ..errors import CheckpointError, UsageError
 from ..report.results import RESULTS_FILE, RunResults
 
 
-def _require_writable(folder: Path) -> None:
-    """Fail before any data loads when the run could not write into `folder`; create nothing.
+def require_writable(folder: Path, option: str = "--output_dir", hint: str | None = None) -> None:
+    """Fail before any data loads when the run could not write into `folder` (given as `option`; `hint`:
+    what to do instead, by default to pass another); create nothing.
 
     The probe is a temporary file in `folder`, or in its nearest existing parent when it does not
     exist yet, removed at once: the real errno (read-only file system, permission, not a folder)
     goes into the message.
+
+    Raises:
+        UsageError: naming the option, the folder and the reason.
     """
     existing = nearest_existing(folder)
     try:
@@ -39,8 +43,8 @@ def _require_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise UsageError(f"--output_dir {folder}: cannot write there ({error.strerror or error}). "
-                         "Pass an --output_dir you can write to.") from None
+        raise UsageError(f"{option} {folder}: cannot write there ({error.strerror or error}). "
+                         + (hint or f"Pass an {option} you can write to.")) from None
 
 
 def prepare_output_dir(training_args: SegTrainingArguments, lock: RunLock | None = None) -> str | None:
@@ -55,7 +59,7 @@ def prepare_output_dir(training_args: SegTrainingArguments, lock: RunLock | None
             folder holds a finished run.
     """
     output_dir = Path(training_args.output_dir)
-    _require_writable(output_dir)
+    require_writable(output_dir)
     if lock is not None:  # before anything is decided about the folder, let alone removed from it
         lock.acquire_if_exists()
     if not training_args.do_train:
@@ -68,12 +72,22 @@ def prepare_output_dir(training_args: SegTrainingArguments, lock: RunLock | None
     if overwrite and training_args.process_index == 0:
         clear_previous_run(output_dir)
     finished = [name for name in (RESULTS_FILE, "model.safetensors") if (output_dir / name).exists()]
+    record = RunResults.read(output_dir / RESULTS_FILE) if not overwrite and (output_dir / RESULTS_FILE).is_file() \
+        else None
+    diverged = record is not None and record.status == "diverged"
     if resume_from is None and finished and not overwrite:
-        record = RunResults.read(output_dir / RESULTS_FILE) if (output_dir / RESULTS_FILE).is_file() else None
         what = (f"a run that diverged at step {(record.diverged or {}).get('step')}"
-                if record is not None and record.status == "diverged" else f"a finished run ({', '.join(finished)})")
+                if diverged else f"a finished run ({', '.join(finished)})")
         raise UsageError(f"--output_dir {output_dir} holds {what} and no checkpoint to resume: pass "
                          "--overwrite_output_dir to replace it, or another --output_dir.")
+    if diverged and training_args.resume_from_checkpoint is None:
+        # Resumed unasked, the same options would train through the same steps towards the same fault.
+        raise UsageError(
+            f"--output_dir {output_dir} holds a run that diverged at step {(record.diverged or {}).get('step')} (see "
+            f"its results.json): it is finished, and resuming it from {Path(resume_from).name} would train the "
+            "same steps again. Pass --overwrite_output_dir to train afresh (e.g. with a lower --learning_rate), or "
+            f"--resume_from_checkpoint {resume_from} with --allow_changed_options and the options to change from "
+            "there.")
     # training_args keeps what the user gave (None, "last", a path): run_args.json replays that,
     # not this folder's checkpoint.
     return resume_from
@@ -93,15 +107,24 @@ def at_budget(resume_from: str | None, training_args: SegTrainingArguments) -> b
         raise UsageError(str(error)) from None
 
 
-def finished_record(output_dir: Path, resume_from: str) -> RunResults | None:
-    """The complete record of the run that `resume_from` ended, if it was written (None when the
-    run stopped before: e.g. killed during its final evaluation)."""
+def finished_record(output_dir: Path, resume_from: str | None, whole_budget: bool) -> RunResults | None:
+    """The complete record of the run that `resume_from` ended (None: the run goes on). A run ended
+    there when the checkpoint holds its whole budget (`whole_budget`) or early stopping ended it at
+    that step; None as well when its record was not written (e.g. killed during its final evaluation:
+    it is then taken up without a step)."""
     record = output_dir / RESULTS_FILE
-    if not record.is_file():
+    if resume_from is None or not record.is_file():
         return None
     results = RunResults.read(record)
     complete = results.status == "complete" and results.train is not None
-    return results if complete and results.train.get("steps") == trained_steps(resume_from)[0] else None
+    if not complete or results.train.get("steps") != trained_steps(resume_from)[0]:
+        return None
+    return results if whole_budget or stopped_early(results) else None
 
 
-__all__ = ["at_budget", "finished_record", "prepare_output_dir"]
+def stopped_early(results: RunResults) -> bool:
+    """Whether early stopping ended the run before its budget (`--early_stopping_patience`)."""
+    return bool((results.published_model or {}).get("stopped_early"))
+
+
+__all__ = ["at_budget", "finished_record", "prepare_output_dir", "require_writable", "stopped_early"]

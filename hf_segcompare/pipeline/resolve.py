@@ -70,8 +70,13 @@ class RunPlan:
 
     def fitted_to(self, dataset) -> "RunPlan":
         """This plan with the crop and evaluation sizes the data decides where none was given (the
-        smallest multiple of 32 holding the split's largest image, at most 512)."""
+        smallest multiple of 32 holding the split's largest image, at most 512).
+
+        Raises:
+            UsageError: a global batch larger than the training split (`_check_batch_fits`).
+        """
         data = self.data_args
+        _check_batch_fits(self.training_args, len(dataset["train"]) if self.training_args.do_train else None)
         crop = data.crop_size
         if crop is None and self.training_args.do_train:
             crop = fitted_size(dataset["train"], MAX_CROP_SIZE)
@@ -159,6 +164,19 @@ def resolve_run(model_args: ModelArguments, data_args: DataArguments,
                    recipe=recipe, recipe_reason=recipe_reason(recipe_name, data_args.dataset_name) if recipe else None,
                    protocol_reason=protocol_reason, eval_protocol=eval_protocol, pretrained_source=pretrained,
                    push_repo=push_repo)
+
+
+def _check_batch_fits(args: SegTrainingArguments, train_images: int | None) -> None:
+    """A global batch larger than the training split is refused: each step would see the split, not the
+    batch the card and the budget name (Trainer keeps the last, smaller batch of an epoch)."""
+    batch = args.global_batch_size()
+    if train_images is not None and batch > train_images:
+        raise UsageError(
+            f"a global batch of {batch} ({args.per_device_train_batch_size} per process x {args.world_size} "
+            f"process(es) x {args.gradient_accumulation_steps} accumulation step(s)) is larger than the "
+            f"{train_images} training images: every step would see {train_images}, not {batch}. Pass "
+            "--per_device_train_batch_size (and --gradient_accumulation_steps) for a global batch of "
+            f"{train_images} or fewer.")
 
 
 def _check_loss(args: SegTrainingArguments) -> None:

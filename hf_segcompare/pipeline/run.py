@@ -34,7 +34,7 @@ from ..report.figures import SAMPLE_PREDICTIONS
 from ..report.push import push_folder
 from ..report.results import RESULTS_FILE, RunResults, record_name
 from .loading import check_start, load_data, load_model
-from .output_folder import at_budget, finished_record, prepare_output_dir
+from .output_folder import at_budget, finished_record, prepare_output_dir, stopped_early
 from .record import collect_results
 from .resolve import RunPlan, resolve_run
 from .resume_check import refuse_other_options, resume_changes
@@ -199,8 +199,10 @@ def _publish_finished(finished: RunResults, plan: RunPlan) -> RunResults:
     args = plan.training_args
     refuse_other_options(finished, plan)
     if args.process_index == 0:
+        why = (f"stopped early after {finished.published_model.get('early_stopping_patience')} evaluation(s) without "
+               "improvement" if stopped_early(finished) else "its budget")
         print(f"nothing left to train: {args.output_dir} holds this run, finished at step "
-              f"{finished.train['steps']} (its budget); nothing was trained or rewritten "
+              f"{finished.train['steps']} ({why}); nothing was trained or rewritten "
               "(--overwrite_output_dir trains it afresh)", flush=True)
         if plan.push_repo:
             finished.hub = {"repo_id": plan.push_repo, "commit_url": push_folder(
@@ -236,7 +238,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     apply_cpu_threads()  # accelerate would leave a CPU process one thread of the machine's cores
     resume_from = prepare_output_dir(args, lock)
     plan = plan.resuming(resume_from, at_budget(resume_from, args))
-    finished = finished_record(Path(args.output_dir), plan.resume_from) if plan.whole_budget else None
+    finished = finished_record(Path(args.output_dir), plan.resume_from, plan.whole_budget)
     if finished is not None:
         return _publish_finished(finished, plan)
     check_start(plan.model_args)  # before the data: a missing model should not wait for it
