@@ -3,7 +3,7 @@
     python bench/bench_data.py                 # ~1,500 VOC-sized images (generated once into --workdir)
     python bench/bench_data.py --images 300    # quicker
 
-Prints one JSON object. Targets (issue 3): the cached load at least 10x faster than the first;
+Prints one JSON object. Targets: the cached load at least 10x faster than the first;
 the train transform's images/s per DataLoader worker, to size `--dataloader_num_workers`.
 """
 

@@ -6,8 +6,9 @@ figure is typed by hand).
 
 Each table replaces the lines between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in a
 page, for NAME in eval (bench_eval.py), eval-summary (the README's lines of it), train
-(bench_train.py), train-data (bench_train.py --data_only), padding (bench_padding.py) and
-bootstrap (bench_bootstrap.py), from the JSON ``bench/results/SOURCE.json`` and any
+(bench_train.py), train-data (bench_train.py --data_only), padding (bench_padding.py),
+bootstrap (bench_bootstrap.py) and large-image (bench_large_image.py), from the JSON
+``bench/results/SOURCE.json`` and any
 ``SOURCE-*.json`` (the same benchmark on other data); a benchmark without a JSON leaves its block as
 it is. ``tests/test_readme.py`` checks that every page's blocks are what this renders from the
 committed JSON.
@@ -150,10 +151,26 @@ def bootstrap_table(report: dict) -> str:
         ["what", "images", "evaluation without it", "with it", "added", "target"], rows))
 
 
+def large_image_table(report: dict) -> str:
+    rows = []
+    for protocol, result in report["protocols"].items():
+        peaks = {side: ", ".join(f"{run['peak_rss_bytes'] / 2**20:,.0f}" for run in runs)
+                 for side, runs in result["runs"].items()}
+        rows.append([f"`--protocol {protocol}`", peaks["without"], peaks["with"],
+                     f"**{result['with_over_without']:.2f}×**", f"≤ {report['target']:g}×"])
+    return "\n".join(_markdown(
+        f"Measured{_date(report)}{_commit(report)} on {report['device']} ({report['cpu_threads']} cores): "
+        f"{report['model']} from random weights, {report['data']}; peak resident memory of each run's process, "
+        "alternating, in MiB.",
+        ["protocol", "peak, without the large image", f"peak, with one {report['large_image'][1]}×"
+         f"{report['large_image'][0]} image", "with / without (highest of each)", "target"], rows))
+
+
 # NAME -> (the JSON it is rendered from, the renderer)
 TABLES = {"eval": ("eval", eval_table), "eval-summary": ("eval", eval_summary), "train": ("train", train_table),
           "train-data": ("train_data", train_data_table),
-          "padding": ("padding", padding_table), "bootstrap": ("bootstrap", bootstrap_table)}
+          "padding": ("padding", padding_table), "bootstrap": ("bootstrap", bootstrap_table),
+          "large-image": ("large_image", large_image_table)}
 PAGES = ("docs/benchmarks.md", "README.md")
 
 

@@ -3,6 +3,7 @@ short-side test resize, checked against direct computations."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_segcompare.data.transforms import black_fill
+from hf_segcompare.data.transforms import black_fill, shrunk_size
 from hf_segcompare.errors import UsageError
 from hf_segcompare.evaluation.protocol import EvalProtocol, predict_probabilities, short_side_size
 from hf_segcompare.models import create_model
@@ -208,6 +209,86 @@ def test_batched_protocols_score_what_one_image_at_a_time_scores(two_shape_tree,
     for name in ("intersection", "predicted_area", "label_area", "boundary"):
         assert np.array_equal(getattr(batched_counts, name), getattr(single_counts, name)), name
     assert batched_calls < single_calls / 2, (batched_calls, single_calls)
+
+
+@pytest.mark.parametrize("protocol", [EvalProtocol(resize="short_side", short_side=64),
+                                      EvalProtocol(mode="slide", crop=32, stride=24)], ids=["mmseg", "slide"])
+def test_protocols_score_image_by_image_as_the_whole_batch_would(two_shape_tree, tmp_path, protocol):
+    """The toolkit's metrics score each image as its probabilities arrive (no batch of class maps padded
+    to its largest annotation): the counts are those of the batch's log-probabilities scored together."""
+    runs = {}
+    for per_image in (True, False):
+        trainer = _trainer(two_shape_tree, tmp_path / str(per_image), protocol, eval_batch=4)
+        trainer.model.set_attn_implementation("eager")
+        scored = []
+        metrics = trainer.segmentation_metrics
+        original = metrics.preprocess_logits
+
+        def recorded(logits, labels):
+            scored.append(type(logits).__name__)
+            return original(logits, labels)
+
+        metrics.preprocess_logits = trainer.preprocess_logits_for_metrics = recorded
+        if not per_image:  # prediction_step then returns the batch's log-probabilities, as for other metrics
+            trainer.segmentation_metrics = None
+        scores = trainer.evaluate()
+        runs[per_image] = (scores, metrics.last_counts, scored)
+    (scores, counts, calls), (batch_scores, batch_counts, batch_calls) = runs[True], runs[False]
+    assert "Tensor" in calls and "ScoredCounts" in calls and set(batch_calls) == {"Tensor"}
+    assert scores["eval_mean_iou"] == batch_scores["eval_mean_iou"] and len(counts["intersection"]) == 11
+    for name in ("intersection", "predicted_area", "label_area", "boundary", "calibration"):
+        assert np.allclose(counts[name], batch_counts[name], rtol=0, atol=1e-6), name
+
+
+def test_an_annotation_larger_than_the_max_eval_side_is_scored_shrunk_to_it(voc_tree, tmp_path):
+    """Evaluation memory follows --max_eval_side, not the largest image: no map larger is ever scored,
+    and images are scored one at a time; every pixel of the shrunk annotations is scored once."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    protocol = EvalProtocol(resize="short_side", short_side=48, max_side=40)
+    trainer = _trainer(voc_tree, tmp_path, protocol)
+    sizes = [(image.height, image.width) for image in trainer._raw_eval_dataset["image"]]
+    assert len(trainer.shrunk_for_scoring) == sum(max(size) > 40 for size in sizes) > 0
+    shapes = []
+    original = trainer.segmentation_metrics.preprocess_logits
+
+    def recorded(logits, labels):
+        shapes.append(tuple(labels.shape))
+        return original(logits, labels)
+
+    trainer.segmentation_metrics.preprocess_logits = recorded
+    trainer.evaluate()
+    scored = [shape for shape in shapes if len(shape) == 3 and shape[1] > 1]
+    assert len(scored) == len(sizes) and all(shape[0] == 1 and max(shape[1:]) <= 40 for shape in scored)
+    annotated = 0
+    for sample in trainer._raw_eval_dataset:
+        mask = torch.as_tensor(np.asarray(sample["label"]))[None]
+        if max(mask.shape[1:]) > 40:
+            mask = TF.resize(mask, list(shrunk_size(*mask.shape[1:], 40)), interpolation=InterpolationMode.NEAREST)
+        annotated += int((mask != 255).sum())
+    assert trainer.confusion_matrices["eval"].sum() == annotated
+
+
+def test_the_max_eval_side_is_recorded_printed_and_on_the_card(voc_tree, tmp_path, capsys):
+    from .conftest import run_seg_in_process
+
+    output = tmp_path / "out"
+    status, stderr, stdout = run_seg_in_process(
+        ["--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
+         str(voc_tree), "--output_dir", str(output), "--max_steps", "1", "--per_device_train_batch_size", "4",
+         "--protocol", "mmseg", "--max_eval_side", "48", "--save_strategy", "no"], capsys)
+    assert status == 0, stderr[-3000:]
+    record = json.loads((output / "results.json").read_text())
+    evaluation = record["dataset"]["evaluation"]
+    shrunk = evaluation["shrunk_images"]
+    assert evaluation["max_side"] == 48 and 0 < shrunk < record["dataset"]["validation_samples"]
+    assert f"scoring: {shrunk} validation image(s) larger than 48 px a side (" in stdout
+    assert f"{shrunk} validation image(s) larger than 48 px a side scored shrunk to fit" in \
+        (output / "README.md").read_text()
+    status, stderr, _ = run_seg_in_process(["--model", "segformer-tiny", "--max_eval_side", "16", "--output_dir",
+                                            str(tmp_path / "other")], capsys)
+    assert status == 2 and "error: --max_eval_side 16: give at least 32 px" in stderr
 
 
 def test_the_short_side_protocol_runs_resized_images_and_scores_native_annotations(voc_tree, tmp_path):

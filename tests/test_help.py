@@ -24,3 +24,20 @@ def test_help_prints_the_usage_and_exits_0(script, capsys):
     assert exited.value.code in (0, None)
     printed = capsys.readouterr().out
     assert printed.startswith("usage:") and "--help" in printed
+
+
+@pytest.mark.parametrize("script", COMMANDS)
+def test_help_as_python_m_prints_the_usage_and_exits_0(script, capsys, monkeypatch):
+    """`python -m hf_segcompare.cli.NAME --help`: the installed package's commands, without the checkout."""
+    import runpy
+    import sys
+    import warnings
+
+    module = f"hf_segcompare.cli.{script.removesuffix('.py')}"
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as exited, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before, by the other test
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exited.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert printed.startswith("usage:") and "--help" in printed

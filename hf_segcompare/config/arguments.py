@@ -24,7 +24,7 @@ from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE
 from ..engine.training_args import SegTrainingArguments
 from ..errors import UsageError
 from ..evaluation.intervals import BOOTSTRAP_SAMPLES
-from ..evaluation.protocol import EvalProtocol
+from ..evaluation.protocol import MAX_SCORED_SIDE, EvalProtocol
 from ..models import get_entry, list_models
 from ..models.recipes import default_recipe_name, get_recipe
 from .option_names import CONFIG_SUFFIXES, unknown_options_message
@@ -198,6 +198,14 @@ class DataArguments:
                           "evaluated at each (probabilities averaged at the annotation's size), recorded as its own "
                           "multi-scale result beside the single-scale one."},
     )
+    max_eval_side: int = field(
+        default=MAX_SCORED_SIDE,
+        metadata={"help": "With --protocol mmseg, --eval_mode slide or --eval_scales: an annotation whose long side is "
+                          "larger is scored shrunk to it (nearest neighbour) and its image run as one of that size, "
+                          "so evaluation memory is bounded by this setting, not by the largest image; each is "
+                          "counted in results.json and on the card. The default scores every VOC and Cityscapes "
+                          "image at its own size. (The native protocol shrinks images to --eval_size instead.)"},
+    )
     eval_flip: bool = field(
         default=False, metadata={"help": "Also average the prediction of each mirrored test image (with "
                                          "--eval_scales, or alone), recorded as its own result."})
@@ -213,7 +221,7 @@ class DataArguments:
         return EvalProtocol(resize="short_side" if self.protocol == "mmseg" else "native",
                             short_side=self.short_side if self.protocol == "mmseg" else None,
                             mode=self.eval_mode or "whole", crop=self.eval_crop, stride=self.eval_stride,
-                            scales=tuple(self.eval_scales or (1.0,)), flip=self.eval_flip)
+                            scales=tuple(self.eval_scales or (1.0,)), flip=self.eval_flip, max_side=self.max_eval_side)
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation samples."})
 
 

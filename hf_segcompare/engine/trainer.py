@@ -59,7 +59,7 @@ from ..data.transforms import (
     train_transforms,
 )
 from ..errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
-from ..evaluation.metrics import TRAINER_PAD_INDEX, SegmentationMetrics
+from ..evaluation.metrics import TRAINER_PAD_INDEX, ScoredCounts, SegmentationMetrics
 from ..evaluation.per_image import PerImageCounts
 from ..evaluation.protocol import EvalProtocol, image_probabilities, protocol_transform
 from ..labels import IGNORE_INDEX
@@ -178,6 +178,8 @@ class SegTrainer(Trainer):
         self.crop_size = self.eval_size = self.eval_padding = None
         self.eval_protocol = self.augmented_protocol = None
         self._raw_eval_dataset = self._active_protocol = None
+        # The validation images (indices in the split's own order) scored shrunk to the protocol's max_side.
+        self.shrunk_for_scoring: list[int] = []
         eval_protocol = eval_protocol or EvalProtocol()
         if train_dataset is not None and _is_raw(train_dataset):
             train_dataset = self._training_set(train_dataset, args, crop_size, eval_protocol, normalization, void)
@@ -243,6 +245,7 @@ class SegTrainer(Trainer):
         protocol = completed_protocol(self.eval_size, self.crop_size or crop_size or self.eval_size)
         self.eval_protocol = protocol.single_scale()
         self.augmented_protocol = protocol if protocol.augmented else None
+        self.shrunk_for_scoring = protocol.shrunk_for_scoring(sizes)
         if eval_padding == "batch":
             # The metric is a sum over pixels, so the order is free: group the shapes (and, for another
             # protocol, the sizes the images run at: it runs only images of one size together).
@@ -288,17 +291,28 @@ class SegTrainer(Trainer):
         normalization = model_normalization(model)
         fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
         model.eval()
-        # Log-probabilities: the metrics' softmax of them is these probabilities again (and its argmax
-        # theirs); the padding's uniform output is never scored.
-        log_probabilities = torch.full((len(pixels), model.config.num_labels, *labels.shape[-2:]),
-                                       float(torch.tensor(PROBABILITY_FLOOR).log()), device=pixels.device)
+        # The toolkit's metrics score each image as its probabilities arrive, so only one image's class maps
+        # at its annotation's size exist at a time (a batch's, padded to its largest, grew with the largest
+        # image). Other metrics get the batch's log-probabilities, whose softmax is these probabilities again.
+        scored = [None] * len(pixels) if self.segmentation_metrics is not None else None
+        log_probabilities = None if scored else torch.full(
+            (len(pixels), model.config.num_labels, *labels.shape[-2:]), float(torch.tensor(PROBABILITY_FLOOR).log()),
+            device=pixels.device)
         with self.autocast_smart_context_manager():
             for ((height, width), label_size), indices in same_size_groups(image_sizes, label_sizes).items():
                 predicted = image_probabilities(model, pixels[indices, :, :height, :width], protocol, fill,
                                                 batch_size=len(pixels), size=label_size)
                 for index, probabilities in zip(indices, predicted):
-                    log_probabilities[index, :, :label_size[0], :label_size[1]] = \
-                        probabilities[0].clamp_min_(PROBABILITY_FLOOR).log_()
+                    image_log_probabilities = probabilities.clamp_min_(PROBABILITY_FLOOR).log_()
+                    if scored is None:
+                        log_probabilities[index, :, :label_size[0], :label_size[1]] = image_log_probabilities[0]
+                        continue
+                    scored[index] = self.segmentation_metrics.preprocess_logits(
+                        image_log_probabilities, labels[index: index + 1, :label_size[0], :label_size[1]])
+                    del probabilities, image_log_probabilities  # before the next image's maps are made
+        if scored is not None:
+            # Trainer computes metrics only for a batch with labels: one placeholder per image, as the counts hold them.
+            return None, ScoredCounts(torch.cat(parts) for parts in zip(*scored)), labels.new_zeros((len(pixels), 1))
         return None, log_probabilities, outside_marked(labels, label_sizes)
 
     def evaluate_augmented(self) -> dict[str, float] | None:

@@ -273,6 +273,13 @@ def mean_iou(
     return scores_from_confusion(histogram.confusion(num_labels, ignore_index, label_map, reduce_labels), nan_to_num)
 
 
+class ScoredCounts(tuple):
+    """A batch's per-image counts (confusion matrices, boundary counts, calibration bins) that were
+    scored image by image before Trainer sees them (`hf_segcompare.engine.trainer.SegTrainer`'s
+    per-image protocols): `SegmentationMetrics.preprocess_logits` passes them on as they are. A tuple,
+    so Trainer's gathering across processes keeps its type."""
+
+
 class SegmentationMetrics:
     """The pair of callables `Trainer` needs for streaming mean IoU, boundary IoU and calibration.
 
@@ -300,7 +307,10 @@ class SegmentationMetrics:
 
     def preprocess_logits(self, logits, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``, boundary counts
-        ``[B, 3, C]`` and calibration bins ``[B, 3, bins]`` (see `boundary`, `calibration`)."""
+        ``[B, 3, C]`` and calibration bins ``[B, 3, bins]`` (see `boundary`, `calibration`); counts
+        already scored (`ScoredCounts`) pass as they are."""
+        if isinstance(logits, ScoredCounts):
+            return tuple(logits)
         if isinstance(logits, (tuple, list)):  # models that also return hidden states
             logits = logits[0]
         if labels.dtype not in (torch.int32, torch.int64):

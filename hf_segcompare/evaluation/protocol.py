@@ -36,6 +36,10 @@ from ..data.transforms import SIZE_MULTIPLE, pad_batch, shrunk_size, size_to_fit
 from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
+# An annotation with a longer side is scored shrunk to it (nearest neighbour), its image with it: the
+# class maps scored at the annotation's size would otherwise grow with the largest image (a 6000 x 4000
+# photo's 21 class maps take 2 GB). Cityscapes' 2048 x 1024 and every VOC image fit.
+MAX_SCORED_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class EvalProtocol:
             size, and two thirds of the window as mmsegmentation's 512/341).
         scales: the image scales whose predictions are averaged (1.0 alone: single scale).
         flip: also average the prediction of the mirrored image.
+        max_side: an annotation whose long side is larger is scored shrunk to it, nearest-neighbour,
+            and its image run as an image of that size (None: no limit, as records before it).
     """
 
     resize: str = "native"
@@ -60,6 +66,7 @@ class EvalProtocol:
     stride: int | None = None
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    max_side: int | None = MAX_SCORED_SIDE
 
     def __post_init__(self):
         if self.resize not in ("native", "short_side"):
@@ -73,6 +80,9 @@ class EvalProtocol:
         if self.crop is not None and (self.crop <= 0 or self.crop % SIZE_MULTIPLE):
             raise UsageError(f"--eval_crop {self.crop}: the sliding window must be a positive multiple of "
                              f"{SIZE_MULTIPLE} (e.g. {size_to_fit(max(self.crop, 1))}).")
+        if self.max_side is not None and self.max_side < SIZE_MULTIPLE:
+            raise UsageError(f"--max_eval_side {self.max_side}: give at least {SIZE_MULTIPLE} px (the default, "
+                             f"{MAX_SCORED_SIDE}, scores every VOC and Cityscapes image at its own size).")
         if self.stride is not None and not 0 < self.stride <= (self.crop or self.stride):
             raise UsageError(f"--eval_stride {self.stride}: give a step between 1 and the window ({self.crop}), "
                              "or windows would leave pixels out.")
@@ -135,13 +145,20 @@ class EvalProtocol:
             return shrunk_size(height, width, eval_size)
         return height, width
 
+    def shrunk_for_scoring(self, sizes: list[tuple[int, int]]) -> list[int]:
+        """The indices of the images (of these (height, width) sizes) that this protocol scores shrunk to
+        ``max_side``; none under the plain protocol, whose batched path shrinks to the eval size instead."""
+        if self.plain or self.max_side is None:
+            return []
+        return [index for index, size in enumerate(sizes) if max(size) > self.max_side]
+
     def record(self) -> dict:
         """What results.json records about the protocol."""
         return {"name": self.name(), "resize": self.resize,
                 "short_side": self.short_side if self.resize == "short_side" else None, "mode": self.mode,
                 "crop": self.crop if self.mode == "slide" else None,
                 "stride": self.stride if self.mode == "slide" else None,
-                "scales": list(self.scales), "flip": self.flip}
+                "scales": list(self.scales), "flip": self.flip, "max_side": self.max_side}
 
 
 def protocol_from_record(record: dict | None) -> EvalProtocol:
@@ -151,7 +168,8 @@ def protocol_from_record(record: dict | None) -> EvalProtocol:
         return EvalProtocol()
     return EvalProtocol(resize=record["resize"], short_side=record.get("short_side"), mode=record["mode"],
                         crop=record.get("crop"), stride=record.get("stride"),
-                        scales=tuple(record.get("scales") or (1.0,)), flip=bool(record.get("flip")))
+                        scales=tuple(record.get("scales") or (1.0,)), flip=bool(record.get("flip")),
+                        max_side=record.get("max_side"))
 
 
 def short_side_size(height: int, width: int, short_side: int,
@@ -177,7 +195,8 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     as the protocol runs it, normalised), labels (the annotation untouched), and both sizes, so
     the prediction can be brought back to the annotation's own resolution.
 
-    The image: at `EvalProtocol.run_size`.
+    The image: at `EvalProtocol.run_size`. An annotation larger than the protocol's ``max_side`` is
+    shrunk to it (nearest neighbour) and its image run as an image of that size.
     """
     from ..data.images import to_rgb
     from ..data.masks import mask_to_array
@@ -188,10 +207,14 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
         output = {"pixel_values": [], "labels": [], "image_size": [], "label_size": []}
         for image, mask in zip(batch["image"], batch["label"]):
             image = to_rgb(image)
-            size = protocol.run_size(image.height, image.width, eval_size)
+            labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
+            height, width = image.height, image.width
+            if protocol.max_side is not None and max(labels.shape) > protocol.max_side:
+                height, width = shrunk_size(*labels.shape, protocol.max_side)
+                labels = TF.resize(labels[None], [height, width], interpolation=v2.InterpolationMode.NEAREST)[0]
+            size = protocol.run_size(height, width, eval_size)
             pixels = resize_image(TF.pil_to_tensor(image), size)
             pixels = normalize(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
-            labels = torch.from_numpy(mask_to_array(mask).astype("int64"))
             output["pixel_values"].append(pixels)
             output["labels"].append(labels)
             output["image_size"].append(list(size))

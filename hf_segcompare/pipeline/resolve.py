@@ -48,6 +48,8 @@ class RunPlan:
             (`hf_segcompare.pipeline.output_folder`).
         loss: the training loss and its class weights, once fitted to the data (``--class_weights
             balanced`` counts the training masks); None: the model's own cross-entropy.
+        shrunk_for_scoring: how many validation images the protocol scores shrunk to its ``max_side``
+            (`EvalProtocol.shrunk_for_scoring`), and the first few ids, once fitted to the data.
     """
 
     model_args: ModelArguments
@@ -63,6 +65,7 @@ class RunPlan:
     resume_from: str | None = None
     whole_budget: bool = False
     loss: dict[str, Any] | None = None
+    shrunk_for_scoring: tuple[int, tuple[str, ...]] = (0, ())
 
     def resuming(self, resume_from: str | None, whole_budget: bool) -> "RunPlan":
         """This plan resuming from `resume_from` (None: a fresh start)."""
@@ -81,7 +84,11 @@ class RunPlan:
         if crop is None and self.training_args.do_train:
             crop = fitted_size(dataset["train"], MAX_CROP_SIZE)
         validation = dataset["validation"]
-        eval_size = data.eval_size or fitted_size(validation, MAX_EVAL_SIZE, image_sizes(validation))
+        sizes = image_sizes(validation)
+        eval_size = data.eval_size or fitted_size(validation, MAX_EVAL_SIZE, sizes)
+        shrunk = self.eval_protocol.shrunk_for_scoring(sizes)
+        shrunk_ids = tuple(str(validation[index]["id"]) if "id" in validation.column_names else f"#{index}"
+                           for index in shrunk[:3])
         args = self.training_args
         loss = None
         if args.do_train and (args.loss != "ce" or args.class_weights != "none"):
@@ -89,7 +96,8 @@ class RunPlan:
             loss = {"name": args.loss, "class_weights": weights, "class_weights_from": weights_from}
         return dataclasses.replace(
             self, data_args=dataclasses.replace(data, crop_size=crop, eval_size=eval_size),
-            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size), loss=loss)
+            eval_protocol=self.eval_protocol.with_defaults(eval_size, crop or eval_size), loss=loss,
+            shrunk_for_scoring=(len(shrunk), shrunk_ids))
 
     def segmentation_loss(self, ignore_index: int) -> SegmentationLoss | None:
         """The loss `SegTrainer` trains with (None: the model's own cross-entropy)."""
@@ -132,6 +140,11 @@ class RunPlan:
         if self.training_args.do_train and self.recipe is not None:
             lines.append(f"recipe: {self.recipe.name}, {self.recipe_reason}")
         lines.append(f"protocol: {self.data_args.protocol}, {self.protocol_reason}")
+        count, ids = self.shrunk_for_scoring
+        if count:
+            lines.append(f"scoring: {count} validation image(s) larger than {self.eval_protocol.max_side} px a side "
+                         f"({', '.join(ids)}{', ...' if count > len(ids) else ''}) scored shrunk to fit, so memory "
+                         "stays bounded (--max_eval_side raises the limit)")
         return lines
 
 

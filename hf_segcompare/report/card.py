@@ -252,6 +252,17 @@ def _start_line(start: dict) -> str:
             "decoder and head freshly initialised")
 
 
+def _protocol_line(evaluation: dict | None, pipeline_owner: str) -> str:
+    """The card's sentence on the evaluation protocol, and how many images it scored shrunk to its
+    ``max_side`` (the record's ``shrunk_images``), when any was."""
+    line = protocol_from_record(evaluation).describe(pipeline_owner)
+    shrunk = (evaluation or {}).get("shrunk_images")
+    if shrunk:
+        line += (f"; {shrunk} validation image(s) larger than {evaluation['max_side']} px a side scored shrunk to "
+                 "fit (the annotation nearest-neighbour; --max_eval_side)")
+    return line
+
+
 def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_samples: bool,
                      evaluations: list[dict] | None = None, has_confusion: bool = False,
                      has_reliability: bool = False, export: dict | None = None):
@@ -304,7 +315,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         has_confusion=has_confusion,
         matrix_classes_shown=MATRIX_CLASSES_SHOWN,
         augmented=results.augmented_eval,
-        protocol_line=protocol_from_record(results.dataset.get("evaluation")).describe(pipeline_owner),
+        protocol_line=_protocol_line(results.dataset.get("evaluation"), pipeline_owner),
         mmseg_pipeline=pipeline,
         label_checks=results.dataset.get("label_checks") or [],
         evaluations=evaluations or [],

@@ -29,8 +29,9 @@ RESULTS_FILE = "results.json"
 # per-image file), calibration, and eval_boundary_iou* / eval_ece in every evaluation; 8: training_setup
 # (the loss and its class weights, SyncBatchNorm), published_model (the best checkpoint's step); 9: how
 # masks were read (dataset.mask_reading; mask_decoding always set), what they hold (dataset.class_pixels)
-# and the label checks that fired (dataset.label_checks)
-SCHEMA_VERSION = 9
+# and the label checks that fired (dataset.label_checks); 10: the largest side an annotation is scored at and
+# how many were shrunk to it (dataset.evaluation.max_side, shrunk_images)
+SCHEMA_VERSION = 10
 
 
 def _json_safe(value):
