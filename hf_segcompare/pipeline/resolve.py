@@ -87,8 +87,8 @@ class RunPlan:
         sizes = image_sizes(validation)
         eval_size = data.eval_size or fitted_size(validation, MAX_EVAL_SIZE, sizes)
         shrunk = self.eval_protocol.shrunk_for_scoring(sizes)
-        shrunk_ids = tuple(str(validation[index]["id"]) if "id" in validation.column_names else f"#{index}"
-                           for index in shrunk[:3])
+        ids = validation.select_columns(["id"]) if "id" in validation.column_names else None  # no image decoded
+        shrunk_ids = tuple(str(ids[index]["id"]) if ids is not None else f"#{index}" for index in shrunk[:3])
         args = self.training_args
         loss = None
         if args.do_train and (args.loss != "ce" or args.class_weights != "none"):
