@@ -23,7 +23,6 @@ look at what the masks hold.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +33,7 @@ from ..errors import DataError
 from ..labels import IGNORE_INDEX, MAX_MASK_VALUE, LabelSet, names_by_id
 from .label_checks import LabelCheck, LabelEvidence
 from .mask_reading import MAX_RAW_VALUE, ColourTable, MaskReading, read_colour_table
+from .option_files import parse_json, read_option_file
 
 ID2LABEL_FILE = "id2label.json"
 LABELS_HELP = ("pass --labels FILE (JSON {\"0\": \"road\", \"1\": \"sidewalk\", ...}, or one class name a line), "
@@ -59,12 +59,8 @@ def parse_ignore_index(value: Any) -> int | None:
 
 
 def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(f"{what} {path}: cannot be read ({error.strerror or error}).") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{what} {path}: not valid JSON ({error}).") from None
+    path, text = read_option_file(path, what, "")
+    return parse_json(text, f"{what} {path}")
 
 
 def names_from_mapping(mapping: Any, where: str) -> tuple[str, ...]:
@@ -90,12 +86,9 @@ def read_label_names(path: str | Path) -> tuple[str, ...]:
     Raises:
         DataError: a missing, unreadable or malformed file, named.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"--labels {path}: no such file. {LABELS_HELP[0].upper()}{LABELS_HELP[1:]}.")
-    text = path.read_text(encoding="utf-8")
+    path, text = read_option_file(path, "--labels", f"{LABELS_HELP[0].upper()}{LABELS_HELP[1:]}.")
     if path.suffix == ".json" or text.lstrip().startswith(("{", "[")):
-        return names_from_mapping(_read_json(path, "--labels"), f"--labels {path}")
+        return names_from_mapping(parse_json(text, f"--labels {path}"), f"--labels {path}")
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
         raise DataError(f"--labels {path} names no class.")
@@ -113,18 +106,12 @@ def read_label_map(path: str | Path) -> dict[int, int]:
     inline = str(path).lstrip().startswith("{")
     where = f"--label_map {path}"
     if inline:
-        try:
-            pairs = json.loads(str(path))
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where}: not valid JSON ({error}).") from None
+        pairs = parse_json(str(path), where)
     else:
-        path = Path(path).expanduser()
+        path, text = read_option_file(path, "--label_map", "Give JSON {\"7\": 0, \"8\": 1, ...} (raw mask value -> "
+                                      "class id), inline or in a file, or a file of one 'raw id' pair a line.")
         where = f"--label_map {path}"
-        if not path.is_file():
-            raise DataError(f"{where}: no such file. Give JSON {{\"7\": 0, \"8\": 1, ...}} (raw mask value -> class "
-                            "id), inline or in a file, or a file of one 'raw id' pair a line.")
-        text = path.read_text(encoding="utf-8")
-        pairs = _read_json(path, "--label_map") if path.suffix == ".json" or text.lstrip().startswith("{") else \
+        pairs = parse_json(text, where) if path.suffix == ".json" or text.lstrip().startswith("{") else \
             [line.replace(":", " ").split()[:2] for line in text.splitlines() if line.strip()]
     if isinstance(pairs, dict):
         pairs = list(pairs.items())

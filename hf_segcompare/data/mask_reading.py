@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +32,7 @@ from ..errors import DataError
 from ..labels import MAX_MASK_VALUE, names_by_id
 from .images import SIXTEEN_BIT_MODES
 from .masks import voc_palette
+from .option_files import parse_json, read_option_file
 
 COLOUR_TABLE_FILES = ("mask_colors.json", "mask_colors.csv", "class_dict.csv")
 COLOUR_TABLE_HELP = ("pass --mask_colors FILE (CSV rows name,r,g,b as CamVid's class_dict.csv, or JSON "
@@ -133,12 +133,9 @@ def read_colour_table(path: str | Path, option: str = "--mask_colors") -> Colour
     Raises:
         DataError: a missing or malformed file, named with `option`.
     """
-    path = Path(path).expanduser()
+    path, text = read_option_file(path, option, "Give a CSV of name,r,g,b rows (as CamVid's class_dict.csv) or JSON "
+                                  "{\"sky\": [128, 128, 128], ...}.", encoding="utf-8-sig")
     where = f"{option} {path}"
-    if not path.is_file():
-        raise DataError(f"{where}: no such file. Give a CSV of name,r,g,b rows (as CamVid's class_dict.csv) or JSON "
-                        "{\"sky\": [128, 128, 128], ...}.")
-    text = path.read_text(encoding="utf-8-sig")
     rows = _json_rows(text, where) if path.suffix == ".json" or text.lstrip().startswith(("{", "[")) \
         else _csv_rows(text, where)
     if not rows:
@@ -165,10 +162,7 @@ def _csv_rows(text: str, where: str) -> list[tuple]:
 
 
 def _json_rows(text: str, where: str) -> list[tuple]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: not valid JSON ({error}).") from None
+    data = parse_json(text, where)
     if isinstance(data, dict) and all(isinstance(value, list) for value in data.values()):
         return [(colour, name, None) for name, colour in data.items()]  # {"sky": [r, g, b], ...}
     if isinstance(data, dict) and all(isinstance(value, dict) for value in data.values()):
