@@ -151,8 +151,9 @@ def validate_sample(image_bytes: bytes, mask_bytes: bytes, image_name: str, mask
         raw = "" if lookup is None else " (raw, before the label map / label reduction)"
         return SampleCheck(mask_bytes, image_size, f"{mask_name}: mask values {list(bad[:10])}{raw} are not in the "
                                                    f"label set, {labels.describe()}", bad)
-    stored_as_is = mode in ("P", "L") and not turned_mask and (lookup is None or np.array_equal(values, raw_values))
-    if lookup is not None:
+    decoded = lookup is not None and not np.array_equal(values, raw_values)
+    stored_as_is = mode in ("P", "L") and not turned_mask and not decoded
+    if decoded:  # a decoding that maps every value present to itself leaves the pixels as they are
         pixels = lookup[pixels]
     pixels = pixels.astype(np.uint8)  # every value is a class id or the void value, both 8-bit
     # The stored values' pixels: the raw values' counts, added up where the decoding joins values.
