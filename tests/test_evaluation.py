@@ -222,19 +222,26 @@ def test_protocols_score_image_by_image_as_the_whole_batch_would(two_shape_tree,
         trainer.model.set_attn_implementation("eager")
         scored = []
         metrics = trainer.segmentation_metrics
-        original = metrics.preprocess_logits
+        original, original_score = metrics.preprocess_logits, metrics.score_batch
 
         def recorded(logits, labels):
             scored.append(type(logits).__name__)
             return original(logits, labels)
 
+        def recorded_score(logits, labels):
+            scored.append("scored")
+            return original_score(logits, labels)
+
         metrics.preprocess_logits = trainer.preprocess_logits_for_metrics = recorded
+        metrics.score_batch = recorded_score
         if not per_image:  # prediction_step then returns the batch's log-probabilities, as for other metrics
             trainer.segmentation_metrics = None
         scores = trainer.evaluate()
         runs[per_image] = (scores, metrics.last_counts, scored)
     (scores, counts, calls), (batch_scores, batch_counts, batch_calls) = runs[True], runs[False]
-    assert "Tensor" in calls and "ScoredCounts" in calls and set(batch_calls) == {"Tensor"}
+    # image by image: scored in prediction_step, the counts handed to Trainer's hook; as a batch: the hook scores
+    assert "ScoredCounts" in calls and "Tensor" not in calls and "scored" in calls
+    assert set(batch_calls) == {"Tensor", "scored"}
     assert scores["eval_mean_iou"] == batch_scores["eval_mean_iou"] and len(counts["intersection"]) == 11
     for name in ("intersection", "predicted_area", "label_area", "boundary", "calibration"):
         assert np.allclose(counts[name], batch_counts[name], rtol=0, atol=1e-6), name
@@ -251,13 +258,13 @@ def test_an_annotation_larger_than_the_max_eval_side_is_scored_shrunk_to_it(voc_
     sizes = [(image.height, image.width) for image in trainer._raw_eval_dataset["image"]]
     assert len(trainer.shrunk_for_scoring) == sum(max(size) > 40 for size in sizes) > 0
     shapes = []
-    original = trainer.segmentation_metrics.preprocess_logits
+    original = trainer.segmentation_metrics.score_batch
 
     def recorded(logits, labels):
         shapes.append(tuple(labels.shape))
         return original(logits, labels)
 
-    trainer.segmentation_metrics.preprocess_logits = recorded
+    trainer.segmentation_metrics.score_batch = recorded
     trainer.evaluate()
     scored = [shape for shape in shapes if len(shape) == 3 and shape[1] > 1]
     assert len(scored) == len(sizes) and all(shape[0] == 1 and max(shape[1:]) <= 40 for shape in scored)

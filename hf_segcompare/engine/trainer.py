@@ -281,7 +281,13 @@ class SegTrainer(Trainer):
         if "image_size" not in inputs:  # the plain protocol: Trainer's batched forward
             label_sizes = inputs.pop("label_size", None)
             loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-            return loss, logits, outside_marked(labels, label_sizes)
+            labels = outside_marked(labels, label_sizes)
+            if self.segmentation_metrics is None or logits is None or labels is None:
+                return loss, logits, labels
+            # Scored here, before Trainer pads the labels to the tallest batch of any process and gathers
+            # them: each process's batch is scored at its own size, and only the counts cross processes.
+            counts = self.segmentation_metrics.score_batch(logits, labels)
+            return loss, ScoredCounts(counts), labels.new_zeros((len(labels), 1))
         # Another protocol: images of one run size (and one annotation size) together, each padded as
         # it would be alone (its windows, scales), the prediction brought back to its annotation's
         # size; no loss (the protocol's outputs are probabilities).
@@ -307,7 +313,7 @@ class SegTrainer(Trainer):
                     if scored is None:
                         log_probabilities[index, :, :label_size[0], :label_size[1]] = image_log_probabilities[0]
                         continue
-                    scored[index] = self.segmentation_metrics.preprocess_logits(
+                    scored[index] = self.segmentation_metrics.score_batch(
                         image_log_probabilities, labels[index: index + 1, :label_size[0], :label_size[1]])
                     del probabilities, image_log_probabilities  # before the next image's maps are made
         if scored is not None:

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..labels import IGNORE_INDEX
 from .boundary import boundary_counts, boundary_iou
-from .calibration import calibration_counts, expected_calibration_error, top_class_probability
+from .calibration import CALIBRATION_BINS, calibration_counts, expected_calibration_error, top_class_probability
 
 TRAINER_PAD_INDEX = -100  # what Trainer pads labels with when it aligns shapes across processes
 MEAN_IOU_MODULE = str(Path(__file__).parent / "evaluate_modules" / "mean_iou.py")
@@ -306,20 +306,33 @@ class SegmentationMetrics:
         self.last_counts: dict[str, np.ndarray] | None = None
 
     def preprocess_logits(self, logits, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C, h, w]`` -> per-sample confusion matrices ``[B, C+1, C+1]``, boundary counts
-        ``[B, 3, C]`` and calibration bins ``[B, 3, bins]`` (see `boundary`, `calibration`); counts
-        already scored (`ScoredCounts`) pass as they are."""
+        """Trainer's ``preprocess_logits_for_metrics``: logits ``[B, C, h, w]`` of any size and labels
+        ``[B, H, W]`` of any size -> per-sample confusion matrices ``[B, C+1, C+1]``, boundary counts
+        ``[B, 3, C]`` and calibration bins ``[B, 3, bins]`` (see `boundary`, `calibration`), the logits
+        resized bilinearly to the labels' size first; counts already scored (`ScoredCounts`) pass as
+        they are.
+
+        In a run of several processes Trainer pads each batch's labels at the bottom, to the tallest
+        batch of any process, with -100 rows: those rows (trailing rows that are -100 in every label
+        map of the batch) are dropped before the logits are resized, so the logits meet the labels
+        they were predicted for. A batch whose own labels end in whole rows of -100 cannot be told
+        from that padding: pad labels with the ignore index, never with -100. In one process
+        nothing is dropped."""
         if isinstance(logits, ScoredCounts):
             return tuple(logits)
+        if _several_processes():
+            labels = without_trainer_padding(labels)
+        return self.score_batch(logits, labels)
+
+    def score_batch(self, logits, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`preprocess_logits` for `labels` that are exactly the batch's (no rows appended by Trainer):
+        pixels marked -100 are outside the image (never scored, and the image's edge for boundary IoU)."""
         if isinstance(logits, (tuple, list)):  # models that also return hidden states
             logits = logits[0]
         if labels.dtype not in (torch.int32, torch.int64):
             labels = labels.to(torch.int64)  # in a byte, -100 (and an ignore index of -1) would wrap
-        # Trainer pads the labels' height (only) to the tallest batch of any process; the logits belong
-        # to this process's batch, whose height their aspect gives (models here scale both sides alike).
-        batch_height = logits.shape[-2] * labels.shape[-1] // logits.shape[-1]
-        if labels.shape[-2] > batch_height:
-            labels = labels[:, :batch_height]
+        if labels.numel() == 0:  # nothing to score (a label map of no row): zero counts, no resize to 0 px
+            return self._zero_counts(len(labels), logits.device)
         if logits.shape[-2:] != labels.shape[-2:]:
             # SegFormer and ViT predict at a fraction of the input size; score at label resolution.
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
@@ -336,6 +349,12 @@ class SegmentationMetrics:
             confidence = top_class_probability(logits[index, :, :height, :width], top[index, :height, :width])
             calibration.append(calibration_counts(confidence, predicted, reference, self.ignore_index))
         return confusion, torch.stack(boundary), torch.stack(calibration)
+
+    def _zero_counts(self, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        classes = self.num_labels
+        return (torch.zeros((batch_size, classes + 1, classes + 1), dtype=torch.int64, device=device),
+                torch.zeros((batch_size, 3, classes), dtype=torch.int64, device=device),
+                torch.zeros((batch_size, 3, CALIBRATION_BINS), dtype=torch.float64, device=device))
 
     def compute(self, eval_prediction, compute_result: bool = True) -> dict[str, float]:
         """Keep one (gathered) batch's per-image counts; on the last batch return the scores and reset."""
@@ -358,6 +377,20 @@ class SegmentationMetrics:
         self.last_counts = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
         self.last_confusion = total[: self.num_labels, : self.num_labels]  # without the "outside" bin
         return scores_from_counts(self.last_counts, self.class_names)
+
+
+def without_trainer_padding(labels: torch.Tensor) -> torch.Tensor:
+    """`labels` ``[B, H, W]`` without the rows Trainer appends to align a batch's height across
+    processes: the trailing rows that are -100 in every label map of the batch."""
+    padded_rows = (labels == TRAINER_PAD_INDEX).movedim(1, 0).reshape(labels.shape[1], -1).all(dim=1)
+    real_rows = torch.nonzero(~padded_rows)
+    return labels[:, : int(real_rows[-1]) + 1] if len(real_rows) else labels[:, :0]
+
+
+def _several_processes() -> bool:
+    """Whether this is one process of several (the only case in which Trainer pads labels)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
 
 
 def scores_from_counts(counts, class_names: Sequence[str]) -> dict[str, float]:
