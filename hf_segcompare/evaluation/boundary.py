@@ -1,22 +1,24 @@
 """Boundary IoU (Cheng et al., CVPR 2021), counted per image so it sums like mean IoU.
 
-For each class c, the boundary region of a binary mask is the set of its pixels within distance d
-of its contour, d = 2 % of the image diagonal (at least 1 px), and the image's edge counts as
-contour: the definition of the paper's reference code (``mask_to_boundary``: pad with one row of
-background, erode d times with a 3 x 3 kernel, subtract), whose distance is therefore the
-chessboard one. A pixel of class c is such a pixel exactly when the (2d + 1)² window around it holds
-another value or reaches past the image, which one dilation of the label map's contour pixels (box
-sums by cumulative sums, whatever d) finds for every class at once: no loop over classes, no
-erosion per class.
+The official definition, per class c: the boundary region of the binary mask "pixels of class c" is
+the set of its pixels within distance d of a pixel outside it, d = 2 % of the image diagonal (at
+least 1 px, ``round``ed), and the image's edge counts as outside: the boundary-iou-api's
+``mask_to_boundary`` (pad with one row of background, erode d times with a 3 x 3 kernel, subtract),
+whose distance is therefore the chessboard one. Over the whole label map that is one test per pixel:
+a pixel of class c is in c's region exactly when the (2d + 1)² window around it holds another value
+or reaches past the image, which one dilation of the map's contour pixels finds for every class at
+once (box sums by cumulative sums, whatever d): no loop over classes, no erosion per class.
+
+Void (the ignore index) is a value of its own, as in the official semantic-segmentation evaluation
+(detectron2's ``SemSegEvaluator`` gives ignored pixels a class id of their own before it finds
+boundaries): it is not class c, so c's annotated contour runs along a void band. Pixels annotated
+void are counted in no area, as for mean IoU: a prediction's boundary pixel there is neither right
+nor wrong. So where VOC draws a void band round every object, the annotated boundary is the band's
+inner edge, and a prediction has to draw its edge within d of that to score.
 
 Per image and class three counts come out: the intersection of the annotation's and the
-prediction's boundary regions of c, and the area of each. Pixels whose annotation is ignored are
-counted in none, as for mean IoU, and the annotation takes the prediction's value there before its
-contours are found: VOC's void band is where the true edge is unknown, so any edge the prediction
-draws inside it is right (treated as a class of its own instead, the band would move every
-annotated contour a few pixels off the object's, and even a prediction perfect on every scored
-pixel would score below 1). Summed over images, intersection / union is the class's boundary IoU,
-so the figure is exact under any split of the images over processes.
+prediction's boundary regions of c, and the area of each. Summed over images, intersection / union
+is the class's boundary IoU, so the figure is exact under any split of the images over processes.
 """
 
 from __future__ import annotations
@@ -86,8 +88,6 @@ def boundary_counts(prediction: torch.Tensor, reference: torch.Tensor, num_label
     height, width = reference.shape
     radius = boundary_radius(height, width) if radius is None else radius
     scored = (reference >= 0) if ignore_index is None else (reference != ignore_index) & (reference >= 0)
-    # An ignored pixel has no edge of its own: it takes the prediction's value (see the module docstring).
-    reference = torch.where(scored, reference, prediction.to(reference.dtype))
     reference_edge = boundary_region(reference, radius) & scored & (reference < num_labels)
     prediction_edge = boundary_region(prediction, radius) & scored & (prediction >= 0) & (prediction < num_labels)
     both = reference_edge & prediction_edge & (reference == prediction)

@@ -30,8 +30,10 @@ RESULTS_FILE = "results.json"
 # (the loss and its class weights, SyncBatchNorm), published_model (the best checkpoint's step); 9: how
 # masks were read (dataset.mask_reading; mask_decoding always set), what they hold (dataset.class_pixels)
 # and the label checks that fired (dataset.label_checks); 10: the largest side an annotation is scored at and
-# how many were shrunk to it (dataset.evaluation.max_side, shrunk_images)
-SCHEMA_VERSION = 10
+# how many were shrunk to it (dataset.evaluation.max_side, shrunk_images); 11: boundary IoU by the official
+# definition (void a value of its own; before, void took the prediction's value): older records' boundary
+# figures are dropped on reading
+SCHEMA_VERSION = 11
 
 
 def _json_safe(value):
@@ -196,7 +198,18 @@ def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
     if version < 4:  # before evaluation protocols were recorded, every image ran at its own size
         values["dataset"].setdefault("protocol", "native")
         values["dataset"].setdefault("evaluation", None)
+    if version < 11:  # boundary IoU of another definition (void took the prediction's value): not comparable
+        for name in ("final_eval", "augmented_eval"):
+            if values.get(name):
+                values[name] = _without_boundary(values[name])
+        if values.get("evaluations"):
+            values["evaluations"] = [_without_boundary(entry) for entry in values["evaluations"]]
     return values
+
+
+def _without_boundary(scores: dict) -> dict:
+    return {key: value for key, value in scores.items() if not key.startswith("eval_boundary_iou")} \
+        if isinstance(scores, dict) else scores
 
 
 def evaluation_record_name(dataset_name: str, split: str = "validation") -> str:
