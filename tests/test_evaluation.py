@@ -11,11 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_segcompare.data.transforms import black_fill, shrunk_size
+from hf_segcompare.data.transforms import shrunk_size
 from hf_segcompare.errors import UsageError
-from hf_segcompare.evaluation.protocol import EvalProtocol, predict_probabilities, short_side_size
+from hf_segcompare.evaluation.protocol import EvalProtocol, image_logits, predict_probabilities, short_side_size
 from hf_segcompare.models import create_model
-from hf_segcompare.models.registry import IMAGENET
 
 # in the fast subset, which CI also runs on constraints/minimum.txt (the declared lower bounds)
 pytestmark = pytest.mark.fast
@@ -92,18 +91,19 @@ def test_flip_of_a_mirror_symmetric_model_is_a_no_op_and_otherwise_averages_the_
 
 
 def test_scales_average_probabilities_at_the_native_resolution(segformer):
+    """mmsegmentation's SegTTAModel: each scale's logits (SegFormer's, unpadded) resized to the image, then
+    their softmax probabilities averaged."""
     image = _image(48, 80)
     result = predict_probabilities(segformer, image, EvalProtocol(scales=(0.5, 1.0, 1.5)))
     assert result.shape == (1, 21, 48, 80)
     expected = 0
     for size in ((24, 40), (48, 80), (72, 120)):
         scaled = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32)
-        padded[..., : size[0], : size[1]] = scaled
+        padded = F.pad(scaled, (0, 0, 0, max(0, 32 - size[0])))  # SegFormer's smallest input: 32 px a side
         with torch.no_grad():
             logits = F.interpolate(segformer(pixel_values=padded).logits, size=padded.shape[-2:], mode="bilinear",
                                    align_corners=False)[..., : size[0], : size[1]]
-        expected = expected + F.interpolate(logits.softmax(1), size=(48, 80), mode="bilinear", align_corners=False)
+        expected = expected + F.interpolate(logits, size=(48, 80), mode="bilinear", align_corners=False).softmax(1)
     assert torch.allclose(result, expected / 3, atol=1e-5)
     assert torch.allclose(result.sum(1), torch.ones(1, 48, 80), atol=1e-5)  # still probabilities
 
@@ -146,25 +146,44 @@ def _trainer(voc_tree, tmp_path, protocol=None, model="segformer-tiny", eval_bat
                       eval_protocol=protocol)
 
 
-def test_the_protocol_path_scores_what_the_plain_path_scores(voc_tree, tmp_path):
-    """Sliding windows as large as the eval size go through the protocol path; on images that fit
-    they must give the plain path's confusion matrix exactly."""
-    plain = _trainer(voc_tree, tmp_path, None)
-    plain_scores = plain.evaluate()
+def test_the_protocol_path_scores_mmsegmentations_steps_written_out(voc_tree, tmp_path):
+    """Sliding windows as large as the eval size go through the protocol path; on images that fit they
+    must score what mmsegmentation's steps give written out by hand: the image normalised on 0-255
+    values, not padded (SegFormer takes any size), logits resized to the image, argmax; every image's
+    areas equal, boundary regions included."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from hf_segcompare.data.images import to_rgb
+    from hf_segcompare.evaluation.boundary import boundary_counts
+    from hf_segcompare.evaluation.protocol import normalize_pixels
+    from hf_segcompare.models import model_normalization
+
     slide = _trainer(voc_tree, tmp_path, EvalProtocol(mode="slide", crop=64, stride=32))
-    slide_scores = slide.evaluate()
+    scores = slide.evaluate()
     assert slide.eval_protocol.mode == "slide" and not slide.eval_protocol.plain
-    assert (slide.confusion_matrices["eval"] == plain.confusion_matrices["eval"]).all()
-    assert slide_scores["eval_mean_iou"] == plain_scores["eval_mean_iou"]
-    # Per image too, boundary regions included; the protocol's probabilities give the same calibration.
-    # (The protocol path orders the images by the size they run at: counts are paired by id.)
-    plain_counts = plain.final_counts()
-    slide_counts = slide.final_counts().aligned_to(plain_counts.ids)
-    assert len(plain_counts) == 7
-    for name in ("intersection", "predicted_area", "label_area", "boundary"):
-        assert np.array_equal(getattr(plain_counts, name), getattr(slide_counts, name)), name
-    assert slide_scores["eval_boundary_iou"] == plain_scores["eval_boundary_iou"]
-    assert slide_scores["eval_ece"] == pytest.approx(plain_scores["eval_ece"], abs=1e-6)
+    normalization = model_normalization(slide.model)
+    counts = slide.final_counts()
+    assert len(counts) == 7
+    predictions, references = [], []
+    for sample in slide._raw_eval_dataset:
+        pixels = normalize_pixels(TF.pil_to_tensor(to_rgb(sample["image"])), normalization.mean, normalization.std)
+        with torch.no_grad():
+            logits = F.interpolate(slide.model(pixel_values=pixels[None]).logits, size=pixels.shape[-2:],
+                                   mode="bilinear", align_corners=False)
+        prediction, reference = logits.argmax(1)[0], torch.as_tensor(np.asarray(sample["label"]), dtype=torch.int64)
+        row = counts.ids.index(str(sample["id"]))
+        scored = reference != 255
+        for name, value in (("intersection", (prediction == reference) & scored), ("predicted_area", scored),
+                            ("label_area", scored)):
+            kept = (prediction if name == "predicted_area" else reference)[value]
+            expected = torch.bincount(kept[kept < 21], minlength=21).numpy()
+            assert np.array_equal(getattr(counts, name)[row], expected), (name, sample["id"])
+        assert np.array_equal(counts.boundary[row], boundary_counts(prediction, reference, 21, 255).numpy())
+        predictions.append(prediction.numpy())
+        references.append(reference.numpy())
+    from hf_segcompare.evaluation.metrics import mean_iou
+
+    assert scores["eval_mean_iou"] == pytest.approx(mean_iou(predictions, references, 21, 255)["mean_iou"], abs=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -401,11 +420,8 @@ def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_
     for index in range(3):
         sample = trainer.eval_dataset[index]
         height, width = sample["image_size"]
-        with torch.no_grad():
-            expected = predict_probabilities(model, sample["pixel_values"][None], trainer.eval_protocol,
-                                             black_fill(IMAGENET.mean, IMAGENET.std))
-        expected = F.interpolate(expected, size=tuple(sample["label_size"]), mode="bilinear",
-                                 align_corners=False)[0].argmax(0)
+        expected = next(image_logits(model, sample["pixel_values"][None], trainer.eval_protocol,
+                                     size=tuple(sample["label_size"])))[0].argmax(0)
         image = trainer._raw_eval_dataset[index]["image"]
         assert torch.equal(torch.from_numpy(segment(model, image, processor)).long(), expected)
     # Saved and loaded back, as the pipeline finds it beside the model.

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import onnxruntime
 import torch
+from PIL import Image
 from transformers import AutoModelForSemanticSegmentation
 
+from hf_segcompare.evaluation.inference import SegImageProcessor, segment
 from hf_segcompare.models import list_models
-from hf_segcompare.pipeline.export import LogitsOnly
+from hf_segcompare.pipeline.export import LogitsAtInputSize
 
 from .conftest import REPO_ROOT, run_script_in_process, run_seg_in_process
 
@@ -41,15 +43,23 @@ def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, 
         assert card.startswith(card_before.split("## Framework versions")[0].rstrip()[:2000])
         assert "## Export" in card and f"argmax agreement {100 * record['argmax_agreement']:.4f} %" in card
 
-        # the dynamic axes hold: another batch and other multiples of 32 than the run's images
+        # the dynamic axes hold: another batch, and sizes of every kind (multiples of 32 or not, 1 px)
         session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-        model = LogitsOnly(AutoModelForSemanticSegmentation.from_pretrained(run_dir)).eval()
-        pixel_values = torch.randn(3, 3, 96, 160, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            expected = model(pixel_values).numpy()
-        exported = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
-        assert exported.shape == expected.shape
-        assert (exported.argmax(1) == expected.argmax(1)).mean() >= 0.999 and np.abs(exported - expected).max() < 1e-3
+        processor = SegImageProcessor.from_pretrained(run_dir)
+        model = AutoModelForSemanticSegmentation.from_pretrained(run_dir).eval()
+        wrapped = LogitsAtInputSize(model, processor.padding_fill()).eval()
+        for shape in ((3, 3, 96, 160), (1, 3, 100, 100), (2, 3, 1, 37), (1, 3, 33, 1)):
+            pixel_values = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                expected = wrapped(pixel_values).numpy()
+            exported = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
+            assert exported.shape == expected.shape == (shape[0], model.config.num_labels, *shape[2:]), shape
+            assert (exported.argmax(1) == expected.argmax(1)).mean() >= 0.999, shape
+            assert np.abs(exported - expected).max() < 1e-3, shape
+        # the graph's argmax is the class map segment() gives, for an image of no multiple of 32
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 70, 3), dtype=np.uint8))
+        classes = session.run(None, {"pixel_values": processor.normalized(image).numpy()})[0].argmax(1)[0]
+        assert (classes == segment(model, image, processor)).mean() >= 0.999
 
 
 def test_export_refuses_a_folder_without_a_finished_run(tmp_path, capsys):

@@ -48,7 +48,6 @@ from ..data.transforms import (
     SIZE_MULTIPLE,
     AugmentationSeeds,
     SegCollator,
-    black_fill,
     eval_transforms,
     fitted_size,
     image_sizes,
@@ -61,9 +60,9 @@ from ..data.transforms import (
 from ..errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
 from ..evaluation.metrics import TRAINER_PAD_INDEX, ScoredCounts, SegmentationMetrics
 from ..evaluation.per_image import PerImageCounts
-from ..evaluation.protocol import EvalProtocol, image_probabilities, protocol_transform
+from ..evaluation.protocol import PROBABILITY_FLOOR, EvalProtocol, image_logits, protocol_transform
 from ..labels import IGNORE_INDEX
-from ..models import model_normalization
+from ..models import input_multiple, model_normalization
 from .callbacks import AugmentationEpoch, BudgetLine, ResourceMeter, ReturnFreedMemory, ScheduleCheck
 from .checkpoints import (
     TRAINER_STATE,
@@ -80,9 +79,6 @@ from .sync_batchnorm import convert_to_sync_batchnorm, resolve_sync_batchnorm
 from .tensorboard import add_prediction_grid
 from .trainer_internals import check_trainer_internals, saved_under_model_names
 from .training_args import SegTrainingArguments
-
-# The protocols' probabilities go to the metrics as logs; an exact 0 (the padding) must not be -inf.
-PROBABILITY_FLOOR = 1e-30
 
 
 def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
@@ -289,33 +285,31 @@ class SegTrainer(Trainer):
             counts = self.segmentation_metrics.score_batch(logits, labels)
             return loss, ScoredCounts(counts), labels.new_zeros((len(labels), 1))
         # Another protocol: images of one run size (and one annotation size) together, each padded as
-        # it would be alone (its windows, scales), the prediction brought back to its annotation's
-        # size; no loss (the protocol's outputs are probabilities).
+        # it would be alone (to the model's multiple, as mmsegmentation pads), the prediction brought back to
+        # its annotation's size; no loss (the protocol's outputs are logits or averaged probabilities).
         protocol = self._active_protocol or self.eval_protocol
         image_sizes, label_sizes = inputs.pop("image_size").tolist(), inputs.pop("label_size").tolist()
         pixels, labels = inputs["pixel_values"], inputs["labels"]
-        normalization = model_normalization(model)
-        fill = black_fill(normalization.mean, normalization.std)  # as the collator pads
+        multiple = input_multiple(self.accelerator.unwrap_model(model))
         model.eval()
-        # The toolkit's metrics score each image as its probabilities arrive, so only one image's class maps
-        # at its annotation's size exist at a time (a batch's, padded to its largest, grew with the largest
-        # image). Other metrics get the batch's log-probabilities, whose softmax is these probabilities again.
+        # The toolkit's metrics score each image as its scores arrive, so only one image's class maps at its
+        # annotation's size exist at a time (a batch's, padded to its largest, grew with the largest image).
+        # Other metrics get the batch's scores (logits, or the log of averaged probabilities), padded.
         scored = [None] * len(pixels) if self.segmentation_metrics is not None else None
         log_probabilities = None if scored else torch.full(
             (len(pixels), model.config.num_labels, *labels.shape[-2:]), float(torch.tensor(PROBABILITY_FLOOR).log()),
             device=pixels.device)
         with self.autocast_smart_context_manager():
             for ((height, width), label_size), indices in same_size_groups(image_sizes, label_sizes).items():
-                predicted = image_probabilities(model, pixels[indices, :, :height, :width], protocol, fill,
-                                                batch_size=len(pixels), size=label_size)
-                for index, probabilities in zip(indices, predicted):
-                    image_log_probabilities = probabilities.clamp_min_(PROBABILITY_FLOOR).log_()
+                predicted = image_logits(model, pixels[indices, :, :height, :width], protocol, multiple,
+                                         batch_size=len(pixels), size=label_size)
+                for index, scores in zip(indices, predicted):
                     if scored is None:
-                        log_probabilities[index, :, :label_size[0], :label_size[1]] = image_log_probabilities[0]
+                        log_probabilities[index, :, :label_size[0], :label_size[1]] = scores[0]
                         continue
                     scored[index] = self.segmentation_metrics.score_batch(
-                        image_log_probabilities, labels[index: index + 1, :label_size[0], :label_size[1]])
-                    del probabilities, image_log_probabilities  # before the next image's maps are made
+                        scores, labels[index: index + 1, :label_size[0], :label_size[1]])
+                    del scores  # before the next image's maps are made
         if scored is not None:
             # Trainer computes metrics only for a batch with labels: one placeholder per image, as the counts hold them.
             return None, ScoredCounts(torch.cat(parts) for parts in zip(*scored)), labels.new_zeros((len(pixels), 1))

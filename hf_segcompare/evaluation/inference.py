@@ -27,12 +27,12 @@ from transformers import AutoImageProcessor
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from ..data.images import to_rgb
-from ..data.transforms import SIZE_MULTIPLE, SegCollator, batch_shape, to_float_and_normalize
+from ..data.transforms import SIZE_MULTIPLE, batch_shape, black_fill, pad_batch, to_float_and_normalize
 from ..models import register_auto_classes as register_model_classes
-from ..models.registry import IMAGENET, model_normalization
+from ..models.registry import IMAGENET, input_minimum, input_multiple, model_normalization
 from ..models.smp import SmpSegConfig
 from ..models.vit import ViTSegConfig
-from .protocol import resize_image, short_side_size
+from .protocol import normalize_pixels, resize_image, short_side_size
 
 
 class SegImageProcessor(BaseImageProcessor):
@@ -44,16 +44,22 @@ class SegImageProcessor(BaseImageProcessor):
         size_divisor: each padded side is the smallest multiple of this that holds the batch's
             largest image on that side (32 suits every architecture here).
         short_side: for a model evaluated under mmsegmentation's protocol (`--protocol mmseg`):
-            each image is first resized to this short side, ratio kept, and the class
-            probabilities are brought back to the image's own size, as that evaluation did; None
-            (the native protocol): never resized.
+            each image is first resized to this short side, ratio kept (`resize_image`, OpenCV's
+            bilinear), normalised as mmsegmentation normalises, padded with 0 after normalisation
+            only to `size_divisor` (the model's own multiple, 1 for none), and the logits are brought
+            back to the image's own size before the argmax, as that evaluation did; None (the native
+            protocol): never resized, padded with black to multiples of 32.
+        min_size: the smallest side the model runs on (`input_minimum`); a smaller batch is padded
+            up to it with 0 after normalisation (mmsegmentation's protocol only: the native padding to
+            multiples of 32 already reaches it).
     """
 
     model_input_names = ["pixel_values"]
 
     def __init__(self, image_mean: Sequence[float] = IMAGENET.mean, image_std: Sequence[float] = IMAGENET.std,
-                 size_divisor: int = SIZE_MULTIPLE, short_side: int | None = None, **kwargs):
+                 size_divisor: int = SIZE_MULTIPLE, short_side: int | None = None, min_size: int = 1, **kwargs):
         super().__init__(**kwargs)
+        self.min_size = min_size
         self.image_mean = [float(value) for value in image_mean]
         self.image_std = [float(value) for value in image_std]
         self.size_divisor = size_divisor
@@ -62,9 +68,12 @@ class SegImageProcessor(BaseImageProcessor):
     @classmethod
     def for_model(cls, model, short_side: int | None = None) -> "SegImageProcessor":
         """The processor of `model`: its weights' normalisation (`model_normalization`), and the
-        short side its evaluation resized images to, if it did."""
+        short side its evaluation resized images to, if it did (then the padding is the model's own
+        multiple, `input_multiple`, as mmsegmentation's)."""
         normalization = model_normalization(model)
-        return cls(image_mean=normalization.mean, image_std=normalization.std, short_side=short_side)
+        return cls(image_mean=normalization.mean, image_std=normalization.std, short_side=short_side,
+                   size_divisor=input_multiple(model) if short_side else SIZE_MULTIPLE,
+                   min_size=input_minimum(model) if short_side else 1)
 
     def run_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) an image of this size is run at: its own, or resized to `short_side`."""
@@ -72,22 +81,38 @@ class SegImageProcessor(BaseImageProcessor):
 
     def padded_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The (height, width) a batch of images of these (height, width) sizes is padded to."""
-        return batch_shape(sizes, self.size_divisor)
+        height, width = batch_shape(sizes, self.size_divisor)
+        return max(height, self.min_size), max(width, self.min_size)
 
-    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
-        """``pixel_values`` [B, 3, H, W]: each image normalised and padded bottom/right (black, as in
-        evaluation) to the batch's largest height and width, rounded up to `size_divisor`."""
+    def padding_fill(self) -> torch.Tensor:
+        """What padding takes, one value per channel, as the evaluation padded: black in the weights'
+        normalisation (native), or 0 after normalisation, the mean colour (mmsegmentation's protocol)."""
+        return torch.zeros(3) if self.short_side else black_fill(self.image_mean, self.image_std)
+
+    def _normalized_tensors(self, images) -> list[torch.Tensor]:
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         tensors = [
             image if isinstance(image, torch.Tensor) else F.pil_to_tensor(to_rgb(image)) for image in images
         ]
-        if self.short_side:  # as the evaluation resized them
-            tensors = [resize_image(tensor, self.run_size(*tensor.shape[-2:])) for tensor in tensors]
+        if self.short_side:  # as the evaluation resized and normalised them
+            return [normalize_pixels(resize_image(tensor, self.run_size(*tensor.shape[-2:])), self.image_mean,
+                                     self.image_std) for tensor in tensors]
         normalize = v2.Compose(to_float_and_normalize(self.image_mean, self.image_std))
-        pad = SegCollator(self.image_mean, self.image_std, multiple=self.size_divisor)
-        features = [{"pixel_values": normalize(tv_tensors.Image(tensor)).as_subclass(torch.Tensor)}
-                    for tensor in tensors]
-        pixel_values = pad(features)["pixel_values"]
+        return [normalize(tv_tensors.Image(tensor)).as_subclass(torch.Tensor) for tensor in tensors]
+
+    def normalized(self, image) -> torch.Tensor:
+        """``[1, 3, h, w]``: one image (PIL or uint8 tensor) as the model runs it, resized if the
+        evaluation resized and normalised, not padded (what the exported ONNX graph takes)."""
+        return self._normalized_tensors(image)[0][None]
+
+    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """``pixel_values`` [B, 3, H, W]: each image normalised and padded bottom/right (`padding_fill`, as
+        in evaluation) to the batch's largest height and width, rounded up to `size_divisor`."""
+        pixel_values = pad_batch(self._normalized_tensors(images), self.padding_fill(), self.size_divisor)
+        height, width = self.padded_size([tuple(pixel_values.shape[-2:])])
+        if (height, width) != tuple(pixel_values.shape[-2:]):  # under the model's smallest size: 0, as mmseg pads
+            pixel_values = torch.nn.functional.pad(pixel_values, (0, width - pixel_values.shape[-1], 0,
+                                                                  height - pixel_values.shape[-2]))
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def post_process_semantic_segmentation(self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None):
@@ -105,14 +130,11 @@ class SegImageProcessor(BaseImageProcessor):
                                                  align_corners=False)
         if not self.short_side:
             return [logits[index].argmax(dim=0)[:height, :width] for index, (height, width) in enumerate(target_sizes)]
-        # Resized on the way in: the probabilities go back to the image's size, as evaluation scored them.
-        labels = []
-        for index, ((run_height, run_width), size) in enumerate(zip(run_sizes, target_sizes)):
-            probabilities = logits[index: index + 1, :, :run_height, :run_width].float().softmax(dim=1)
-            probabilities = torch.nn.functional.interpolate(probabilities, size=tuple(size), mode="bilinear",
-                                                            align_corners=False)
-            labels.append(probabilities[0].argmax(dim=0))
-        return labels
+        # Resized on the way in: the logits go back to the image's size before the argmax, as evaluation
+        # scored them (mmsegmentation's postprocess_result).
+        return [torch.nn.functional.interpolate(logits[index: index + 1, :, :run_height, :run_width].float(),
+                                                size=tuple(size), mode="bilinear", align_corners=False)[0].argmax(dim=0)
+                for index, ((run_height, run_width), size) in enumerate(zip(run_sizes, target_sizes))]
 
 
 def register_auto_classes() -> None:

@@ -1,38 +1,49 @@
 """How a model is evaluated: the test-time resize, whole-image or sliding-window inference, and
 multi-scale + flip test-time augmentation, as published segmentation tables report them.
 
-`EvalProtocol` names one way; `image_probabilities` applies it to normalised images of one size and
-yields each image's class probabilities (`predict_probabilities`: all of them as one tensor).
-`SegTrainer` uses it whenever the protocol is not the plain one (whole image, native resolution,
-one scale, no flip), which keeps its own batched path. Images run together only when they run at
-the same size, so each is padded exactly as it would be alone and a batch scores what one image at
-a time scores; sliding windows run in batches of windows; the per-pixel work after the model runs
-image by image (one image's maps stay in the CPU's cache, a batch's do not).
+`EvalProtocol` names one way; `protocol_transform` prepares each validation image for it and
+`image_logits` runs it on normalised images of one size, yielding each image's class scores at its
+annotation's size. `SegTrainer` uses them whenever the protocol is not the plain one (whole image,
+native resolution, one scale, no flip), which keeps its own batched path (images padded with black to
+multiples of 32). Off the plain path every step is mmsegmentation's (1.x) own, so that
+``--protocol mmseg`` scores what mmsegmentation's test pipeline, ``SegDataPreProcessor``,
+``EncoderDecoder`` inference, ``postprocess_result`` and ``IoUMetric`` score
+(tests/test_mmseg_parity.py runs them):
 
-- ``resize="native"`` never resizes an image that fits the eval size (a larger one is shrunk to
-  fit in ``whole`` mode); ``resize="short_side"`` resizes the image so its short side is
-  `short_side` with the ratio kept and the long side at most 4× that, as mmsegmentation's VOC test
-  pipeline does (``Resize(scale=(2048, 512), keep_ratio=True)``: a 500×375 image runs at 683×512).
-  On this per-image path the prediction is always upsampled to the annotation's own size and
-  scored there (the batched path shrinks a too-large image's annotation with it instead).
-- ``mode="slide"`` runs windows of `crop` px every `stride` px and averages the logits where they
-  overlap (mmsegmentation's ``slide_inference``), so a large image is not shrunk.
-- `scales` and `flip`: the image is also run at each scale (and mirrored), each prediction is
-  brought back to the image's size (and un-mirrored), and their softmax probabilities are
-  averaged, as mmsegmentation's ``SegTTAModel`` does.
+- the test resize: ``resize="short_side"`` resizes the image so its short side is `short_side` with the
+  ratio kept and the long side at most 4x that (``Resize(scale=(2048, 512), keep_ratio=True)``: a
+  500x375 image runs at 683x512), sizes rounded as mmcv's ``rescale_size``, pixels by OpenCV's bilinear
+  as mmcv's ``imresize`` (`resize_image`); ``resize="native"`` never resizes an image that fits the eval
+  size (a larger one is shrunk to fit in ``whole`` mode);
+- normalisation on 0-255 values (`normalize_pixels`), then padding only where the model needs a
+  multiple (DeepLabV3+'s 16, ViT's patch), bottom and right, with 0 after normalisation, as
+  ``SegDataPreProcessor`` with a size divisor; SegFormer and U-Net take any size and are not padded;
+- ``mode="whole"``: the logits resized to the padded size; ``mode="slide"``: windows of `crop` px every
+  `stride` px over the padded image, each window's logits resized to it, averaged where they overlap
+  (``slide_inference``);
+- the padding cropped off the logits, the logits resized bilinearly to the annotation's size, then the
+  argmax (``postprocess_result``);
+- `scales` and `flip`: the image is also run at each scale (and mirrored), each run's logits brought to
+  the annotation's size (and un-mirrored), and their softmax probabilities averaged (``SegTTAModel``).
+  Here the scaled image is the normalised one resized (bilinear, no antialiasing), where mmsegmentation
+  resizes the decoded image with OpenCV: test-time augmentation is close to mmsegmentation's, not equal.
+
+Images run together only when they run at the same size, so each is padded exactly as it would be
+alone; sliding windows run in batches of windows; the per-pixel work after the model runs image by
+image (one image's maps stay in the CPU's cache, a batch's do not).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..data.transforms import SIZE_MULTIPLE, pad_batch, shrunk_size, size_to_fit, to_float_and_normalize
+from ..data.transforms import SIZE_MULTIPLE, shrunk_size, size_to_fit
 from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
@@ -40,6 +51,8 @@ MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long si
 # class maps scored at the annotation's size would otherwise grow with the largest image (a 6000 x 4000
 # photo's 21 class maps take 2 GB). Cityscapes' 2048 x 1024 and every VOC image fit.
 MAX_SCORED_SIDE = 2048
+# Averaged probabilities are scored as their log: a class no run gives any probability gets this one's.
+PROBABILITY_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
@@ -182,12 +195,27 @@ def short_side_size(height: int, width: int, short_side: int,
 
 
 def resize_image(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """An image tensor [..., H, W] at `size` (height, width), resized bilinearly with antialiasing
-    (as PIL does): the one resize every evaluation and the saved image processor apply, so that
-    `segment()` and the pipeline answer what the evaluation scored. Unchanged when already that size."""
+    """A uint8 image tensor ``[3, H, W]`` at `size` (height, width), resized as mmcv's ``imresize``
+    resizes (OpenCV's bilinear, ``cv2.INTER_LINEAR``, in its fixed-point arithmetic, no antialiasing):
+    the one resize every evaluation and the saved image processor apply, so that `segment()` and the
+    pipeline answer what the evaluation scored, and a resized image is the very one mmsegmentation's
+    test pipeline makes. Unchanged when already that size."""
+    import cv2
+
     if tuple(pixels.shape[-2:]) == tuple(size):
         return pixels
-    return TF.resize(pixels, list(size), antialias=True)
+    channels_last = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+    resized = cv2.resize(channels_last, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized.reshape(*size, -1)).permute(2, 0, 1).contiguous()
+
+
+def normalize_pixels(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """A uint8 image ``[3, H, W]`` as float32 ``(pixels - 255 mean) / (255 std)``: mmsegmentation's
+    ``SegDataPreProcessor`` arithmetic on 0-255 values (the same numbers as (pixels / 255 - mean) / std
+    up to the last bit, which an argmax between two near-equal logits can see)."""
+    scale = torch.tensor([255.0 * value for value in mean], dtype=torch.float32).reshape(-1, 1, 1)
+    spread = torch.tensor([255.0 * value for value in std], dtype=torch.float32).reshape(-1, 1, 1)
+    return (pixels.to(torch.float32) - scale) / spread
 
 
 def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
@@ -195,13 +223,12 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     as the protocol runs it, normalised), labels (the annotation untouched), and both sizes, so
     the prediction can be brought back to the annotation's own resolution.
 
-    The image: at `EvalProtocol.run_size`. An annotation larger than the protocol's ``max_side`` is
-    shrunk to it (nearest neighbour) and its image run as an image of that size.
+    The image: at `EvalProtocol.run_size` (`resize_image`), normalised by `normalize_pixels`. An
+    annotation larger than the protocol's ``max_side`` is shrunk to it (nearest neighbour) and its
+    image run as an image of that size.
     """
     from ..data.images import to_rgb
     from ..data.masks import mask_to_array
-
-    normalize = v2.Compose(to_float_and_normalize(mean, std))
 
     def transform(batch: dict) -> dict:
         output = {"pixel_values": [], "labels": [], "image_size": [], "label_size": []}
@@ -213,9 +240,7 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
                 height, width = shrunk_size(*labels.shape, protocol.max_side)
                 labels = TF.resize(labels[None], [height, width], interpolation=v2.InterpolationMode.NEAREST)[0]
             size = protocol.run_size(height, width, eval_size)
-            pixels = resize_image(TF.pil_to_tensor(image), size)
-            pixels = normalize(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
-            output["pixel_values"].append(pixels)
+            output["pixel_values"].append(normalize_pixels(resize_image(TF.pil_to_tensor(image), size), mean, std))
             output["labels"].append(labels)
             output["image_size"].append(list(size))
             output["label_size"].append(list(labels.shape))
@@ -224,26 +249,24 @@ def protocol_transform(protocol: EvalProtocol, eval_size: int, mean, std):
     return transform
 
 
-def _model_logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The model's raw logits for `pixels` ``[N, 3, h, w]`` padded bottom/right to multiples of 32
-    (as every evaluation here), and that padded size."""
-    padded = pad_batch(list(pixels), pad_fill)
-    logits = model(pixel_values=padded).logits
+def _padded(pixels: torch.Tensor, multiple: int, minimum: int = 1) -> torch.Tensor:
+    """`pixels` ``[N, 3, h, w]`` padded bottom/right with 0 (after normalisation: the mean colour) to
+    multiples of `multiple`, as ``SegDataPreProcessor`` with a size divisor pads, and to at least
+    `minimum` a side (where mmsegmentation's model would fail on so small an image); as they are else."""
+    height, width = pixels.shape[-2:]
+    bottom = max(height + (-height) % multiple, minimum) - height
+    right = max(width + (-width) % multiple, minimum) - width
+    padding = (0, right, 0, bottom)
+    return F.pad(pixels, padding) if any(padding) else pixels
+
+
+def _logits_at(model, pixels: torch.Tensor) -> torch.Tensor:
+    """The model's logits for `pixels` ``[N, 3, h, w]`` resized bilinearly to ``h × w`` (the decode
+    head's ``predict_by_feat``)."""
+    logits = model(pixel_values=pixels).logits
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
-    return logits, tuple(padded.shape[-2:])
-
-
-def _at_image_size(logits: torch.Tensor, padded_size: tuple[int, int], height: int, width: int) -> torch.Tensor:
-    """Raw logits upsampled to the padded input's size and cropped back to ``height × width``."""
-    logits = F.interpolate(logits.float(), size=padded_size, mode="bilinear", align_corners=False)
-    return logits[..., :height, :width]
-
-
-def _logits(model, pixels: torch.Tensor, pad_fill: torch.Tensor) -> torch.Tensor:
-    """The model's logits for `pixels` ``[N, 3, h, w]`` at ``h × w``: padded, run, upsampled, cropped back."""
-    logits, padded_size = _model_logits(model, pixels, pad_fill)
-    return _at_image_size(logits, padded_size, *pixels.shape[-2:])
+    return F.interpolate(logits.float(), size=pixels.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def window_boxes(height: int, width: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:
@@ -260,8 +283,7 @@ def window_boxes(height: int, width: int, crop: int, stride: int) -> list[tuple[
     return boxes
 
 
-def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill: torch.Tensor,
-                  batch_size: int) -> torch.Tensor:
+def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, batch_size: int) -> torch.Tensor:
     """Logits averaged over the `window_boxes` of `pixels` ``[N, 3, h, w]``, the windows of all N
     images run `batch_size` at a time. Each image's windows are added in the same order whatever
     the batch, so the sums are those of one image at a time."""
@@ -272,7 +294,7 @@ def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill:
     for start in range(0, len(windows), batch_size):
         chunk = windows[start: start + batch_size]
         crops = torch.stack([pixels[image, :, top:bottom, left:right] for (top, bottom, left, right), image in chunk])
-        logits = _logits(model, crops, pad_fill)
+        logits = _logits_at(model, crops)
         if total is None:
             total = logits.new_zeros((count_images, logits.shape[1], height, width))
         for ((top, bottom, left, right), image), window in zip(chunk, logits):
@@ -284,69 +306,67 @@ def _slide_logits(model, pixels: torch.Tensor, crop: int, stride: int, pad_fill:
 
 
 def _one_run(model, pixels: torch.Tensor, protocol: EvalProtocol, scale: float, mirrored: bool,
-             pad_fill: torch.Tensor | float, batch_size: int):
-    """Each image's class probabilities ``[1, C, h, w]`` at the images' size from one run: the N
-    images at `scale` (and mirrored), run together; the per-pixel work after the model (upsampling,
-    softmax, resizing back) image by image, where a batch's maps would not stay in the cache."""
+             padding: tuple[int, int], batch_size: int, size: tuple[int, int]):
+    """Each image's logits ``[1, C, *size]`` from one run of the N images `pixels` at `scale` (and
+    mirrored), mmsegmentation's steps: padded to `padding`'s (multiple, minimum) (`_padded`), whole-image
+    or sliding-window logits at the padded size, the padding cropped off, un-mirrored, resized to `size`. The per-pixel
+    work after the model runs image by image (one image's maps stay in the CPU's cache, a batch's do not)."""
     height, width = pixels.shape[-2:]
-    size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
-    scaled = pixels if size == (height, width) else F.interpolate(pixels, size=size, mode="bilinear",
-                                                                  align_corners=False)
-    inputs = scaled.flip(-1) if mirrored else scaled
+    scaled_size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+    scaled = pixels if scaled_size == (height, width) else F.interpolate(pixels, size=scaled_size, mode="bilinear",
+                                                                         align_corners=False)
+    inputs = _padded(scaled.flip(-1) if mirrored else scaled, *padding)
     if protocol.mode == "slide":
-        averaged = _slide_logits(model, inputs, protocol.crop, protocol.stride, pad_fill, batch_size)
-        per_image = (averaged[index: index + 1] for index in range(len(pixels)))
+        logits = _slide_logits(model, inputs, protocol.crop, protocol.stride, batch_size)
     else:
-        raw, padded_size = _model_logits(model, inputs, pad_fill)
-        per_image = (_at_image_size(raw[index: index + 1], padded_size, *size) for index in range(len(pixels)))
-    for image_logits in per_image:
-        probabilities = image_logits.softmax(dim=1)
+        logits = _logits_at(model, inputs)
+    for index in range(len(pixels)):
+        image_logits = logits[index: index + 1, :, : scaled_size[0], : scaled_size[1]]
         if mirrored:
-            probabilities = probabilities.flip(-1)
-        if probabilities.shape[-2:] != (height, width):
-            probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)
-        yield probabilities
+            image_logits = image_logits.flip(-1)
+        yield F.interpolate(image_logits, size=size, mode="bilinear", align_corners=False)
 
 
 @torch.no_grad()
-def image_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol, pad_fill: torch.Tensor | float = 0.0,
-                        batch_size: int | None = None, size: tuple[int, int] | None = None):
-    """Yield each image's class probabilities ``[1, C, *size]``, in order, for normalised images
-    `pixels` ``[N, 3, h, w]`` (all of one size) under `protocol`'s mode, scales and flip (its resize
-    is the caller's: the images come resized). The N images run together at each scale; sliding
-    windows run `batch_size` at a time (default: N). `size`: where the probabilities are resized
-    to at the end (bilinearly; default: the images' own size).
+def image_logits(model, pixels: torch.Tensor, protocol: EvalProtocol, multiple: int | None = None,
+                 batch_size: int | None = None, size: tuple[int, int] | None = None):
+    """Yield each image's class scores ``[1, C, *size]``, in order, for normalised images `pixels`
+    ``[N, 3, h, w]`` (all of one size) under `protocol`'s mode, scales and flip (its resize is the
+    caller's: the images come resized): with one run, the logits resized to `size` (default: the
+    images' own), whose argmax is the prediction, as mmsegmentation's ``postprocess_result``; with
+    several (scales, flip), the log of the runs' softmax probabilities averaged at `size`, as its
+    ``SegTTAModel``. Either way the softmax of the scores is the class probabilities.
 
-    `pad_fill`: the value padding takes (black in the weights' normalisation, one per channel).
+    `multiple`: what the model's input sides must be a multiple of (default: the model's own,
+    `hf_segcompare.models.input_multiple`; 1: none, and nothing is padded); an image under the model's
+    `input_minimum` is padded up to it. Sliding windows run `batch_size` at a time (default: N).
     """
+    from ..models.registry import input_minimum, input_multiple
+
+    padding = (input_multiple(model) if multiple is None else multiple, input_minimum(model))
     height, width = pixels.shape[-2:]
     size = (height, width) if size is None else tuple(size)
     batch_size = batch_size or len(pixels)
     mirrors = (False, True) if protocol.flip else (False,)
     runs = [(scale, mirrored) for scale in protocol.scales for mirrored in mirrors]
     if len(runs) == 1:  # nothing to average: each image out at once, while its maps are in the cache
-        for probabilities in _one_run(model, pixels, protocol, *runs[0], pad_fill, batch_size):
-            yield _resized(probabilities, size)
+        yield from _one_run(model, pixels, protocol, *runs[0], padding, batch_size, size)
         return
     totals = None
     for scale, mirrored in runs:
-        run = list(_one_run(model, pixels, protocol, scale, mirrored, pad_fill, batch_size))
+        run = [logits.softmax(dim=1) for logits in _one_run(model, pixels, protocol, scale, mirrored, padding,
+                                                            batch_size, size)]
         totals = run if totals is None else [total + probabilities for total, probabilities in zip(totals, run)]
     for total in totals:
-        yield _resized(total / len(runs), size)
+        yield (total / len(runs)).clamp_min_(PROBABILITY_FLOOR).log_()
 
 
-def _resized(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(probabilities.shape[-2:]) == size:
-        return probabilities
-    return F.interpolate(probabilities, size=size, mode="bilinear", align_corners=False)
-
-
-def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol, pad_fill: torch.Tensor | float = 0.0,
+def predict_probabilities(model, pixels: torch.Tensor, protocol: EvalProtocol, multiple: int | None = None,
                           batch_size: int | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """`image_probabilities` of all N images as one ``[N, C, *size]`` tensor."""
-    return torch.cat(list(image_probabilities(model, pixels, protocol, pad_fill, batch_size, size)))
+    """The class probabilities of all N images (the softmax of `image_logits`) as one ``[N, C, *size]`` tensor."""
+    return torch.cat([scores.softmax(dim=1) for scores in image_logits(model, pixels, protocol, multiple,
+                                                                       batch_size, size)])
 
 
-__all__ = ["EvalProtocol", "image_probabilities", "predict_probabilities", "protocol_from_record",
+__all__ = ["EvalProtocol", "image_logits", "normalize_pixels", "predict_probabilities", "protocol_from_record",
            "protocol_transform", "resize_image", "short_side_size", "window_boxes"]

@@ -31,7 +31,8 @@ from ..lazy import lazy_attributes
 
 _NAMES = {
     "registry": ("HALF", "IMAGENET", "ModelEntry", "Normalization", "count_parameters", "create_model", "get_entry",
-                 "list_models", "model_normalization", "register_model", "unregister_model"),
+                 "input_minimum", "input_multiple", "list_models", "model_normalization", "register_model",
+                 "unregister_model"),
     "smp": ("SmpForSemanticSegmentation", "SmpSegConfig"),
     "vit": ("ViTSegConfig", "ViTSegForSemanticSegmentation"),
 }

@@ -232,6 +232,26 @@ def model_normalization(model_or_config) -> Normalization:
     return Normalization.from_mapping(config.to_dict()) or IMAGENET
 
 
+def input_multiple(model) -> int:
+    """What `model`'s input height and width must be multiples of (the adapters' ``input_multiple``; 1, any
+    size, for a model without one, as SegFormer, whose overlapping patch embeddings take any size)."""
+    return int(getattr(model, "input_multiple", 1))
+
+
+def input_minimum(model) -> int:
+    """The smallest height and width `model` runs on (a smaller image is padded up to it): SegFormer's
+    spatial-reduction convolutions need each stage's map at least as large as their kernel (32 px for
+    the MiT configurations: stride 4 x ratio 8, 8 x 4, 16 x 2, 32 x 1); else the input multiple."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) == "segformer":
+        stride, minimum = 1, 1
+        for step, ratio in zip(config.strides, config.sr_ratios):
+            stride *= step
+            minimum = max(minimum, stride * ratio)
+        return minimum
+    return input_multiple(model)
+
+
 def count_parameters(model) -> int:
     """Number of parameters (trainable or not; buffers such as BN running stats excluded)."""
     return sum(parameter.numel() for parameter in model.parameters())
@@ -245,6 +265,8 @@ __all__ = [
     "count_parameters",
     "create_model",
     "get_entry",
+    "input_minimum",
+    "input_multiple",
     "list_models",
     "model_normalization",
     "register_model",

@@ -92,6 +92,12 @@ class SmpForSemanticSegmentation(PreTrainedModel):
         checkpoint_sequential_stages(self.smp.encoder)
         self.post_init()
 
+    @property
+    def input_multiple(self) -> int:
+        """What the input's height and width must be multiples of: the encoder's output stride where smp
+        requires it (DeepLabV3+: 16), else 1 (U-Net's decoder takes any size)."""
+        return self.smp.encoder.output_stride if self.smp.requires_divisible_input_shape else 1
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # transformers' default would redraw every conv from N(0, 0.02), erasing smp's scheme.

@@ -92,6 +92,11 @@ class ViTSegForSemanticSegmentation(ViTPreTrainedModel):
         else:
             super()._init_weights(module)
 
+    @property
+    def input_multiple(self) -> int:
+        """What the input's height and width must be multiples of: the patch size."""
+        return self.config.patch_size
+
     @can_return_tuple
     def forward(
         self,

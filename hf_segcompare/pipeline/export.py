@@ -1,10 +1,13 @@
 """A trained run's model as ONNX, checked against PyTorch on the run's own validation images.
 
 `export_run(run_dir)` exports the saved model with torch's dynamo exporter (`torch.onnx.export(...,
-dynamo=True)`), the batch, height and width dynamic (height and width multiples of 32, as every
-model here needs), the output the model's logits at the size the model gives them (SegFormer's a
-quarter of the input's). It then runs the ONNX file with onnxruntime and the PyTorch model on the
-first validation images of the run's data, prepared by the run's own image processor, and records
+dynamo=True)`), the batch, height and width dynamic: the graph takes a normalised image of any size
+(1 to 4096 px a side), pads it inside the graph as the run's image processor pads (bottom and right,
+to multiples of 32, with the processor's fill), and returns the logits resized bilinearly to the
+padded size and cropped back to the input's: ``logits.argmax(1)`` is the class map, as
+``post_process_semantic_segmentation`` gives it. It then runs the ONNX file with onnxruntime and the
+PyTorch model on the first validation images of the run's data, normalised by the run's own image
+processor and not padded, and records
 the largest logit difference and the share of logit positions whose argmax agrees in
 ``export.json``, which the card shows (`hf_segcompare.report.card`). Below `MIN_ARGMAX_AGREEMENT`
 the export is refused: the file is removed and the card not changed.
@@ -27,7 +30,7 @@ from ..report.results import RESULTS_FILE, RunResults
 
 ONNX_FILE = "model.onnx"
 MIN_ARGMAX_AGREEMENT = 0.999
-SIZE_STEP = 32  # every model here takes heights and widths that are multiples of 32
+SIZE_STEP = 32  # every model here takes heights and widths that are multiples of 32: the graph pads to them
 MAX_SIDE = 4096
 
 
@@ -35,15 +38,26 @@ class ExportMismatch(SegCompareError):
     """The exported model does not predict what the PyTorch model predicts."""
 
 
-class LogitsOnly(torch.nn.Module):
-    """`model` with one input (``pixel_values``) and one output (its logits), as the ONNX graph has them."""
+class LogitsAtInputSize(torch.nn.Module):
+    """`model` with one input (normalised ``pixel_values`` of any size) and one output (its logits at that
+    size), as the ONNX graph has them: padded bottom/right to multiples of `multiple` with `fill` (one value
+    per channel) before the model, the logits resized to the padded size and the padding cropped off after."""
 
-    def __init__(self, model):
+    def __init__(self, model, fill, multiple: int = SIZE_STEP):
         super().__init__()
         self.model = model
+        self.multiple = multiple
+        self.register_buffer("fill", torch.as_tensor(fill, dtype=torch.float32).reshape(1, -1, 1, 1))
 
     def forward(self, pixel_values):
-        return self.model(pixel_values=pixel_values).logits
+        height, width = pixel_values.shape[-2:]
+        padding = (0, (-width) % self.multiple, 0, (-height) % self.multiple)
+        # The fill placed by a mask, not added after padding with 0: x - f + f is not always x in float.
+        inside = torch.nn.functional.pad(torch.ones_like(pixel_values[:, :1]), padding) > 0
+        padded = torch.where(inside, torch.nn.functional.pad(pixel_values, padding), self.fill.to(pixel_values.dtype))
+        logits = self.model(pixel_values=padded).logits
+        logits = torch.nn.functional.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :height, :width]
 
 
 def _require_export_packages() -> None:
@@ -73,6 +87,21 @@ def _finished_run(run_dir: Path) -> RunResults:
 def _axes(value) -> list[str | int]:
     """An ONNX graph input's or output's axes: the symbol of each dynamic one, the size of each fixed one."""
     return [axis.dim_param or axis.dim_value for axis in value.type.tensor_type.shape.dim]
+
+
+def _name_input_axes(onnx_path: Path, names: tuple[str | None, ...]) -> None:
+    """Rename the exporter's symbols for the input's dynamic axes (``s0``...) to `names`, wherever the graph
+    uses them (the output's axes share the height's and width's symbols)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path))
+    renamed = {axis.dim_param: name for axis, name in zip(graph.graph.input[0].type.tensor_type.shape.dim, names)
+               if name and axis.dim_param}
+    for value in [*graph.graph.input, *graph.graph.output, *graph.graph.value_info]:
+        for axis in value.type.tensor_type.shape.dim:
+            if axis.dim_param in renamed:
+                axis.dim_param = renamed[axis.dim_param]
+    onnx.save(graph, str(onnx_path))
 
 
 def _validation_images(run_dir: Path, count: int) -> list:
@@ -113,23 +142,25 @@ def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -
     pictures = _validation_images(run_dir, images)
     if not pictures:
         raise UsageError(f"{run_dir}: the run's validation split is empty; there is nothing to check the export on.")
-    wrapped = LogitsOnly(model).eval()
+    wrapped = LogitsAtInputSize(model, processor.padding_fill(), processor.size_divisor).eval()
     # The example's sizes must not coincide: with one image torch.export specialises the batch to 1,
     # and with a square one it takes height and width for the same size (the graph then fails on any
-    # other shape). Its values do not matter: no model here branches on them.
-    example = torch.randn(2, 3, 3 * SIZE_STEP, 5 * SIZE_STEP, generator=torch.Generator().manual_seed(0))
-    steps = MAX_SIDE // SIZE_STEP
-    dynamic = {"pixel_values": {0: Dim("batch", min=1, max=1024), 2: SIZE_STEP * Dim("height_blocks", max=steps),
-                                3: SIZE_STEP * Dim("width_blocks", max=steps)}}
+    # other shape); nor be multiples of 32, or the padding would be specialised away. Its values do not
+    # matter: no model here branches on them.
+    example = torch.randn(2, 3, 3 * SIZE_STEP + 7, 5 * SIZE_STEP - 3, generator=torch.Generator().manual_seed(0))
+    # Dim.DYNAMIC lets the exporter derive the padded sizes' constraints itself (named Dims with bounds fail
+    # on them); the symbols it picks are renamed after the inputs' axes below.
+    dynamic = {"pixel_values": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
     onnx_path = run_dir / ONNX_FILE
     with torch.no_grad():
         torch.onnx.export(wrapped, (example,), str(onnx_path), dynamo=True, dynamic_shapes=dynamic,
                           input_names=["pixel_values"], output_names=["logits"], opset_version=opset,
                           verbose=False)
+    _name_input_axes(onnx_path, ("batch", None, "height", "width"))
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     largest, agreeing, positions, shapes = 0.0, 0, 0, set()
     for picture in pictures:
-        pixel_values = processor(picture)["pixel_values"]
+        pixel_values = processor.normalized(picture)
         shapes.add(tuple(pixel_values.shape[-2:]))
         with torch.no_grad():
             expected = wrapped(pixel_values).numpy()
