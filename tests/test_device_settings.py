@@ -73,7 +73,7 @@ def test_a_cpu_run_with_the_defaults_is_the_run_with_every_switch_off(voc_tree, 
     second = load_file(tmp_path / "off" / "model.safetensors")
     assert all(torch.equal(first[key], second[key]) for key in first)
     recorded = json.loads((tmp_path / "default" / "results.json").read_text())
-    assert recorded["speed"]["mixed_precision"] == "fp32" and recorded["schema_version"] == SCHEMA_VERSION == 10
+    assert recorded["speed"]["mixed_precision"] == "fp32" and recorded["schema_version"] == SCHEMA_VERSION == 11
     card = (tmp_path / "default" / "README.md").read_text()
     assert "fp32 throughout, TF32 off, contiguous (NCHW) memory format, eager mode, data prepared in the main" in card
 

@@ -22,9 +22,9 @@ from .mmseg_reference import mmseg_areas
 # (height, width) of each dataset's images: VOC's 500 x 375 and its odd ones, ADE20K's varied ones (shrunk to a
 # short side of 512, or enlarged), Cityscapes' 2048 x 1024
 SHAPES = {
-    "voc": ((375, 500), (500, 375), (333, 500), (281, 500), (500, 486)),
+    "voc": ((375, 500), (500, 375), (333, 500), (281, 500), (500, 486), (366, 500)),
     "ade20k": ((512, 683), (768, 1024), (256, 341), (1200, 1600), (683, 512)),
-    "cityscapes": ((1024, 2048), (1024, 2048)),
+    "cityscapes": ((1024, 2048),),
 }
 # the short side each dataset's mmsegmentation test resize gives (its long-side cap, 2048, binds none of these)
 SHORT_SIDE = {"voc": 512, "ade20k": 512, "cityscapes": 1024}

@@ -296,7 +296,7 @@ class SegTrainer(Trainer):
         # annotation's size exist at a time (a batch's, padded to its largest, grew with the largest image).
         # Other metrics get the batch's scores (logits, or the log of averaged probabilities), padded.
         scored = [None] * len(pixels) if self.segmentation_metrics is not None else None
-        log_probabilities = None if scored else torch.full(
+        batch_scores = None if scored else torch.full(
             (len(pixels), model.config.num_labels, *labels.shape[-2:]), float(torch.tensor(PROBABILITY_FLOOR).log()),
             device=pixels.device)
         with self.autocast_smart_context_manager():
@@ -305,7 +305,7 @@ class SegTrainer(Trainer):
                                          batch_size=len(pixels), size=label_size)
                 for index, scores in zip(indices, predicted):
                     if scored is None:
-                        log_probabilities[index, :, :label_size[0], :label_size[1]] = scores[0]
+                        batch_scores[index, :, :label_size[0], :label_size[1]] = scores[0]
                         continue
                     scored[index] = self.segmentation_metrics.score_batch(
                         scores, labels[index: index + 1, :label_size[0], :label_size[1]])
@@ -313,7 +313,7 @@ class SegTrainer(Trainer):
         if scored is not None:
             # Trainer computes metrics only for a batch with labels: one placeholder per image, as the counts hold them.
             return None, ScoredCounts(torch.cat(parts) for parts in zip(*scored)), labels.new_zeros((len(pixels), 1))
-        return None, log_probabilities, outside_marked(labels, label_sizes)
+        return None, batch_scores, outside_marked(labels, label_sizes)
 
     def evaluate_augmented(self) -> dict[str, float] | None:
         """Evaluate once under the protocol's test-time augmentation (scales, flip); the metrics

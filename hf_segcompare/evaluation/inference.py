@@ -4,9 +4,12 @@
 weights were trained with and pad it (bottom/right) to its height and width rounded up to a
 multiple of 32 (a batch: to its largest), never resizing, so the aspect ratio is kept; its
 `post_process_semantic_segmentation` upsamples the logits to the padded size and crops the padding
-away. It is saved in every output folder and registered with
-`AutoImageProcessor` (by `register_auto_classes`, which importing this module calls), so
-``pipeline("image-segmentation", model=folder)`` and `segment` give the same class for every pixel.
+away. For a model evaluated under mmsegmentation's protocol it does what that protocol does instead
+(resize to the short side with OpenCV, normalise on 0-255 values, pad with 0 only to the model's own
+multiple, bring the logits back to the image's size before the argmax). It is saved in every output
+folder and registered with `AutoImageProcessor` (by `register_auto_classes`, which importing this
+module calls), so ``pipeline("image-segmentation", model=folder)`` and `segment` give the same class
+for every pixel.
 
 No transformers image processor pads to a multiple and crops in post-processing (SegFormer's
 resizes to a fixed square, which distorts a 500x375 image), hence this small class.
