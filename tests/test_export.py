@@ -24,10 +24,12 @@ TINY_MODELS = [f"{name.split('-')[0]}-tiny" for name in list_models()]
 def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, tmp_path, capsys):
     for name in TINY_MODELS:
         run_dir = tmp_path / name
+        # SegFormer under mmsegmentation's protocol: its processor pads to no multiple (1) but to 32 px at least
+        protocol = ["--protocol", "mmseg", "--short_side", "64"] if name.startswith("segformer") else []
         status, stderr, _ = run_seg_in_process(
             ["--model", name, "--from_scratch", "--recipe", "demo", "--dataset_name", "voc", "--data_dir",
              str(voc_tree), "--output_dir", str(run_dir), "--max_steps", "1", "--per_device_train_batch_size", "2",
-             "--save_strategy", "no", "--do_eval", "false"], capsys)
+             "--save_strategy", "no", "--do_eval", "false", *protocol], capsys)
         assert status == 0, stderr[-3000:]
         card_before = (run_dir / "README.md").read_text()
 
@@ -47,7 +49,8 @@ def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, 
         session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
         processor = SegImageProcessor.from_pretrained(run_dir)
         model = AutoModelForSemanticSegmentation.from_pretrained(run_dir).eval()
-        wrapped = LogitsAtInputSize(model, processor.padding_fill()).eval()
+        wrapped = LogitsAtInputSize(model, processor.padding_fill(), processor.size_divisor, processor.min_size).eval()
+        assert (processor.size_divisor, processor.min_size) == ((1, 32) if protocol else (32, 1))
         for shape in ((3, 3, 96, 160), (1, 3, 100, 100), (2, 3, 1, 37), (1, 3, 33, 1)):
             pixel_values = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
@@ -56,9 +59,12 @@ def test_all_four_architectures_export_to_onnx_and_agree_with_pytorch(voc_tree, 
             assert exported.shape == expected.shape == (shape[0], model.config.num_labels, *shape[2:]), shape
             assert (exported.argmax(1) == expected.argmax(1)).mean() >= 0.999, shape
             assert np.abs(exported - expected).max() < 1e-3, shape
-        # the graph's argmax is the class map segment() gives, for an image of no multiple of 32
+        # the graph's argmax is the class map segment() gives, for an image of no multiple of 32 (under the mmseg
+        # protocol the graph answers at the resized image's size: its logits are brought back to the image's)
         image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 70, 3), dtype=np.uint8))
-        classes = session.run(None, {"pixel_values": processor.normalized(image).numpy()})[0].argmax(1)[0]
+        logits = torch.from_numpy(session.run(None, {"pixel_values": processor.normalized(image).numpy()})[0])
+        assert logits.shape[-2:] == ((91, 64) if protocol else (100, 70))
+        classes = torch.nn.functional.interpolate(logits, size=(100, 70), mode="bilinear").argmax(1)[0].numpy()
         assert (classes == segment(model, image, processor)).mean() >= 0.999
 
 

@@ -41,17 +41,21 @@ class ExportMismatch(SegCompareError):
 class LogitsAtInputSize(torch.nn.Module):
     """`model` with one input (normalised ``pixel_values`` of any size) and one output (its logits at that
     size), as the ONNX graph has them: padded bottom/right to multiples of `multiple` with `fill` (one value
-    per channel) before the model, the logits resized to the padded size and the padding cropped off after."""
+    per channel; at least `minimum` a side) before the model, the logits resized to the padded size and the padding
+    cropped off after."""
 
-    def __init__(self, model, fill, multiple: int = SIZE_STEP):
+    def __init__(self, model, fill, multiple: int = SIZE_STEP, minimum: int = 1):
         super().__init__()
         self.model = model
         self.multiple = multiple
+        self.minimum = minimum  # the smallest side the model runs on (the processor's min_size)
         self.register_buffer("fill", torch.as_tensor(fill, dtype=torch.float32).reshape(1, -1, 1, 1))
 
     def forward(self, pixel_values):
         height, width = pixel_values.shape[-2:]
-        padding = (0, (-width) % self.multiple, 0, (-height) % self.multiple)
+        # torch.sym_max keeps the sizes symbolic in the graph where max() would specialise them
+        padding = (0, torch.sym_max(width + (-width) % self.multiple, self.minimum) - width,
+                   0, torch.sym_max(height + (-height) % self.multiple, self.minimum) - height)
         # The fill placed by a mask, not added after padding with 0: x - f + f is not always x in float.
         inside = torch.nn.functional.pad(torch.ones_like(pixel_values[:, :1]), padding) > 0
         padded = torch.where(inside, torch.nn.functional.pad(pixel_values, padding), self.fill.to(pixel_values.dtype))
@@ -142,7 +146,8 @@ def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -
     pictures = _validation_images(run_dir, images)
     if not pictures:
         raise UsageError(f"{run_dir}: the run's validation split is empty; there is nothing to check the export on.")
-    wrapped = LogitsAtInputSize(model, processor.padding_fill(), processor.size_divisor).eval()
+    wrapped = LogitsAtInputSize(model, processor.padding_fill(), processor.size_divisor,
+                                getattr(processor, "min_size", 1)).eval()
     # The example's sizes must not coincide: with one image torch.export specialises the batch to 1,
     # and with a square one it takes height and width for the same size (the graph then fails on any
     # other shape); nor be multiples of 32, or the padding would be specialised away. Its values do not
