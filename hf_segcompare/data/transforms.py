@@ -173,11 +173,17 @@ def padded_shape(height: int, width: int, eval_size: int, multiple: int = SIZE_M
     return batch_shape([shrunk_size(height, width, eval_size)], multiple)
 
 
-def batch_shape(sizes, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+def padded_side(side, multiple: int = SIZE_MULTIPLE, minimum: int = 1):
+    """`side` rounded up to a multiple of `multiple`, and at least `minimum`: the side an image is padded
+    to. Works on torch.export's symbolic sizes too (`torch.sym_max`, where ``max`` would specialise them)."""
+    return torch.sym_max(side + (-side) % multiple, minimum)
+
+
+def batch_shape(sizes, multiple: int = SIZE_MULTIPLE, minimum: int = 1) -> tuple[int, int]:
     """The (height, width) a batch of images of these (height, width) sizes is padded to: its
-    largest of each, rounded up to `multiple`."""
-    return (size_to_fit(max(height for height, _ in sizes), multiple),
-            size_to_fit(max(width for _, width in sizes), multiple))
+    largest of each, rounded up to `multiple`, at least `minimum`."""
+    return (padded_side(max(height for height, _ in sizes), multiple, minimum),
+            padded_side(max(width for _, width in sizes), multiple, minimum))
 
 
 def shape_order(sizes: list[tuple[int, int]], eval_size: int,
@@ -194,10 +200,11 @@ def shape_order(sizes: list[tuple[int, int]], eval_size: int,
 
 
 def pad_batch(images: list[torch.Tensor], fill: torch.Tensor | float = 0.0,
-              multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
+              multiple: int = SIZE_MULTIPLE, minimum: int = 1) -> torch.Tensor:
     """Stack ``[C, H, W]`` (or ``[H, W]``) tensors padded bottom/right with `fill` to the batch's
-    largest height and width, each rounded up to `multiple`. `fill` may hold one value per channel."""
-    height, width = batch_shape([tuple(image.shape[-2:]) for image in images], multiple)
+    largest height and width, each rounded up to `multiple` and at least `minimum`. `fill` may hold
+    one value per channel."""
+    height, width = batch_shape([tuple(image.shape[-2:]) for image in images], multiple, minimum)
     like = {"dtype": images[0].dtype, "device": images[0].device}
     batch = torch.empty((len(images), *images[0].shape[:-2], height, width), **like)
     batch[...] = torch.as_tensor(fill, **like).reshape(-1, 1, 1) if images[0].dim() == 3 else fill

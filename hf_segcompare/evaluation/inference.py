@@ -84,8 +84,7 @@ class SegImageProcessor(BaseImageProcessor):
 
     def padded_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The (height, width) a batch of images of these (height, width) sizes is padded to."""
-        height, width = batch_shape(sizes, self.size_divisor)
-        return max(height, self.min_size), max(width, self.min_size)
+        return batch_shape(sizes, self.size_divisor, self.min_size)
 
     def padding_fill(self) -> torch.Tensor:
         """What padding takes, one value per channel, as the evaluation padded: black in the weights'
@@ -111,11 +110,8 @@ class SegImageProcessor(BaseImageProcessor):
     def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         """``pixel_values`` [B, 3, H, W]: each image normalised and padded bottom/right (`padding_fill`, as
         in evaluation) to the batch's largest height and width, rounded up to `size_divisor`."""
-        pixel_values = pad_batch(self._normalized_tensors(images), self.padding_fill(), self.size_divisor)
-        height, width = self.padded_size([tuple(pixel_values.shape[-2:])])
-        if (height, width) != tuple(pixel_values.shape[-2:]):  # under the model's smallest size: 0, as mmseg pads
-            pixel_values = torch.nn.functional.pad(pixel_values, (0, width - pixel_values.shape[-1], 0,
-                                                                  height - pixel_values.shape[-2]))
+        pixel_values = pad_batch(self._normalized_tensors(images), self.padding_fill(), self.size_divisor,
+                                 self.min_size)
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def post_process_semantic_segmentation(self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None):

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..data.transforms import SIZE_MULTIPLE, shrunk_size, size_to_fit
+from ..data.transforms import SIZE_MULTIPLE, padded_side, shrunk_size, size_to_fit
 from ..errors import UsageError
 
 MMSEG_LONG_SIDE_RATIO = 4  # mmsegmentation's VOC scale (2048, 512): the long side at most 4x the short
@@ -254,9 +254,7 @@ def _padded(pixels: torch.Tensor, multiple: int, minimum: int = 1) -> torch.Tens
     multiples of `multiple`, as ``SegDataPreProcessor`` with a size divisor pads, and to at least
     `minimum` a side (where mmsegmentation's model would fail on so small an image); as they are else."""
     height, width = pixels.shape[-2:]
-    bottom = max(height + (-height) % multiple, minimum) - height
-    right = max(width + (-width) % multiple, minimum) - width
-    padding = (0, right, 0, bottom)
+    padding = (0, padded_side(width, multiple, minimum) - width, 0, padded_side(height, multiple, minimum) - height)
     return F.pad(pixels, padding) if any(padding) else pixels
 
 

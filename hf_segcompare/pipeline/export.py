@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.transforms import padded_side
 from ..engine.checkpoints import unreadable_weights
 from ..errors import SegCompareError, UsageError
 from ..evaluation.inference import load_image_processor, register_auto_classes
@@ -53,9 +54,8 @@ class LogitsAtInputSize(torch.nn.Module):
 
     def forward(self, pixel_values):
         height, width = pixel_values.shape[-2:]
-        # torch.sym_max keeps the sizes symbolic in the graph where max() would specialise them
-        padding = (0, torch.sym_max(width + (-width) % self.multiple, self.minimum) - width,
-                   0, torch.sym_max(height + (-height) % self.multiple, self.minimum) - height)
+        padding = (0, padded_side(width, self.multiple, self.minimum) - width,
+                   0, padded_side(height, self.multiple, self.minimum) - height)
         # The fill placed by a mask, not added after padding with 0: x - f + f is not always x in float.
         inside = torch.nn.functional.pad(torch.ones_like(pixel_values[:, :1]), padding) > 0
         padded = torch.where(inside, torch.nn.functional.pad(pixel_values, padding), self.fill.to(pixel_values.dtype))
