@@ -160,6 +160,31 @@ def test_each_bad_sample_is_named_and_can_be_dropped(breaker, tree, tmp_path):
     assert len(kept.dropped) == 1 and sample_id in kept.dropped[0]
 
 
+def test_the_loaded_data_carries_its_provenance_as_fields_that_limiting_keeps(tree, tmp_path):
+    """What the record needs about the data (labels, decoding, dropped samples) is a field of the
+    returned object, not an attribute stuck on a `DatasetDict` that a `select` or a new dict loses."""
+    import dataclasses
+
+    from datasets import DatasetDict
+
+    from hf_segcompare.data import SegmentationData
+
+    sample_id = _first_train_id(tree)
+    _break_values(tree, sample_id)
+    data = load_voc(tree, cache_dir=tmp_path / "cache", drop_invalid=True)
+    assert isinstance(data, SegmentationData) and isinstance(data.splits, DatasetDict)
+    assert not {"labels", "label_info", "dropped"} & set(vars(data.splits)), "nothing is stuck on the DatasetDict"
+    assert data.labels is data.label_info.labels and data.label_info.evidence is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        data.dropped = ()
+
+    small = data.limited(train=2, validation=None)
+    assert (len(small["train"]), len(small["validation"])) == (2, TREE["num_val"])
+    assert len(data["train"]) == TREE["num_train"] - 1, "limiting returns new data and leaves the loaded one alone"
+    assert small.dropped == data.dropped and len(small.dropped) == 1 and sample_id in small.dropped[0]
+    assert small.label_info is data.label_info and list(small) == ["train", "validation"]
+
+
 def test_rgb_mask_in_the_voc_palette_is_converted_to_class_ids(tree, tmp_path):
     sample_id = _first_train_id(tree)
     path = _voc(tree) / "SegmentationClass" / f"{sample_id}.png"

@@ -13,6 +13,7 @@ from .label_checks import LabelCheck, LabelCheckWarning
 from .label_source import LabelOptions, MaskDecoding, ResolvedLabels
 from .mask_reading import ColourTable, MaskReading, read_colour_table
 from .masks import mask_to_array, voc_palette
+from .segmentation_data import SegmentationData
 from .synthetic import ensure_synthetic_voc, generate_synthetic_sbd, generate_synthetic_voc, write_voc_tar
 from .transforms import (
     AugmentationSeeds,
@@ -44,6 +45,7 @@ __all__ = [
     "MaskReading",
     "ResolvedLabels",
     "SegCollator",
+    "SegmentationData",
     "VOC_CLASSES",
     "VOC_LABELS",
     "download_voc",

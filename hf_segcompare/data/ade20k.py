@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .label_source import LabelOptions, MaskDecoding
+from .segmentation_data import SegmentationData
 from .sources import FolderSource, zip_holding
 from .validation import finish_validation, validated_split
 
@@ -68,8 +69,9 @@ def ade20k_class_names(text: str, where: str) -> tuple[str, ...]:
 
 
 def load_ade20k(data_dir: str | Path, *, cache_dir: str | Path | None = None, drop_invalid: bool = False,
-                label_options: LabelOptions | None = None):
-    """ADE20K as ``DatasetDict(train, validation)``, validated and cached like `load_voc` (same columns).
+                label_options: LabelOptions | None = None) -> SegmentationData:
+    """ADE20K as ``train`` and ``validation`` splits (a `SegmentationData`), validated and cached like
+    `load_voc` (same columns).
 
     Args:
         data_dir: ``ADEChallengeData2016.zip``, or a folder holding ``ADEChallengeData2016`` or being it.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .label_source import LabelOptions, MaskDecoding
+from .segmentation_data import SegmentationData
 from .sources import CombinedSource, FolderSource, zip_holding
 from .validation import finish_validation, validated_split
 
@@ -64,9 +65,9 @@ def open_cityscapes_source(data_dir: str | Path):
 
 
 def load_cityscapes(data_dir: str | Path, *, cache_dir: str | Path | None = None, drop_invalid: bool = False,
-                    label_options: LabelOptions | None = None):
-    """Cityscapes' fine annotations as ``DatasetDict(train, validation)``, validated and cached like
-    `load_voc` (same columns), masks decoded to the 19 train ids.
+                    label_options: LabelOptions | None = None) -> SegmentationData:
+    """Cityscapes' fine annotations as ``train`` and ``validation`` splits (a `SegmentationData`),
+    validated and cached like `load_voc` (same columns), masks decoded to the 19 train ids.
 
     Args:
         data_dir: see `open_cityscapes_source`.

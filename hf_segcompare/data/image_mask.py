@@ -37,6 +37,7 @@ from .label_source import ID2LABEL_FILE, LabelOptions, feature_class_names, id2l
 from .mask_reading import find_colour_table
 from .masks import encode_mask_png
 from .paired_folders import LAYOUTS_HELP, find_paired_layout
+from .segmentation_data import SegmentationData
 from .sources import FolderSource
 from .validation import arrow_cache, finish_validation, validated_features, validated_row, validated_split
 
@@ -341,9 +342,9 @@ def load_image_mask_dataset(
     drop_invalid: bool = False,
     label_options: LabelOptions | None = None,
     train_val_split: float | None = None,
-):
+) -> SegmentationData:
     """Load a Hub dataset id, a local parquet file/folder, an imagefolder, a ``save_to_disk`` folder,
-    or image and mask folders paired by name as ``DatasetDict(train, validation)``.
+    or image and mask folders paired by name as ``train`` and ``validation`` splits (a `SegmentationData`).
 
     Args:
         image_column, label_column: the columns (default: ``image`` or ``pixel_values``, ``label`` or
@@ -388,10 +389,7 @@ def load_image_mask_dataset(
                      for split, dataset in splits.items()}
         columns = {"image": image_column, "label": label_column}
     split_info = _hold_out(validated, source, train_val_split)
-    dataset_dict = finish_validation(DatasetDict(validated), drop_invalid, labels)
-    dataset_dict.split_info = split_info
-    dataset_dict.columns = columns
-    return dataset_dict
+    return finish_validation(DatasetDict(validated), drop_invalid, labels, split_info=split_info, columns=columns)
 
 
 def _saved_cache_file(path: Path, cache_dir, split: str, labels, image_column: str, label_column: str) -> str:

@@ -32,6 +32,7 @@ from .label_checks import LabelCheckWarning, LabelEvidence, label_checks
 from .label_source import ResolvedLabels
 from .mask_reading import PROBLEM_WAYS_OUT, MaskReading
 from .masks import encode_mask_png
+from .segmentation_data import SegmentationData
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,8 @@ def _raise_for(errors: list[str], kinds: list[str | None], bad_values: set[int],
     raise InvalidSamplesError(errors)
 
 
-def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
+def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels, *,
+                      split_info: dict | None = None, columns: dict | None = None) -> SegmentationData:
     """Raise on the rows whose ``error`` is set, or drop and report them; remove the check's columns;
     then check what the masks hold (`label_checks`), warning, or stopping under ``strict``.
 
@@ -283,10 +285,10 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
     mask values outside the label set, `MaskProblemsError` for masks that cannot be read as
     declared): the data and the options disagree, which is rarely one sample's fault.
 
-    The returned `DatasetDict` has a ``dropped`` attribute (the errors of the samples left out), a
-    ``labels`` attribute (the `LabelSet` its masks were validated against) and ``label_info`` (the
-    `ResolvedLabels`: where the names came from, how masks were read and decoded, what they hold
-    and the checks that fired).
+    Returns the `SegmentationData`: the splits, the errors of the samples left out (``dropped``), the
+    `ResolvedLabels` the masks were validated against (``label_info``: where the names came from,
+    how masks were read and decoded, what they hold and the checks that fired), and the loader's
+    `split_info` and `columns`.
 
     Raises:
         InvalidSamplesError: invalid samples (without ``drop_invalid``).
@@ -322,10 +324,8 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels):
         raise DataError("--strict_labels: " + "; ".join(check.message for check in checks) + ".")
     for check in checks:
         warnings.warn(f"label check: {check.message}", LabelCheckWarning, stacklevel=2)
-    dataset_dict.dropped = errors
-    dataset_dict.labels = labels.labels  # what the validated masks hold
-    dataset_dict.label_info = dataclasses.replace(labels, evidence=found, checks=checks)
-    return dataset_dict
+    return SegmentationData(dataset_dict, dataclasses.replace(labels, evidence=found, checks=checks),
+                            dropped=tuple(errors), split_info=split_info, columns=columns)
 
 
 __all__ = ["CHECK_COLUMNS", "LOADER_VERSION", "arrow_cache", "LabelValuesError", "MaskProblemsError", "SampleCheck",

@@ -1,4 +1,4 @@
-"""Pascal VOC 2012 segmentation as a validated, cached `datasets.DatasetDict`.
+"""Pascal VOC 2012 segmentation as validated, cached splits (a `SegmentationData`).
 
 `load_voc(data_dir)` reads the layout of the official release, from the extracted folder or
 straight from `VOCtrainval_11-May-2012.tar`::
@@ -9,8 +9,8 @@ straight from `VOCtrainval_11-May-2012.tar`::
         ImageSets/Segmentation/train.txt    one id per line (1,464 ids)
         ImageSets/Segmentation/val.txt      (1,449 ids)
 
-optionally with the SBD "aug" masks for a 10,582-id train split, and returns
-``DatasetDict(train=..., validation=...)`` with the columns ``id`` (string), ``image`` and
+optionally with the SBD "aug" masks for a 10,582-id train split, and returns the
+``train`` and ``validation`` splits (a `SegmentationData`) with the columns ``id`` (string), ``image`` and
 ``label`` (Image). Every sample is validated once, while it is written to an Arrow cache keyed
 by the source's file signatures; later loads memory-map that cache and read nothing else.
 """
@@ -23,6 +23,7 @@ from ..errors import DataError
 from ..labels import VOC_CLASSES
 from .label_source import LabelOptions, id2label_in_folder
 from .mask_reading import MaskReading, find_colour_table
+from .segmentation_data import SegmentationData
 from .validation import finish_validation, validated_split
 
 # `datasets` split names; VOC's own split files are called train.txt / val.txt.
@@ -82,8 +83,8 @@ def load_voc(
     drop_invalid: bool = False,
     label_options: LabelOptions | None = None,
     name: str = "Pascal VOC 2012",
-):
-    """Load Pascal VOC segmentation as ``DatasetDict(train, validation)``, validated and cached.
+) -> SegmentationData:
+    """Load Pascal VOC segmentation's ``train`` and ``validation`` splits, validated and cached.
 
     Args:
         data_dir: a folder holding `VOCdevkit/VOC2012` (or `VOC2012`, or being it), or the official
@@ -106,8 +107,8 @@ def load_voc(
         name: what the data is called where its labels' source is recorded.
 
     Returns:
-        `datasets.DatasetDict` with columns ``id``, ``image`` (JPEG bytes), ``label`` (PNG of
-        class ids, the ignore index for void), ``width`` and ``height`` (of the image).
+        `SegmentationData` whose splits have the columns ``id``, ``image`` (JPEG bytes), ``label`` (PNG of
+        class ids, the ignore index for void), ``width`` and ``height`` (of the image);
         ``.dropped`` lists the samples `drop_invalid` left out, ``.labels`` is the label set.
 
     Raises:

@@ -19,6 +19,7 @@ from ..data.download import download_voc
 from ..data.image_mask import load_image_mask_dataset
 from ..data.label_checks import LabelCheckWarning
 from ..data.label_source import LabelOptions
+from ..data.segmentation_data import SegmentationData
 from ..data.synthetic import DEFAULT_CACHE_DIR
 from ..engine.checkpoints import WEIGHT_FILES, unreadable_weights
 from ..errors import PretrainedUnavailable, UsageError
@@ -47,11 +48,11 @@ def label_options(data_args: DataArguments) -> LabelOptions:
                                    data_args.reduce_labels, data_args.mask_colors, data_args.strict_labels)
 
 
-def load_data(data_args: DataArguments, training_args: TrainingArguments):
-    """The `DatasetDict(train, validation)` that `data_args` names, and the path it came from.
+def load_data(data_args: DataArguments, training_args: TrainingArguments) -> tuple[SegmentationData, str]:
+    """The `SegmentationData` (train and validation splits) that `data_args` names, and the path it came from.
 
-    The dict's ``labels`` attribute is the `LabelSet` its masks were validated against (read from
-    the data: see `hf_segcompare.data.label_source`), ``label_info`` where it came from.
+    Its ``labels`` is the `LabelSet` its masks were validated against (read from the data: see
+    `hf_segcompare.data.label_source`), ``label_info`` where it came from and how masks were decoded.
     """
     cache_dir = Path(data_args.cache_dir) if data_args.cache_dir else DEFAULT_CACHE_DIR
     # Every loader writes its validated splits there (and takes a lock there even to reuse them).
@@ -88,10 +89,7 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments):
                 data_dir, origin = download_voc(cache_dir / "voc", url=data_args.voc_url), "Pascal VOC 2012"
             dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list, cache_dir=cache_dir,
                                drop_invalid=data_args.drop_invalid, label_options=options, name=origin)
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
-        if limit is not None:
-            dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
-    return dataset, str(data_dir)
+    return dataset.limited(data_args.max_train_samples, data_args.max_eval_samples), str(data_dir)
 
 
 def load_model(model_args: ModelArguments, labels: LabelSet):

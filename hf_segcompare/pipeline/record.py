@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..data.segmentation_data import SegmentationData
 from ..engine.trainer import SegTrainer
 from ..evaluation.calibration import reliability
 from ..evaluation.intervals import mean_iou_interval
@@ -98,7 +99,7 @@ def _published_model(trainer: SegTrainer, evaluations: list[dict], best: dict[st
             "stopped_early": bool(patience and state.max_steps and state.global_step < state.max_steps)}
 
 
-def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
+def collect_results(plan: RunPlan, trainer: SegTrainer, dataset: SegmentationData, data_dir: str,
                     train_summary: dict[str, Any] | None, evaluations: list[dict], status: str = "complete",
                     augmented: dict[str, Any] | None = None,
                     changes: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None) -> RunResults:
@@ -121,12 +122,12 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset, data_dir: str,
         dataset={
             "name": data_args.dataset_name,
             "path": str(data_dir),
-            "dropped_invalid": getattr(dataset, "dropped", []),
+            "dropped_invalid": list(dataset.dropped),
             "train_samples": len(dataset["train"]),
             "validation_samples": len(dataset["validation"]),
             **labels.record(),  # class_names, ignore_index, where the names came from, label map / reduction
-            "validation_split": getattr(dataset, "split_info", None),
-            "columns": getattr(dataset, "columns", None),
+            "validation_split": dataset.split_info,
+            "columns": dataset.columns,
             "crop_size": data_args.crop_size,
             "eval_size": data_args.eval_size,
             "eval_padding": data_args.eval_padding,

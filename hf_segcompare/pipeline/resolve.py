@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.arguments import DataArguments, ModelArguments, check_args
+from ..data.segmentation_data import SegmentationData
 from ..data.transforms import MAX_CROP_SIZE, MAX_EVAL_SIZE, fitted_size, image_sizes
 from ..engine.losses import SegmentationLoss, check_class_weights_choice, check_loss, class_weights_of
 from ..engine.sync_batchnorm import check_sync_batchnorm_device
@@ -71,7 +72,7 @@ class RunPlan:
         """This plan resuming from `resume_from` (None: a fresh start)."""
         return dataclasses.replace(self, resume_from=resume_from, whole_budget=whole_budget)
 
-    def fitted_to(self, dataset) -> "RunPlan":
+    def fitted_to(self, dataset: SegmentationData) -> "RunPlan":
         """This plan with the crop and evaluation sizes the data decides where none was given (the
         smallest multiple of 32 holding the split's largest image, at most 512).
 
@@ -130,7 +131,7 @@ class RunPlan:
             "param_groups": param_groups,
         }
 
-    def first_lines(self, dataset) -> list[str]:
+    def first_lines(self, dataset: SegmentationData) -> list[str]:
         """The run's first lines: the data's label set, where it came from and how its masks were read,
         what the masks contradict in it (a line each), the recipe and the protocol, each with why, so
         that no default passes unseen."""

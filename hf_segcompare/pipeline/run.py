@@ -18,6 +18,7 @@ from transformers import set_seed
 
 from ..config.arguments import DataArguments, ModelArguments
 from ..config.run_args import write_run_args
+from ..data.segmentation_data import SegmentationData
 from ..engine.callbacks import samples_seen, steps_per_epoch
 from ..engine.checkpoints import describe_write_error
 from ..engine.run_lock import RunLock
@@ -139,7 +140,7 @@ def _check_same_score(best: dict[str, Any], logged: dict[str, Any], checkpoint: 
             "the checkpoints are intact.")
 
 
-def _publish_training(results: RunResults, trainer: SegTrainer, dataset, push_repo: str | None,
+def _publish_training(results: RunResults, trainer: SegTrainer, dataset: SegmentationData, push_repo: str | None,
                       hub_token: str | None, hub_private: bool | None) -> None:
     """The record, image processor and card of a finished training run; then the push, if asked
     (`push_folder` adds the commit to the local record; `results` gets it too)."""
@@ -180,7 +181,7 @@ def _publish_evaluation(results: RunResults, trainer: SegTrainer, output_dir: Pa
     return path
 
 
-def _build_trainer(plan: RunPlan, model, dataset) -> SegTrainer:
+def _build_trainer(plan: RunPlan, model, dataset: SegmentationData) -> SegTrainer:
     """`SegTrainer` from the plan's explicit values. We push once, ourselves, after our card is
     written; and the token never enters the arguments that Trainer pickles into training_args.bin
     or that the record holds."""
