@@ -1,6 +1,7 @@
 """The package works without the checkout: a wheel built from the repository, installed into a fresh
-virtual environment, trains through ``python -m hf_segcompare.cli.run_seg`` (what ``accelerate launch
--m`` runs in each process; experiments launch it so, tests/test_experiments.py)."""
+virtual environment, gives the console command ``hf-segcompare`` (every verb's --help runs), trains
+through ``hf-segcompare train`` (accelerate's launcher running ``python -m hf_segcompare.cli.run_seg``,
+as experiments launch it, tests/test_experiments.py) and compares through ``hf-segcompare compare``."""
 
 from __future__ import annotations
 
@@ -39,13 +40,18 @@ def _fresh_venv(folder: Path) -> Path:
     return python
 
 
-def test_a_wheel_installed_outside_the_checkout_trains_through_python_m(voc_tree, tmp_path):
+def test_a_wheel_installed_outside_the_checkout_gives_the_command_that_trains_and_compares(voc_tree, tmp_path):
+    from hf_segcompare.cli.main import VERBS
+
     wheel = _build_wheel(tmp_path / "dist")
-    names = zipfile.ZipFile(wheel).namelist()
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(archive.read(name).decode() for name in names if name.endswith("entry_points.txt"))
     for packaged in ("hf_segcompare/report/templates/model_card.md", "hf_segcompare/report/templates/comparison.md",
                      "hf_segcompare/evaluation/evaluate_modules/mean_iou.py", "hf_segcompare/cli/run_seg.py"):
         assert packaged in names, packaged
     assert not [name for name in names if name.startswith(("tests/", "scripts/", "bench/"))]
+    assert "hf-segcompare = hf_segcompare.cli.main:main" in entry_points
 
     python = _fresh_venv(tmp_path / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
@@ -53,23 +59,35 @@ def test_a_wheel_installed_outside_the_checkout_trains_through_python_m(voc_tree
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {key: value for key, value in script_env(work).items() if key != "PYTHONPATH"}
-    where = subprocess.run([str(python), "-c", "import hf_segcompare; print(hf_segcompare.__file__)"], cwd=work,
-                           env=env, check=True, capture_output=True, text=True).stdout.strip()
-    assert Path(where).is_relative_to(tmp_path / "venv"), where  # the wheel's copy, not the checkout's
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(tmp_path / "venv" / "bin" / "hf-segcompare"), *args], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    version = command("--version")
+    assert version.returncode == 0 and f"from {tmp_path / 'venv'}" in version.stdout, version.stdout + version.stderr
+    for verb in VERBS:  # the wheel's copy (not the checkout's) answers each
+        helped = command(verb, "--help")
+        assert helped.returncode == 0, (verb, helped.stderr[-2000:])
+        assert f"usage: hf-segcompare {verb}" in helped.stdout and "--help" in helped.stdout, verb
 
     output_dir = work / "out"
-    completed = subprocess.run(
-        [str(python), "-m", "hf_segcompare.cli.run_seg",
-         "--model", "segformer-tiny", "--from_scratch", "--recipe", "demo", "--dataset_name", "voc",
-         "--data_dir", str(voc_tree), "--output_dir", str(output_dir), "--max_steps", "2",
-         "--per_device_train_batch_size", "4", "--save_strategy", "no"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    completed = command("train", "--launch", "--num_processes 1 --num_machines 1 --mixed_precision no "
+                        "--dynamo_backend no", "--model", "segformer-tiny", "--from_scratch", "--recipe", "demo",
+                        "--dataset_name", "voc", "--data_dir", str(voc_tree), "--output_dir", str(output_dir),
+                        "--max_steps", "2", "--per_device_train_batch_size", "4", "--save_strategy", "no")
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"results: {output_dir / 'results.json'}" in completed.stdout
     results = json.loads((output_dir / "results.json").read_text())
     assert results["status"] == "complete" and results["train"]["steps"] == 2
     assert "## Results" in (output_dir / "README.md").read_text()  # the card, from the wheel's template
+    # bad input found only inside the launched run: its one line and its status 2 come back, not the launcher's 1
+    refused = command("train", "--model", "segformer-tiny", "--from_scratch", "--dataset_name", "voc",
+                      "--data_dir", str(work / "nowhere"), "--output_dir", str(work / "other"))
+    assert refused.returncode == 2 and refused.stderr.rstrip().splitlines()[-1].startswith(
+        f"error: VOC data {work / 'nowhere'} does not exist"), refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr
 
-    compared = subprocess.run([str(python), "-m", "hf_segcompare.cli.compare", str(output_dir), "--output_dir",
-                               str(work / "page")], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    compared = command("compare", str(output_dir), "--output_dir", str(work / "page"))
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert (work / "page" / "comparison.md").is_file()

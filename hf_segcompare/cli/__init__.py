@@ -1,10 +1,16 @@
-"""The command lines, runnable from an installed package without the checkout:
+"""The command lines, runnable from an installed package without the checkout, as one console
+command with a verb per task (`hf_segcompare.cli.main`):
+
+    hf-segcompare train --model segformer-b0 --from_scratch    # accelerate launch -m hf_segcompare.cli.run_seg ...
+    hf-segcompare compare | experiment | predict | export | push | models ...
+
+or each module on its own:
 
     accelerate launch -m hf_segcompare.cli.run_seg --model segformer-b0 --from_scratch
-    python -m hf_segcompare.cli.predict | compare | push | run_experiment | export
+    python -m hf_segcompare.cli.predict | compare | push | run_experiment | export | models
 
 ``scripts/*.py`` in the repository are the same commands (thin wrappers over these modules).
-Each module's ``main(argv)`` returns the exit status: 0 done, 2 bad input (nothing trained or
+Each module's ``main(argv, prog)`` returns the exit status: 0 done, 2 bad input (nothing trained or
 written), 1 stopped with what was kept said, 130 interrupted.
 """
 

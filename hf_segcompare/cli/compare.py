@@ -1,6 +1,7 @@
 r"""Put several runs side by side: a comparison page with its tables, figures and computed conclusions.
 
-From an installed package: ``python -m hf_segcompare.cli.compare ...`` (``scripts/compare.py`` in the checkout).
+From an installed package: ``hf-segcompare compare ...`` (or ``python -m hf_segcompare.cli.compare``);
+in the checkout, ``scripts/compare.py``.
 
     python scripts/compare.py outputs/unet outputs/deeplabv3plus outputs/vit outputs/segformer-b0 \
         --output_dir model_cards/comparison
@@ -16,8 +17,9 @@ from hf_segcompare.errors import UsageError
 from hf_segcompare.report.page import write_comparison
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="output folders (or results.json files) of run_seg.py runs")
     parser.add_argument("--output_dir", default="comparison", help="where comparison.md and the figures go")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 r"""Export a trained run's model and check the export against PyTorch on the run's validation images.
 
-From an installed package: ``python -m hf_segcompare.cli.export ...`` (``scripts/export.py`` in the checkout).
+From an installed package: ``hf-segcompare export ...`` (or ``python -m hf_segcompare.cli.export``);
+in the checkout, ``scripts/export.py``.
 
     python scripts/export.py outputs/segformer-b0 --format onnx
     python scripts/export.py outputs/unet --format onnx --images 32
@@ -16,8 +17,9 @@ import argparse
 import sys
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="the output folder of a finished training run")
     parser.add_argument("--format", choices=["onnx"], default="onnx", help="the export format (onnx)")
     parser.add_argument("--images", type=int, default=8, help="validation images the export is checked on")

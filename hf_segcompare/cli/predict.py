@@ -1,6 +1,7 @@
 """Segment images with a trained model: a VOC-palette colour mask and an overlay per image.
 
-From an installed package: ``python -m hf_segcompare.cli.predict ...`` (``scripts/predict.py`` in the checkout).
+From an installed package: ``hf-segcompare predict ...`` (or ``python -m hf_segcompare.cli.predict``);
+in the checkout, ``scripts/predict.py``.
 
     python scripts/predict.py --model outputs/segformer-b0 --input photo.jpg --output_dir predictions
     python scripts/predict.py --model you/segformer-b0-voc --input photos/ --output_dir predictions
@@ -36,8 +37,9 @@ def output_stems(images: list, root) -> dict:
     return stems
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a folder saved by run_seg.py, or a Hub repo id")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_dir", default="predictions")

@@ -1,6 +1,7 @@
 """Push an output folder that is already on disk to the Hub (a retry after a failed push, or a comparison page).
 
-From an installed package: ``python -m hf_segcompare.cli.push ...`` (``scripts/push.py`` in the checkout).
+From an installed package: ``hf-segcompare push ...`` (or ``python -m hf_segcompare.cli.push``);
+in the checkout, ``scripts/push.py``.
 
     .venv/bin/python scripts/push.py outputs/segformer-b0 --hub_model_id you/segformer-b0-voc
     .venv/bin/python scripts/push.py comparison --hub_model_id you/segcompare-report
@@ -16,8 +17,9 @@ from hf_segcompare.errors import PushError, UsageError
 from hf_segcompare.report.push import push_folder
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="a run's output folder, or a comparison folder")
     parser.add_argument("--hub_model_id", required=True, help="the repo to push to, e.g. you/segformer-b0-voc")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")

@@ -1,7 +1,7 @@
 r"""Run a named experiment: each of its models in its own `accelerate launch`, then the comparison page.
 
-From an installed package: ``python -m hf_segcompare.cli.run_experiment ...`` (``scripts/run_experiment.py``
-in the checkout).
+From an installed package: ``hf-segcompare experiment ...`` (or ``python -m hf_segcompare.cli.run_experiment``);
+in the checkout, ``scripts/run_experiment.py``.
 
     # the article's first experiment: U-Net vs ViT from random weights, 10 epochs each (quick-10)
     python scripts/run_experiment.py article-1 -- --dataset_name voc --data_dir /data/VOCdevkit
@@ -32,10 +32,11 @@ import sys
 from pathlib import Path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from hf_segcompare.pipeline.experiments import EXPERIMENTS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", choices=list(EXPERIMENTS),
                         help="; ".join(f"{e.name}: {e.question} ({e.recipe})" for e in EXPERIMENTS.values()))
     parser.add_argument("--output_dir", default=None, help="where the models and the page go (default "
@@ -57,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run_seg_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own_args = argv[:argv.index("--")] if "--" in argv else argv
-    args = build_parser().parse_args(own_args)
+    args = build_parser(prog).parse_args(own_args)
 
     from hf_segcompare.cli import error_status
     from hf_segcompare.errors import SegCompareError, UsageError

@@ -1,7 +1,8 @@
 r"""Fine-tune and evaluate one segmentation model on Pascal VOC, ADE20K, Cityscapes, your own data, or
 the embedded VOC-format data.
 
-From an installed package (no checkout): ``accelerate launch -m hf_segcompare.cli.run_seg ...``;
+From an installed package (no checkout): ``hf-segcompare train ...`` or
+``accelerate launch -m hf_segcompare.cli.run_seg ...``;
 in the checkout, ``scripts/run_seg.py`` is the same command.
 
     # fine-tune from the model's pretrained encoder (nvidia/mit-b0 here; needs the Hub or --pretrained PATH)
@@ -68,7 +69,7 @@ import sys
 from hf_segcompare.config.option_names import quick_check  # the standard library and the registry only
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     mistake = quick_check(argv)  # an unknown option or model, answered before torch loads
     if mistake:
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     # The handlers stay until the one line is printed: a second signal must not cut it short.
     with stop_signals_interrupt() as stop:
         try:
-            model_args, data_args, training_args = parse_args(argv)
+            model_args, data_args, training_args = parse_args(argv, prog=prog)
             results = run(model_args, data_args, training_args)
         except (UsageError, FileNotFoundError) as error:  # bad input: nothing was trained
             print(f"error: {error}", file=sys.stderr)

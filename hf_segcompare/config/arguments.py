@@ -258,8 +258,8 @@ class _Parser(HfArgumentParser):
     """`HfArgumentParser` whose mistakes are `UsageError`s (one ``error:`` line, exit status 2),
     with no abbreviations: ``--num_train_epoch`` must not quietly stand for another option."""
 
-    def __init__(self, dataclass_types):
-        super().__init__(dataclass_types, allow_abbrev=False)
+    def __init__(self, dataclass_types, **kwargs):
+        super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
         # HfArgumentParser gives an optional bool without a default no bare form: let ``--bf16``
         # mean ``--bf16 true`` for these as for every other switch (unset stays None: "choose").
         for action in self._actions:
@@ -277,9 +277,10 @@ class _Parser(HfArgumentParser):
         return UsageError(unknown_options_message(remaining, options))
 
 
-def build_parser() -> HfArgumentParser:
-    """The parser over (ModelArguments, DataArguments, SegTrainingArguments)."""
-    return _Parser((ModelArguments, DataArguments, SegTrainingArguments))
+def build_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser over (ModelArguments, DataArguments, SegTrainingArguments); `prog` names the command
+    in its usage line (default: the program's own name)."""
+    return _Parser((ModelArguments, DataArguments, SegTrainingArguments), **({"prog": prog} if prog else {}))
 
 
 def _given_options(argv: list[str]) -> set[str]:
@@ -383,7 +384,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     return values
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, SegTrainingArguments]:
+def parse_args(argv: list[str] | None = None, prog: str | None = None
+               ) -> tuple[ModelArguments, DataArguments, SegTrainingArguments]:
     """Parse the command line; the chosen model's recipe fills in every value not given.
 
     ``argv`` may start with a ``.json``/``.yaml`` file of option values (e.g. a run's
@@ -393,7 +395,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         UsageError: a config file that cannot be used, or a recipe batch that cannot be split.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     file_values: dict[str, Any] = {}
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         config = Path(argv.pop(0))
