@@ -165,7 +165,7 @@ def test_the_protocol_path_scores_mmsegmentations_steps_written_out(voc_tree, tm
     counts = slide.final_counts()
     assert len(counts) == 7
     predictions, references = [], []
-    for sample in slide._raw_eval_dataset:
+    for sample in slide.evaluation_set.raw:
         pixels = normalize_pixels(TF.pil_to_tensor(to_rgb(sample["image"])), normalization.mean, normalization.std)
         with torch.no_grad():
             logits = F.interpolate(slide.model(pixel_values=pixels[None]).logits, size=pixels.shape[-2:],
@@ -274,7 +274,7 @@ def test_an_annotation_larger_than_the_max_eval_side_is_scored_shrunk_to_it(voc_
 
     protocol = EvalProtocol(resize="short_side", short_side=48, max_side=40)
     trainer = _trainer(voc_tree, tmp_path, protocol)
-    sizes = [(image.height, image.width) for image in trainer._raw_eval_dataset["image"]]
+    sizes = [(image.height, image.width) for image in trainer.evaluation_set.raw["image"]]
     assert len(trainer.shrunk_for_scoring) == sum(max(size) > 40 for size in sizes) > 0
     shapes = []
     original = trainer.segmentation_metrics.score_batch
@@ -288,7 +288,7 @@ def test_an_annotation_larger_than_the_max_eval_side_is_scored_shrunk_to_it(voc_
     scored = [shape for shape in shapes if len(shape) == 3 and shape[1] > 1]
     assert len(scored) == len(sizes) and all(shape[0] == 1 and max(shape[1:]) <= 40 for shape in scored)
     annotated = 0
-    for sample in trainer._raw_eval_dataset:
+    for sample in trainer.evaluation_set.raw:
         mask = torch.as_tensor(np.asarray(sample["label"]))[None]
         if max(mask.shape[1:]) > 40:
             mask = TF.resize(mask, list(shrunk_size(*mask.shape[1:], 40)), interpolation=InterpolationMode.NEAREST)
@@ -320,13 +320,13 @@ def test_the_max_eval_side_is_recorded_printed_and_on_the_card(voc_tree, tmp_pat
 def test_the_short_side_protocol_runs_resized_images_and_scores_native_annotations(voc_tree, tmp_path):
     trainer = _trainer(voc_tree, tmp_path, EvalProtocol(resize="short_side", short_side=96))
     sample = trainer.eval_dataset[0]
-    raw = trainer._raw_eval_dataset[0]
+    raw = trainer.evaluation_set.raw[0]
     height, width = raw["image"].height, raw["image"].width
     assert tuple(sample["label_size"]) == (height, width) == tuple(sample["labels"].shape)
     assert tuple(sample["image_size"]) == short_side_size(height, width, 96) == tuple(sample["pixel_values"].shape[1:])
     scores = trainer.evaluate()
     # Every annotated pixel was scored once, at its own resolution.
-    annotated = sum(int((np.asarray(sample["label"]) != 255).sum()) for sample in trainer._raw_eval_dataset)
+    annotated = sum(int((np.asarray(sample["label"]) != 255).sum()) for sample in trainer.evaluation_set.raw)
     assert trainer.confusion_matrices["eval"].sum() == annotated and 0 <= scores["eval_mean_iou"] <= 1
 
 
@@ -422,7 +422,7 @@ def test_the_saved_processor_predicts_what_the_short_side_evaluation_scored(voc_
         height, width = sample["image_size"]
         expected = next(image_logits(model, sample["pixel_values"][None], trainer.eval_protocol,
                                      size=tuple(sample["label_size"])))[0].argmax(0)
-        image = trainer._raw_eval_dataset[index]["image"]
+        image = trainer.evaluation_set.raw[index]["image"]
         assert torch.equal(torch.from_numpy(segment(model, image, processor)).long(), expected)
     # Saved and loaded back, as the pipeline finds it beside the model.
     model.save_pretrained(tmp_path / "saved")

@@ -62,8 +62,8 @@ def test_no_module_imports_a_higher_layer_and_no_two_parts_import_each_other():
     upward, edges = [], set()
     for path in sorted(PACKAGE.rglob("*.py")):
         own = _part(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts))
-        if own is None or own == "__init__":
-            continue  # the lazy root names everything and imports nothing
+        if own is None or own in ("__init__", "__main__"):
+            continue  # the lazy root names everything and imports nothing; __main__ is the console command
         assert own in LAYER_OF, f"{path} lies in {own}, which no layer names: add it to the README's layout and here"
         for target in _imports(path):
             other = _part(target)
@@ -75,6 +75,27 @@ def test_no_module_imports_a_higher_layer_and_no_two_parts_import_each_other():
                               f"{LAYER_OF[own]})")
     assert not upward, "\n".join(upward)
     assert not [(a, b) for a, b in edges if (b, a) in edges], "two parts import each other"
+
+
+def test_no_part_imports_another_parts_private_names():
+    """What one part hands another is its public names (a typed object, a function); a private name
+    (``_x``) imported across parts would be a hand-off nobody declared."""
+    private = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        own = _part(module)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not node.module and not node.level:
+                continue
+            base = package.removesuffix(".__init__").split(".")
+            target = ".".join(base[: len(base) - node.level + 1] + [node.module or ""]) if node.level \
+                else node.module
+            if not target.startswith("hf_segcompare") or _part(target) == own:
+                continue
+            private += [f"{path.relative_to(REPO_ROOT)} imports {target}.{alias.name}" for alias in node.names
+                        if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not private, "\n".join(private)
 
 
 def test_the_layers_here_are_the_readmes():

@@ -9,7 +9,12 @@ import transformers
 from transformers import Trainer
 
 from hf_segcompare.engine import trainer as trainer_module
-from hf_segcompare.engine.trainer_internals import OVERRIDDEN, check_trainer_internals, saved_under_model_names
+from hf_segcompare.engine.trainer_internals import (
+    CALLED,
+    OVERRIDDEN,
+    check_trainer_internals,
+    saved_under_model_names,
+)
 from hf_segcompare.errors import IncompatibleTransformers
 from hf_segcompare.models import create_model
 
@@ -20,11 +25,22 @@ pytestmark = pytest.mark.fast
 
 
 def test_the_installed_transformers_has_every_overridden_method_as_expected():
+    import inspect
+
+    from hf_segcompare.engine import divergence, exact_resume
+
     check_trainer_internals()
-    assert set(OVERRIDDEN) == {"_load_from_checkpoint", "_maybe_log_save_evaluate", "_save_checkpoint",
-                               "_load_best_model"}
-    for name in OVERRIDDEN:  # SegTrainer does override each one it checks
-        assert name in vars(trainer_module.SegTrainer), name
+    assert {"_load_from_checkpoint", "_maybe_log_save_evaluate", "_save_checkpoint", "_load_best_model",
+            "evaluate", "prediction_step"} <= set(OVERRIDDEN)
+    overridden = {name for cls in trainer_module.SegTrainer.__mro__ if cls is not Trainer and issubclass(cls, object)
+                  and cls.__module__.startswith("hf_segcompare") for name in vars(cls)}
+    for name in OVERRIDDEN:  # SegTrainer (or one of its mixins) does override each one it checks
+        assert name in overridden, name
+    # every private Trainer method the package overrides or calls is one it checks
+    code = "".join(inspect.getsource(module) for module in (trainer_module, divergence, exact_resume))
+    relied_on = {name for name in dir(Trainer) if name.startswith("_") and not name.startswith("__")
+                 and (f"def {name}(" in code or f"self.{name}(" in code or f"super().{name}(" in code)}
+    assert relied_on <= set(OVERRIDDEN) | set(CALLED), relied_on - set(OVERRIDDEN) - set(CALLED)
 
 
 def _one_line(error) -> str:
@@ -54,6 +70,24 @@ def test_a_changed_signature_a_removed_method_and_a_method_no_longer_called_each
     with pytest.raises(IncompatibleTransformers, match="Trainer no longer calls _load_from_checkpoint") as error:
         check_trainer_internals(Trainer, source="def train(self): pass")
     _one_line(error)
+
+    class Renamed(Trainer):
+        _get_output_dir = None
+
+    with pytest.raises(IncompatibleTransformers, match="Trainer._get_output_dir no longer exists") as error:
+        check_trainer_internals(Renamed)
+    _one_line(error)
+
+    calls = " ".join(f"self.{name}(" for name in OVERRIDDEN)
+    with pytest.raises(IncompatibleTransformers, match="Trainer no longer reads model_accepts_loss_kwargs"):
+        check_trainer_internals(Trainer, source=calls)
+
+    class Barless:  # a ProgressCallback that keeps its bars under other names
+        def __init__(self):
+            self.train_bar = None
+
+    with pytest.raises(IncompatibleTransformers, match="ProgressCallback no longer keeps training_bar, prediction_bar"):
+        check_trainer_internals(Trainer, progress_callback=Barless)
 
 
 def test_a_changed_private_method_stops_the_command_before_anything_is_written(voc_tree, tmp_path, monkeypatch,
@@ -96,8 +130,10 @@ def test_the_resume_workaround_reloads_only_a_checkpoint_saved_under_other_names
                        eval_strategy="no")
     trainer = SegTrainer(model, args, None, None)
     reloads = []
-    original = trainer_module.restore_checkpoint_weights
-    monkeypatch.setattr(trainer_module, "restore_checkpoint_weights",
+    from hf_segcompare.engine import exact_resume
+
+    original = exact_resume.restore_checkpoint_weights
+    monkeypatch.setattr(exact_resume, "restore_checkpoint_weights",
                         lambda *a, **k: (reloads.append(a[1]), original(*a, **k)))
     trainer._load_from_checkpoint(str(tmp_path / "checkpoint"))
     assert len(reloads) == (0 if own_names else 1)

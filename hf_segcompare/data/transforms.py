@@ -29,6 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import UsageError
 from ..labels import IGNORE_INDEX
 from .images import to_rgb
 from .masks import mask_to_array
@@ -297,3 +298,22 @@ def make_batch_transform(pipeline: Callable, seeds: AugmentationSeeds | None = N
         return {"pixel_values": pixel_values, "labels": labels}
 
     return transform
+
+
+def seeded_training_set(dataset, crop_size: int, seed: int, mean, std, short_side: int | None = None,
+                        mask_fill: int = IGNORE_INDEX):
+    """`dataset` (raw ``id``/``image``/``label``) with the training transform: random crops of
+    `crop_size`, each sample's augmentation seeded by (`seed`, epoch, its id) so that a resumed run
+    repeats it (`AugmentationSeeds`, returned beside the dataset for the callback that keeps its
+    epoch); `short_side`: mmsegmentation's scale jitter around that short side instead of the crop.
+
+    Raises:
+        UsageError: the dataset has no ``id`` column.
+    """
+    if "id" not in dataset.column_names:
+        raise UsageError("train_dataset has no 'id' column: each sample's random augmentation is seeded by "
+                         "its id (so a resumed run repeats it); add one, e.g. dataset.add_column('id', "
+                         "[str(i) for i in range(len(dataset))]).")
+    seeds = AugmentationSeeds(seed)
+    pipeline = train_transforms(crop_size, mean, std, short_side=short_side, mask_fill=mask_fill)
+    return dataset.with_transform(make_batch_transform(pipeline, seeds)), seeds
