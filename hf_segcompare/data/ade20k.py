@@ -113,7 +113,7 @@ def load_ade20k(data_dir: str | Path, *, cache_dir: str | Path | None = None, dr
             samples.append((sample_id, image, mask, None))
         key = [[s[0] for s in samples], source.signature([path for s in samples for path in s[1:3]])]
         splits[split] = validated_split(source, samples, split, labels, key, "ade20k", cache_dir)
-    return finish_validation(DatasetDict(splits), drop_invalid, labels)
+    return finish_validation(DatasetDict(splits), drop_invalid, labels, source=data_dir)
 
 
 __all__ = ["ADE20K_ROOT", "ade20k_class_names", "load_ade20k", "open_ade20k_source"]

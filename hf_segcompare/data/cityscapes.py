@@ -103,7 +103,7 @@ def load_cityscapes(data_dir: str | Path, *, cache_dir: str | Path | None = None
             samples.append((Path(stem).name, image, mask, None))
         key = [[s[0] for s in samples], source.signature([path for s in samples for path in s[1:3]])]
         splits[split] = validated_split(source, samples, split, labels, key, "cityscapes", cache_dir)
-    return finish_validation(DatasetDict(splits), drop_invalid, labels)
+    return finish_validation(DatasetDict(splits), drop_invalid, labels, source=data_dir)
 
 
 __all__ = ["CITYSCAPES_NAMES", "LABEL_IDS_TO_TRAIN_IDS", "load_cityscapes", "open_cityscapes_source"]

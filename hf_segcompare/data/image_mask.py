@@ -389,7 +389,8 @@ def load_image_mask_dataset(
                      for split, dataset in splits.items()}
         columns = {"image": image_column, "label": label_column}
     split_info = _hold_out(validated, source, train_val_split)
-    return finish_validation(DatasetDict(validated), drop_invalid, labels, split_info=split_info, columns=columns)
+    return finish_validation(DatasetDict(validated), drop_invalid, labels, source=source, split_info=split_info,
+                             columns=columns)
 
 
 def _saved_cache_file(path: Path, cache_dir, split: str, labels, image_column: str, label_column: str) -> str:

@@ -35,10 +35,13 @@ class SegmentationData(Mapping):
         dropped: the error of each sample ``--drop_invalid`` left out (empty when none was).
         split_info: how the validation split was held out of the training data (None: the source has one).
         columns: the image and label columns read (None: the source is files, not columns).
+        source: where the data was read from, as the loader was given it (a folder, a tar or zip, a
+            Hub id); the record's ``dataset.path``.
     """
 
     splits: DatasetDict
     label_info: ResolvedLabels
+    source: str = ""
     dropped: tuple[str, ...] = ()
     split_info: dict[str, Any] | None = None
     columns: dict[str, str] | None = None

@@ -276,7 +276,7 @@ def _raise_for(errors: list[str], kinds: list[str | None], bad_values: set[int],
     raise InvalidSamplesError(errors)
 
 
-def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels, *,
+def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels, *, source: str | Path,
                       split_info: dict | None = None, columns: dict | None = None) -> SegmentationData:
     """Raise on the rows whose ``error`` is set, or drop and report them; remove the check's columns;
     then check what the masks hold (`label_checks`), warning, or stopping under ``strict``.
@@ -288,7 +288,7 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels, 
     Returns the `SegmentationData`: the splits, the errors of the samples left out (``dropped``), the
     `ResolvedLabels` the masks were validated against (``label_info``: where the names came from,
     how masks were read and decoded, what they hold and the checks that fired), and the loader's
-    `split_info` and `columns`.
+    `source` (where it read the data), `split_info` and `columns`.
 
     Raises:
         InvalidSamplesError: invalid samples (without ``drop_invalid``).
@@ -325,7 +325,7 @@ def finish_validation(dataset_dict, drop_invalid: bool, labels: ResolvedLabels, 
     for check in checks:
         warnings.warn(f"label check: {check.message}", LabelCheckWarning, stacklevel=2)
     return SegmentationData(dataset_dict, dataclasses.replace(labels, evidence=found, checks=checks),
-                            dropped=tuple(errors), split_info=split_info, columns=columns)
+                            source=str(source), dropped=tuple(errors), split_info=split_info, columns=columns)
 
 
 __all__ = ["CHECK_COLUMNS", "LOADER_VERSION", "arrow_cache", "LabelValuesError", "MaskProblemsError", "SampleCheck",

@@ -148,7 +148,7 @@ def load_voc(
         key = [split_ids, source.signature(listed),
                sbd.signature([s[2] for s in samples if s[3] is not None]) if sbd else None]
         splits[split] = validated_split(source, samples, split, labels, key, "voc", cache_dir)
-    return finish_validation(DatasetDict(splits), drop_invalid, labels)
+    return finish_validation(DatasetDict(splits), drop_invalid, labels, source=data_dir)
 
 
 def _train_aug(ids: dict[str, list[str]], sbd_dir: str | Path, sbd_list: str | Path | None):

@@ -118,7 +118,7 @@ def _validation_images(run_dir: Path, count: int) -> list:
         raise UsageError(f"{run_dir} has no run_args.json: the validation images are the run's own, read through "
                          "the arguments it ran with.")
     _, data_args, training_args = parse_args([str(run_args), "--output_dir", str(run_dir)])
-    validation = load_data(data_args, training_args)[0]["validation"]
+    validation = load_data(data_args, training_args)["validation"]
     return [validation[index]["image"] for index in range(min(count, len(validation)))]
 
 

@@ -48,8 +48,9 @@ def label_options(data_args: DataArguments) -> LabelOptions:
                                    data_args.reduce_labels, data_args.mask_colors, data_args.strict_labels)
 
 
-def load_data(data_args: DataArguments, training_args: TrainingArguments) -> tuple[SegmentationData, str]:
-    """The `SegmentationData` (train and validation splits) that `data_args` names, and the path it came from.
+def load_data(data_args: DataArguments, training_args: TrainingArguments) -> SegmentationData:
+    """The `SegmentationData` (train and validation splits) that `data_args` names; its ``source`` is
+    where it was read (the embedded data's folder, the VOC tree or tar, a Hub id).
 
     Its ``labels`` is the `LabelSet` its masks were validated against (read from the data: see
     `hf_segcompare.data.label_source`), ``label_info`` where it came from and how masks were decoded.
@@ -75,11 +76,9 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments) -> tup
                 name, data_args.image_column_name, data_args.label_column_name, cache_dir=cache_dir,
                 drop_invalid=data_args.drop_invalid, label_options=options, train_val_split=data_args.train_val_split,
             )
-            data_dir = name
         elif name in RELEASE_LOADERS:
-            data_dir = data_args.data_dir
-            dataset = RELEASE_LOADERS[name][0](data_dir, cache_dir=cache_dir, drop_invalid=data_args.drop_invalid,
-                                               label_options=options)
+            dataset = RELEASE_LOADERS[name][0](data_args.data_dir, cache_dir=cache_dir,
+                                               drop_invalid=data_args.drop_invalid, label_options=options)
         else:
             if name == "synthetic":
                 data_dir, origin = ensure_synthetic_voc(cache_dir), "the embedded synthetic data (Pascal VOC's classes)"
@@ -89,7 +88,7 @@ def load_data(data_args: DataArguments, training_args: TrainingArguments) -> tup
                 data_dir, origin = download_voc(cache_dir / "voc", url=data_args.voc_url), "Pascal VOC 2012"
             dataset = load_voc(data_dir, sbd_dir=data_args.sbd_dir, sbd_list=data_args.sbd_list, cache_dir=cache_dir,
                                drop_invalid=data_args.drop_invalid, label_options=options, name=origin)
-    return dataset.limited(data_args.max_train_samples, data_args.max_eval_samples), str(data_dir)
+    return dataset.limited(data_args.max_train_samples, data_args.max_eval_samples)
 
 
 def load_model(model_args: ModelArguments, labels: LabelSet):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,29 +100,49 @@ def _published_model(trainer: SegTrainer, evaluations: list[dict], best: dict[st
             "stopped_early": bool(patience and state.max_steps and state.global_step < state.max_steps)}
 
 
-def collect_results(plan: RunPlan, trainer: SegTrainer, dataset: SegmentationData, data_dir: str,
-                    train_summary: dict[str, Any] | None, evaluations: list[dict], status: str = "complete",
-                    augmented: dict[str, Any] | None = None,
-                    changes: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None) -> RunResults:
-    """The run's `RunResults` (see there for `status`); `best`: the evaluation of the best checkpoint
-    ``load_best_model_at_end`` published (None: the last evaluation is the published model's)."""
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What training and the final evaluations of one run gave.
+
+    Attributes:
+        train: the train summary (wall time, samples/s, steps, epochs, mean loss, the checkpoint it
+            resumed from); None for an evaluation-only run.
+        evaluations: every evaluation, those before a resume included.
+        augmented: the published weights' scores under test-time augmentation (None unless the protocol has one).
+        best: the evaluation of the best checkpoint when ``load_best_model_at_end`` published one
+            other than the last step (None: the last evaluation is the published model's).
+    """
+
+    train: dict[str, Any] | None
+    evaluations: list[dict[str, Any]]
+    augmented: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None
+
+
+def collect_results(plan: RunPlan, trainer: SegTrainer, dataset: SegmentationData, outcome: TrainingOutcome, *,
+                    changes: list[dict[str, Any]] = (), diverged: dict[str, Any] | None = None) -> RunResults:
+    """The run's `RunResults`: ``diverged`` (the step and message) makes it a diverged run's record,
+    with no final evaluation. (The trained model's cost, `measure_inference`, is measured after it, on
+    the main process only, and added before the record is written.)"""
     # Every rank measured its own peak; the run's figure is the largest.
     peak = trainer.resource_meter.peak_memory()
     peak["bytes"] = int(trainer.accelerator.gather(torch.tensor([peak["bytes"]], device=trainer.args.device)).max())
     peak["per_process"] = trainer.accelerator.num_processes > 1
     data_args, labels = plan.data_args, dataset.label_info
     normalization = model_normalization(trainer.model)
-    complete = status == "complete"
+    complete = diverged is None
+    best = outcome.best
+    evaluations = outcome.evaluations
     counts = trainer.final_counts() if complete else None
     results = RunResults(
-        status=status,
+        status="complete" if complete else "diverged",
         model=plan.model_args.model,
         architecture=plan.entry.description,
         family=plan.entry.family,
         parameters=count_parameters(trainer.model),
         dataset={
             "name": data_args.dataset_name,
-            "path": str(data_dir),
+            "path": dataset.source,
             "dropped_invalid": list(dataset.dropped),
             "train_samples": len(dataset["train"]),
             "validation_samples": len(dataset["validation"]),
@@ -135,21 +156,22 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset: SegmentationDat
             "evaluation": {**trainer.eval_protocol.record(), "shrunk_images": len(trainer.shrunk_for_scoring)}
             if trainer.eval_protocol else None,
         },
-        train=train_summary,
+        train=outcome.train,
         recipe=plan.recipe_record(_optimizer_name(trainer), optimizer_groups(trainer)),
         normalization={"mean": list(normalization.mean), "std": list(normalization.std)},
         peak_memory=peak,
         evaluations=evaluations,
         final_eval=(best or evaluations[-1]) if evaluations and complete else None,
         published_model=_published_model(trainer, evaluations, best) if complete else None,
-        augmented_eval=augmented if complete else None,
+        augmented_eval=outcome.augmented if complete else None,
         confusion_matrix=_as_lists(trainer.confusion_matrices.get("eval")) if complete else None,
-        changed_on_resume=list(changes or []),
+        changed_on_resume=list(changes),
         train_loss=[{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
                     for e in trainer.state.log_history if "loss" in e],
         training_setup=_training_setup(plan, trainer) if plan.training_args.do_train else None,
         environment=environment(trainer),
         speed=trainer.speed_settings(),
+        diverged=diverged,
         args={
             "model": dataclasses.asdict(plan.recorded_model_args()),
             "data": dataclasses.asdict(data_args),
@@ -163,4 +185,4 @@ def collect_results(plan: RunPlan, trainer: SegTrainer, dataset: SegmentationDat
     return results
 
 
-__all__ = ["collect_results", "environment", "optimizer_groups"]
+__all__ = ["TrainingOutcome", "collect_results", "environment", "optimizer_groups"]

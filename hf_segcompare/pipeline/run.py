@@ -11,6 +11,7 @@ followed by `run`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..report.push import push_folder
 from ..report.results import RESULTS_FILE, RunResults, record_name
 from .loading import check_start, load_data, load_model
 from .output_folder import at_budget, finished_record, prepare_output_dir, stopped_early
-from .record import collect_results
+from .record import TrainingOutcome, collect_results
 from .resolve import RunPlan, resolve_run
 from .resume_check import refuse_other_options, resume_changes
 
@@ -58,47 +59,53 @@ def _whole_run_loss(log_history: list[dict], this_call: float, resume_from: str 
     return None if resume_from else this_call
 
 
-def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budget: bool = False
-                        ) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None, dict[str, Any] | None]:
+def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budget: bool = False) -> TrainingOutcome:
     """Train (resuming from `resume_from` if set; taking it up without a step when it holds the whole
-    budget, `whole_budget`) and save if asked, then make sure the published weights were evaluated;
-    return the train summary, every evaluation (those before a resume included), the test-time-
-    augmented evaluation of the published weights (None unless the protocol asks for one), and the
-    evaluation of the best checkpoint when ``load_best_model_at_end`` published one other than the
-    last step (else None: the last evaluation is the published model's)."""
+    budget, `whole_budget`) and save if asked, then make sure the published weights were evaluated."""
+    train = _train(trainer, resume_from, whole_budget) if trainer.args.do_train else None
+    evaluations, best = _evaluate_published(trainer)
+    return TrainingOutcome(train, evaluations, _evaluate_augmented(trainer), best)
+
+
+def _train(trainer: SegTrainer, resume_from: str | None, whole_budget: bool) -> dict[str, Any]:
+    """Train and save the model; the train summary of the whole run (a resumed one included)."""
     args = trainer.args
-    train_summary = None
-    if args.do_train:
-        if whole_budget:
-            trainer.resume_finished(resume_from)
-            if trainer.is_world_process_zero():
-                print(f"nothing left to train: {Path(resume_from).name} holds the whole budget "
-                      f"({trainer.state.global_step} steps); evaluating and writing the record", flush=True)
-        try:
-            train_output = None if whole_budget else trainer.train(resume_from_checkpoint=resume_from)
-        except KeyboardInterrupt:
-            raise trainer.interrupted() from None
-        try:
-            trainer.save_model()
-        except (OSError, RuntimeError) as error:
-            raise CheckpointError(describe_write_error(error, Path(args.output_dir))
-                                  + ". The checkpoints already written are intact.") from None
-        wall_time = trainer.resource_meter.seconds()
-        # Trainer's own figures cover this call only; a resumed run reports the whole run, and counts the
-        # samples it saw (a batch larger than the data does not see more of it).
-        batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-        samples = samples_seen(trainer.state.global_step, steps_per_epoch(trainer.get_train_dataloader(), args),
-                               len(trainer.train_dataset), batch)
-        train_summary = {
-            "wall_time_s": wall_time,
-            "samples_per_second": samples / wall_time if wall_time else 0.0,
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            # Trainer's own mean covers this call only: after a resume, only the logged losses span the run.
-            "final_train_loss": _whole_run_loss(trainer.state.log_history,
-                                                train_output.training_loss if train_output else None, resume_from),
-            "resumed_from": Path(resume_from).name if resume_from else None,
-        }
+    if whole_budget:
+        trainer.resume_finished(resume_from)
+        if trainer.is_world_process_zero():
+            print(f"nothing left to train: {Path(resume_from).name} holds the whole budget "
+                  f"({trainer.state.global_step} steps); evaluating and writing the record", flush=True)
+    try:
+        train_output = None if whole_budget else trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:
+        raise trainer.interrupted() from None
+    try:
+        trainer.save_model()
+    except (OSError, RuntimeError) as error:
+        raise CheckpointError(describe_write_error(error, Path(args.output_dir))
+                              + ". The checkpoints already written are intact.") from None
+    wall_time = trainer.resource_meter.seconds()
+    # Trainer's own figures cover this call only; a resumed run reports the whole run, and counts the
+    # samples it saw (a batch larger than the data does not see more of it).
+    batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+    samples = samples_seen(trainer.state.global_step, steps_per_epoch(trainer.get_train_dataloader(), args),
+                           len(trainer.train_dataset), batch)
+    return {
+        "wall_time_s": wall_time,
+        "samples_per_second": samples / wall_time if wall_time else 0.0,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        # Trainer's own mean covers this call only: after a resume, only the logged losses span the run.
+        "final_train_loss": _whole_run_loss(trainer.state.log_history,
+                                            train_output.training_loss if train_output else None, resume_from),
+        "resumed_from": Path(resume_from).name if resume_from else None,
+    }
+
+
+def _evaluate_published(trainer: SegTrainer) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every evaluation of the run, the published weights' among them, and the best checkpoint's
+    evaluation when it is not the last step's (None otherwise)."""
+    args = trainer.args
     evaluations = trainer.logged_evaluations()
     step = trainer.state.global_step
     published = trainer.published_step()
@@ -119,15 +126,19 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
         final = {**trainer.evaluate(), "epoch": trainer.state.epoch, "step": step}
         if not scored_last_step:
             evaluations.append(final)
-    augmented = None
-    if args.do_eval and trainer.augmented_protocol is not None:
-        scores = trainer.evaluate_augmented()
-        augmented = {"protocol": trainer.augmented_protocol.record(),
-                     # the eval_ names of final_eval, so the card reads both alike
-                     **{"eval_" + key.removeprefix("eval_tta_"): value for key, value in scores.items()
-                        if key.startswith("eval_tta_")},
-                     "step": published}
-    return train_summary, evaluations, augmented, best
+    return evaluations, best
+
+
+def _evaluate_augmented(trainer: SegTrainer) -> dict[str, Any] | None:
+    """The published weights under the protocol's test-time augmentation (None: it has none)."""
+    if not trainer.args.do_eval or trainer.augmented_protocol is None:
+        return None
+    scores = trainer.evaluate_augmented()
+    return {"protocol": trainer.augmented_protocol.record(),
+            # the eval_ names of final_eval, so the card reads both alike
+            **{"eval_" + key.removeprefix("eval_tta_"): value for key, value in scores.items()
+               if key.startswith("eval_tta_")},
+            "step": trainer.published_step()}
 
 
 def _check_same_score(best: dict[str, Any], logged: dict[str, Any], checkpoint: str) -> None:
@@ -243,7 +254,7 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     if finished is not None:
         return _publish_finished(finished, plan)
     check_start(plan.model_args)  # before the data: a missing model should not wait for it
-    dataset, data_dir = load_data(plan.data_args, args)
+    dataset = load_data(plan.data_args, args)
     plan = plan.fitted_to(dataset)
     if args.process_index == 0:
         print("\n".join(plan.first_lines(dataset)), flush=True)
@@ -257,23 +268,21 @@ def _run(plan: RunPlan, lock: RunLock) -> RunResults:
     if args.process_index == 0 and args.do_train:
         write_run_args(args.output_dir, plan.recorded_model_args(), plan.data_args, args, changes)
     try:
-        train_summary, evaluations, augmented, best = _train_and_evaluate(trainer, plan.resume_from,
-                                                                          plan.whole_budget)
+        outcome = _train_and_evaluate(trainer, plan.resume_from, plan.whole_budget)
     except TrainingDiverged as error:
-        results = collect_results(plan, trainer, dataset, data_dir, None, trainer.logged_evaluations(),
-                                  status="diverged", changes=changes)
-        results.diverged = {"step": error.step, "message": str(error)}
+        results = collect_results(plan, trainer, dataset, TrainingOutcome(None, trainer.logged_evaluations()),
+                                  changes=changes, diverged={"step": error.step, "message": str(error)})
         if trainer.is_world_process_zero():
             results.write(Path(args.output_dir) / RESULTS_FILE)
         raise
-    results = collect_results(plan, trainer, dataset, data_dir, train_summary, evaluations,
-                              augmented=augmented, changes=changes, best=best)
+    results = collect_results(plan, trainer, dataset, outcome, changes=changes)
     if trainer.is_world_process_zero():
         if args.do_train:
-            # Measured on the main process only, after every collective step of the run.
-            results.inference = measure_inference(
+            # Measured on the main process only, after every collective step of the run (and after its
+            # peak memory was read, which it would otherwise add to), before the record is written.
+            results = dataclasses.replace(results, inference=measure_inference(
                 trainer.model, plan.data_args.eval_size, args.per_device_eval_batch_size,
-                results.environment["device"], autocast=trainer.autocast_smart_context_manager)
+                results.environment["device"], autocast=trainer.autocast_smart_context_manager))
             _publish_training(results, trainer, dataset, plan.push_repo, args.hub_token, args.hub_private_repo)
         else:
             _publish_evaluation(results, trainer, Path(args.output_dir), args.hub_model_id)
