@@ -47,6 +47,7 @@ def main(argv=None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hf_segcompare.data.paired_folders import IMAGE_SUFFIXES, photos_under
+    from hf_segcompare.errors import UsageError
 
     source = Path(args.input)
     images, masks = photos_under(source) if source.exists() else ([], [])
@@ -55,41 +56,69 @@ def main(argv=None, prog: str | None = None) -> int:
         print(f"error: {source} is not an image or a folder holding images ({', '.join(IMAGE_SUFFIXES)}){also}",
               file=sys.stderr)
         return 2
+    try:
+        model = _saved_model(args.model)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    output_dir = Path(args.output_dir)
+    stems = output_stems(images, source)
+    failed = _segment_each(model, args.model, images, stems, output_dir, args.alpha)
+    for message in failed:
+        print(f"skipped {message}", file=sys.stderr)
+    renamed = sum(stem.name != path.stem for path, stem in stems.items())
+    print(f"{len(images) - len(failed)} image(s) segmented into {output_dir}"
+          + (f"; {len(masks)} mask file(s) skipped: {', '.join(masks[:3])}{', ...' if len(masks) > 3 else ''}"
+             if masks else "")
+          + (f"; {renamed} image(s) sharing a name with another written with their extension (x_jpg_mask.png)"
+             if renamed else ""))
+    return 1 if failed else 0
 
+
+def _saved_model(name: str):
+    """The model saved in the folder or Hub repo `name`, in eval mode (safetensors only).
+
+    Raises:
+        UsageError: no such folder (and not a Hub id), weights damaged since they were saved, or no model there.
+    """
+    from transformers import AutoModelForSemanticSegmentation
+
+    from hf_segcompare.engine.checkpoints import unreadable_weights
+    from hf_segcompare.errors import UsageError
+    from hf_segcompare.evaluation.inference import register_auto_classes
+
+    register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters load through the Auto classes
+    local = Path(name).expanduser()
+    # owner/name whose owner is no folder here reads as a Hub id; anything else names a folder.
+    hub_like = len(local.parts) == 2 and not name.startswith((".", "/", "~")) and not local.parent.is_dir()
+    if not local.is_dir() and not hub_like:
+        raise UsageError(f"--model {name}: no such folder. Pass a folder that run_seg.py trained into, or a Hub "
+                         "repo id (owner/name).")
+    damage = unreadable_weights(local) if local.is_dir() else None
+    if damage:
+        raise UsageError(f"--model {name}: its weights cannot be read ({damage}): the file was damaged after it "
+                         "was saved. Restore it from a copy, or train the model again.")
+    try:
+        return AutoModelForSemanticSegmentation.from_pretrained(name, use_safetensors=True).eval()
+    except OSError as error:
+        raise UsageError(f"cannot load a model from {name}: {str(error).splitlines()[0]}") from None
+
+
+def _segment_each(model, name: str, images: list[Path], stems: dict[Path, Path], output_dir: Path,
+                  alpha: float) -> list[str]:
+    """Write each image's mask and overlay under `output_dir` (at its stem); the images that could not
+    be read, each with why."""
     from PIL import Image, UnidentifiedImageError
     from tqdm.auto import tqdm
-    from transformers import AutoModelForSemanticSegmentation
 
     from hf_segcompare.data import voc_palette
     from hf_segcompare.data.images import UnsupportedImage, open_rgb
-    from hf_segcompare.engine.checkpoints import unreadable_weights
-    from hf_segcompare.evaluation.inference import load_image_processor, register_auto_classes, segment
+    from hf_segcompare.evaluation.inference import load_image_processor, segment
 
-    register_auto_classes()  # the U-Net / DeepLabV3+ / ViT adapters load through the Auto classes
-
-    local = Path(args.model).expanduser()
-    # owner/name whose owner is no folder here reads as a Hub id; anything else names a folder.
-    hub_like = len(local.parts) == 2 and not args.model.startswith((".", "/", "~")) and not local.parent.is_dir()
-    if not local.is_dir() and not hub_like:
-        print(f"error: --model {args.model}: no such folder. Pass a folder that run_seg.py trained into, or a Hub "
-              "repo id (owner/name).", file=sys.stderr)
-        return 2
-    damage = unreadable_weights(local) if local.is_dir() else None
-    if damage:
-        print(f"error: --model {args.model}: its weights cannot be read ({damage}): the file was damaged after it "
-              "was saved. Restore it from a copy, or train the model again.", file=sys.stderr)
-        return 2
-    try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(args.model, use_safetensors=True).eval()
-    except OSError as error:
-        print(f"error: cannot load a model from {args.model}: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 2
     # The normalisation the model was trained with, as saved beside it.
-    processor = load_image_processor(args.model, model)
+    processor = load_image_processor(name, model)
     flat_palette = [channel for colour in voc_palette() for channel in colour]
-    output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stems = output_stems(images, source)
     failed = []
     for path in tqdm(images, desc="segmenting", unit="image"):
         try:
@@ -102,16 +131,8 @@ def main(argv=None, prog: str | None = None) -> int:
         stem = output_dir / stems[path]
         stem.parent.mkdir(parents=True, exist_ok=True)
         mask.save(f"{stem}_mask.png")
-        Image.blend(image, mask.convert("RGB"), args.alpha).save(f"{stem}_overlay.jpg", quality=92)
-    for message in failed:
-        print(f"skipped {message}", file=sys.stderr)
-    renamed = sum(stem.name != path.stem for path, stem in stems.items())
-    print(f"{len(images) - len(failed)} image(s) segmented into {output_dir}"
-          + (f"; {len(masks)} mask file(s) skipped: {', '.join(masks[:3])}{', ...' if len(masks) > 3 else ''}"
-             if masks else "")
-          + (f"; {renamed} image(s) sharing a name with another written with their extension (x_jpg_mask.png)"
-             if renamed else ""))
-    return 1 if failed else 0
+        Image.blend(image, mask.convert("RGB"), alpha).save(f"{stem}_overlay.jpg", quality=92)
+    return failed
 
 
 if __name__ == "__main__":

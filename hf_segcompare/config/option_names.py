@@ -2,7 +2,7 @@
 
 Importing torch and transformers takes seconds; a mistyped option or model should not wait for
 them. `quick_check` runs first in ``hf_segcompare.cli.run_seg``: it reads the option names from the
-dataclasses the real parser is built from (ours in ``arguments.py`` and ``engine/training_args.py``, and
+dataclasses the real parser is built from (ours in ``options.py`` and ``engine/training_args.py``, and
 transformers' ``TrainingArguments``) with `ast`, asks the model registry (which imports no torch) for
 ``--model``, and refuses only what is certainly wrong. The full parser still checks everything
 once the libraries are loaded, so if a source cannot be read this check simply passes.
@@ -42,7 +42,7 @@ def known_options() -> frozenset[str] | None:
     try:
         transformers = importlib.util.find_spec("transformers")  # locates it without importing it
         training_args = Path(transformers.submodule_search_locations[0]) / "training_args.py"
-        options = _dataclass_fields(HERE / "arguments.py", ARGUMENT_CLASSES)
+        options = _dataclass_fields(HERE / "options.py", ARGUMENT_CLASSES)
         options |= _dataclass_fields(HERE.parent / "engine" / "training_args.py", ARGUMENT_CLASSES)
         options |= _dataclass_fields(training_args, ("TrainingArguments",))
     except (OSError, SyntaxError, AttributeError, TypeError, ValueError):

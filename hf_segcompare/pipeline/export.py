@@ -131,7 +131,6 @@ def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -
         ExportMismatch: the exported model's argmax agrees with PyTorch's on less than 99.9 % of
             the positions (the file is removed, the card left as it was).
     """
-    from torch.export import Dim
     from transformers import AutoModelForSemanticSegmentation
 
     run_dir = Path(run_dir)
@@ -148,46 +147,18 @@ def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -
         raise UsageError(f"{run_dir}: the run's validation split is empty; there is nothing to check the export on.")
     wrapped = LogitsAtInputSize(model, processor.padding_fill(), processor.size_divisor,
                                 getattr(processor, "min_size", 1)).eval()
-    # The example's sizes must not coincide: with one image torch.export specialises the batch to 1,
-    # and with a square one it takes height and width for the same size (the graph then fails on any
-    # other shape); nor be multiples of 32, or the padding would be specialised away. Its values do not
-    # matter: no model here branches on them.
-    example = torch.randn(2, 3, 3 * SIZE_STEP + 7, 5 * SIZE_STEP - 3, generator=torch.Generator().manual_seed(0))
-    # Dim.DYNAMIC lets the exporter derive the padded sizes' constraints itself (named Dims with bounds fail
-    # on them); the symbols it picks are renamed after the inputs' axes below.
-    dynamic = {"pixel_values": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
     onnx_path = run_dir / ONNX_FILE
-    with torch.no_grad():
-        torch.onnx.export(wrapped, (example,), str(onnx_path), dynamo=True, dynamic_shapes=dynamic,
-                          input_names=["pixel_values"], output_names=["logits"], opset_version=opset,
-                          verbose=False)
-    _name_input_axes(onnx_path, ("batch", None, "height", "width"))
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    largest, agreeing, positions, shapes = 0.0, 0, 0, set()
-    for picture in pictures:
-        pixel_values = processor.normalized(picture)
-        shapes.add(tuple(pixel_values.shape[-2:]))
-        with torch.no_grad():
-            expected = wrapped(pixel_values).numpy()
-        exported = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
-        largest = max(largest, float(np.abs(exported - expected).max()))
-        agreeing += int((exported.argmax(1) == expected.argmax(1)).sum())
-        positions += int(expected.argmax(1).size)
-    graph = onnx.load(str(onnx_path), load_external_data=False)
+    _export_onnx(wrapped, onnx_path, opset)
     record = {
         "format": "onnx",
         "file": ONNX_FILE,
         "exporter": "torch.onnx.export(dynamo=True)",
-        "opset": int(next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))),
-        # as the file declares them: a name is a dynamic axis, a number a fixed one
-        "inputs": {value.name: _axes(value) for value in graph.graph.input},
-        "outputs": {value.name: _axes(value) for value in graph.graph.output},
-        "checked_on": {"images": len(pictures), "input_sizes": sorted(shapes), "logit_positions": positions,
-                       "runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"},
-        "max_abs_logit_difference": largest,
-        "argmax_agreement": agreeing / positions,
+        **_declared_graph(onnx.load(str(onnx_path), load_external_data=False)),
+        **_agreement(wrapped, processor, onnxruntime.InferenceSession(str(onnx_path),
+                                                                     providers=["CPUExecutionProvider"]), pictures),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
+    largest = record["max_abs_logit_difference"]
     if record["argmax_agreement"] < MIN_ARGMAX_AGREEMENT:
         onnx_path.unlink(missing_ok=True)
         raise ExportMismatch(
@@ -198,3 +169,51 @@ def export_run(run_dir: str | Path, images: int = 8, opset: int | None = None) -
     write_model_card(results, run_dir, model_ref=(results.hub or {}).get("repo_id")
                      or results.args.get("training", {}).get("hub_model_id"))
     return record
+
+
+def _export_onnx(wrapped: torch.nn.Module, onnx_path: Path, opset: int | None) -> None:
+    """`wrapped` exported to `onnx_path` by torch's dynamo exporter, batch, height and width dynamic."""
+    from torch.export import Dim
+
+    # The example's sizes must not coincide: with one image torch.export specialises the batch to 1,
+    # and with a square one it takes height and width for the same size (the graph then fails on any
+    # other shape); nor be multiples of 32, or the padding would be specialised away. Its values do not
+    # matter: no model here branches on them.
+    example = torch.randn(2, 3, 3 * SIZE_STEP + 7, 5 * SIZE_STEP - 3, generator=torch.Generator().manual_seed(0))
+    # Dim.DYNAMIC lets the exporter derive the padded sizes' constraints itself (named Dims with bounds fail
+    # on them); the symbols it picks are renamed after the inputs' axes below.
+    dynamic = {"pixel_values": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+    with torch.no_grad():
+        torch.onnx.export(wrapped, (example,), str(onnx_path), dynamo=True, dynamic_shapes=dynamic,
+                          input_names=["pixel_values"], output_names=["logits"], opset_version=opset,
+                          verbose=False)
+    _name_input_axes(onnx_path, ("batch", None, "height", "width"))
+
+
+def _declared_graph(graph) -> dict[str, Any]:
+    """The export record's opset, inputs and outputs, as the file declares them: a name is a dynamic
+    axis, a number a fixed one."""
+    return {"opset": int(next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))),
+            "inputs": {value.name: _axes(value) for value in graph.graph.input},
+            "outputs": {value.name: _axes(value) for value in graph.graph.output}}
+
+
+def _agreement(wrapped: torch.nn.Module, processor, session, pictures: list) -> dict[str, Any]:
+    """How the exported graph (`session`) agrees with PyTorch (`wrapped`) on `pictures`: where it was
+    checked, the largest logit difference, the share of positions whose argmax agrees."""
+    import onnxruntime
+
+    largest, agreeing, positions, shapes = 0.0, 0, 0, set()
+    for picture in pictures:
+        pixel_values = processor.normalized(picture)
+        shapes.add(tuple(pixel_values.shape[-2:]))
+        with torch.no_grad():
+            expected = wrapped(pixel_values).numpy()
+        exported = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
+        largest = max(largest, float(np.abs(exported - expected).max()))
+        agreeing += int((exported.argmax(1) == expected.argmax(1)).sum())
+        positions += int(expected.argmax(1).size)
+    return {"checked_on": {"images": len(pictures), "input_sizes": sorted(shapes), "logit_positions": positions,
+                           "runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"},
+            "max_abs_logit_difference": largest,
+            "argmax_agreement": agreeing / positions}
