@@ -15,6 +15,23 @@ from pathlib import Path
 
 from .conftest import REPO_ROOT, script_env
 
+# Run by the fresh venv's Python: the console script's function (from the wheel's entry points) with VERB --help.
+HELP_OF_EACH_VERB = """
+import contextlib, io, json, sys
+from importlib.metadata import entry_points
+(main,) = [point.load() for point in entry_points(group="console_scripts") if point.name == "hf-segcompare"]
+answers = []
+for verb in sys.argv[1:]:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        try:
+            status = main([verb, "--help"])
+        except SystemExit as stop:
+            status = stop.code or 0
+    answers.append((status, printed.getvalue()))
+print(json.dumps(answers))
+"""
+
 
 def _build_wheel(folder: Path) -> Path:
     """The wheel of a copy of the checkout: setuptools builds in the source tree, whose leftover build/
@@ -66,10 +83,15 @@ def test_a_wheel_installed_outside_the_checkout_gives_the_command_that_trains_an
 
     version = command("--version")
     assert version.returncode == 0 and f"from {tmp_path / 'venv'}" in version.stdout, version.stdout + version.stderr
-    for verb in VERBS:  # the wheel's copy (not the checkout's) answers each
-        helped = command(verb, "--help")
-        assert helped.returncode == 0, (verb, helped.stderr[-2000:])
-        assert f"usage: hf-segcompare {verb}" in helped.stdout and "--help" in helped.stdout, verb
+    top = command("--help")
+    assert top.returncode == 0 and top.stdout.startswith("usage: hf-segcompare VERB"), top.stderr[-2000:]
+    # Each verb's --help through the installed entry point's own function, in one interpreter (one start-up
+    # instead of seven): the status and the usage line of each.
+    helps = subprocess.run([str(python), "-c", HELP_OF_EACH_VERB, *VERBS], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert helps.returncode == 0, helps.stderr[-3000:]
+    for verb, (status, printed) in zip(VERBS, json.loads(helps.stdout.splitlines()[-1])):
+        assert status == 0 and f"usage: hf-segcompare {verb}" in printed and "--help" in printed, (verb, printed[:300])
 
     output_dir = work / "out"
     completed = command("train", "--launch", "--num_processes 1 --num_machines 1 --mixed_precision no "
