@@ -290,6 +290,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         ),
         labels_line=_labels_line(results),
         synthetic=results.dataset["name"] == "synthetic",
+        boundary_predates=results.boundary_predates_official,
         snippet=SNIPPET.format(model_ref=model_ref, image_path="path/to/image.jpg"),
         dataset_line=dataset_line,
         start_line=_start_line(results.args["model"]),

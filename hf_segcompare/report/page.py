@@ -377,6 +377,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
         runs=runs, setups=[run_setup(run) for run in runs], differences=setup_differences(runs),
         conclusion=conclusion(runs, counts, samples), fmt=fmt, groups=groups,
         run_names=[names[id(run)] for run in runs],
+        boundary_predates=[names[id(run)] for run in runs if run.boundary_predates_official],
         seeded=any(len(group.runs) > 1 for group in groups), pairs=differences_table(groups, samples),
         dataset=dataset_identity(runs[0])[2],
         synthetic=runs[0].dataset["name"] == "synthetic", hub=hub_endpoint(), sources=[str(path) for path in paths],

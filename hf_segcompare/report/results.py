@@ -34,6 +34,8 @@ RESULTS_FILE = "results.json"
 # definition (void a value of its own; before, void took the prediction's value): older records' boundary
 # figures are dropped on reading
 SCHEMA_VERSION = 11
+# The first schema whose boundary IoU is the official definition's (older records' are dropped on reading).
+OFFICIAL_BOUNDARY_SCHEMA = 11
 
 
 def _json_safe(value):
@@ -107,6 +109,11 @@ class RunResults:
     def ignore_index(self) -> int | None:
         """The mask value loss and metric skipped (None: none was)."""
         return self.dataset["ignore_index"]
+
+    @property
+    def boundary_predates_official(self) -> bool:
+        """Whether the run scored boundary IoU under the earlier definition (its figures are not read)."""
+        return self.schema_version < OFFICIAL_BOUNDARY_SCHEMA
 
     @property
     def mean_iou(self) -> float | None:
@@ -198,7 +205,8 @@ def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
     if version < 4:  # before evaluation protocols were recorded, every image ran at its own size
         values["dataset"].setdefault("protocol", "native")
         values["dataset"].setdefault("evaluation", None)
-    if version < 11:  # boundary IoU of another definition (void took the prediction's value): not comparable
+    # boundary IoU of another definition (void took the prediction's value): not comparable
+    if version < OFFICIAL_BOUNDARY_SCHEMA:
         for name in ("final_eval", "augmented_eval"):
             if values.get(name):
                 values[name] = _without_boundary(values[name])
@@ -244,4 +252,5 @@ def summary_line(results: RunResults, output_dir: str | Path) -> str:
     return lines
 
 
-__all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "evaluation_record_name", "record_name", "summary_line"]
+__all__ = ["OFFICIAL_BOUNDARY_SCHEMA", "RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "evaluation_record_name",
+           "record_name", "summary_line"]

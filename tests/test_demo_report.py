@@ -1,0 +1,40 @@
+"""The committed demo report is what today's code makes of its committed records, byte for byte:
+every card and the comparison page rendered again equal the files checked in, and every record
+reads back to its own content (upgraded to today's schema where it is older)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_segcompare.report.results import RunResults, _upgraded
+
+from .demo_report import DEMO, RUNS, render_demo
+
+
+def test_every_committed_record_reads_back_to_its_content():
+    """What the file holds (its boundary figures dropped: schema 7) reads back as it is, in its order;
+    a field the schema did not have yet reads as absent (None or empty)."""
+    for run in RUNS:
+        path = DEMO / run / "results.json"
+        written = _upgraded(json.loads(path.read_text()))
+        read = RunResults.read(path).to_dict()
+        assert {key: read[key] for key in written} == written and list(written) == [
+            key for key in read if key in written], run
+        assert all(read[key] in (None, []) for key in set(read) - set(written)), run
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    return render_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_each_card_is_rendered_again_byte_for_byte(rendered, run):
+    assert (rendered / run / "README.md").read_bytes() == (DEMO / run / "README.md").read_bytes()
+
+
+def test_the_comparison_page_is_rendered_again_byte_for_byte(rendered):
+    page = "comparison/comparison.md"
+    assert (rendered / page).read_bytes() == (DEMO / page).read_bytes()
