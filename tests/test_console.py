@@ -25,16 +25,22 @@ def test_an_unknown_verb_is_one_line_with_the_nearest(capsys):
 
 
 def test_train_refuses_a_mistyped_option_before_launching_anything(capsys, monkeypatch):
-    import subprocess as subprocess_module
+    import accelerate.commands.launch as accelerate_launch
 
     def no_launch(*args, **kwargs):
         raise AssertionError("nothing may be launched for a mistyped option")
 
-    monkeypatch.setattr(subprocess_module, "Popen", no_launch)
+    monkeypatch.setattr(accelerate_launch, "launch_command", no_launch)
     assert main(["train", "--launch", "--num_processes 2", "--model", "segformer-b0", "--num_train_epoch", "1"]) == 2
     assert "--num_train_epoch (did you mean --num_train_epochs?)" in capsys.readouterr().err
     assert main(["train", "--model", "segformer-b0", LAUNCH_OPTION]) == 2
     assert f"{LAUNCH_OPTION} needs a value" in capsys.readouterr().err
+    # accelerate's own options, checked before its launcher would print its whole usage
+    for launch, said in (("--bogus 3", "accelerate launch has no option --bogus"),
+                         ("--num_processes x", "invalid int value: 'x'")):
+        assert main(["train", LAUNCH_OPTION, launch, "--model", "segformer-b0"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {LAUNCH_OPTION} '{launch}': ") and said in error and error.count("\n") == 1
 
 
 def test_the_launch_option_is_no_run_option():

@@ -130,6 +130,32 @@ def _launch_options(argv: list[str]) -> tuple[str | None, list[str]]:
     return launch.strip(), rest
 
 
+def _launch_mistake(parser, launch_args: list[str]) -> str | None:
+    """What accelerate's launcher would refuse in `launch_args` (None: nothing), found before it prints
+    its whole usage: an option it does not have, or a value it cannot take."""
+    import argparse
+
+    known = parser._option_string_actions  # argparse's table of option strings
+    unknown = [token for token in launch_args if token.startswith("-") and token.split("=")[0] not in known]
+    if unknown:
+        return f"accelerate launch has no option {', '.join(unknown)}"
+
+    class Refused(Exception):
+        pass
+
+    def refuse(message):
+        raise Refused(message)
+
+    parser.error = refuse  # this parser only: a bad value becomes one line, not the usage and an exit
+    try:
+        parser.parse_args([*launch_args, "-m", "check"])
+    except (Refused, argparse.ArgumentError) as error:
+        return str(error)
+    finally:
+        del parser.error
+    return None
+
+
 def _launched(launch_args: list[str], run_args: list[str]) -> int:
     """Run ``accelerate launch LAUNCH_ARGS -m hf_segcompare.cli.run_seg RUN_ARGS`` (accelerate's own
     launcher, in this process) and return the run's exit status.
@@ -142,7 +168,13 @@ def _launched(launch_args: list[str], run_args: list[str]) -> int:
 
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    options = launch_command_parser().parse_args([*launch_args, "-m", f"{__package__}.run_seg", *run_args])
+    parser = launch_command_parser()
+    mistake = _launch_mistake(parser, launch_args)
+    if mistake:
+        print(f"error: {LAUNCH_OPTION} {' '.join(launch_args)!r}: {mistake}; see accelerate launch --help.",
+              file=sys.stderr)
+        return 2
+    options = parser.parse_args([*launch_args, "-m", f"{__package__}.run_seg", *run_args])
     try:
         launch_command(options)
     except subprocess.CalledProcessError as error:  # one process: the run's own status
