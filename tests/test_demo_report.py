@@ -38,3 +38,20 @@ def test_each_card_is_rendered_again_byte_for_byte(rendered, run):
 def test_the_comparison_page_is_rendered_again_byte_for_byte(rendered):
     page = "comparison/comparison.md"
     assert (rendered / page).read_bytes() == (DEMO / page).read_bytes()
+
+
+def test_evaluations_are_read_through_names_and_written_as_they_were():
+    """`Scores` is the dict results.json holds (written unchanged), read through names; a record made
+    from plain dicts holds `Scores` too, and replacing a figure leaves the original alone."""
+    from hf_segcompare.report.results import Scores
+
+    record = RunResults.read(DEMO / RUNS[0] / "results.json")
+    final = record.final_eval
+    assert isinstance(final, Scores) and all(isinstance(entry, Scores) for entry in record.evaluations)
+    assert (final.mean_iou, final.class_iou("cat"), final.step) == (
+        final["eval_mean_iou"], final["eval_iou_cat"], final["step"])
+    assert final.class_boundary_iou("cat") is None and not final.has("boundary_iou")  # schema 7: dropped
+    changed = final.with_figures(mean_iou=0.5)
+    assert changed.mean_iou == 0.5 and final.mean_iou == record.mean_iou != 0.5
+    rebuilt = RunResults(**{**record.to_dict(), "final_eval": dict(final)})
+    assert isinstance(rebuilt.final_eval, Scores) and rebuilt.to_dict() == record.to_dict()

@@ -26,7 +26,7 @@ from .figures import (
     plot_learning_curve,
     plot_reliability_diagram,
 )
-from .results import RunResults
+from .results import RunResults, Scores
 
 TEMPLATES = Path(__file__).parent / "templates"
 EXPORT_FILE = "export.json"  # written by hf_segcompare.pipeline.export, shown on the card
@@ -159,14 +159,14 @@ def read_evaluations(output_dir: Path) -> list[dict]:
     for path in sorted(Path(output_dir).glob("eval_*.json")):
         record = RunResults.read(path)
         protocol = protocol_from_record(record.dataset.get("evaluation")).brief()
-        for scores, name in ((record.final_eval or {}, "single-scale"),
-                             (record.augmented_eval, (record.augmented_eval or {}).get("protocol", {}).get("name"))):
+        for scores, name in ((record.final_eval or Scores(), "single-scale"),
+                             (record.augmented_eval, record.augmented_eval and record.augmented_eval.protocol_name)):
             if scores is None:
                 continue
             records.append({
                 "file": path.name, "dataset": record.dataset["name"], "protocol": f"{name}, {protocol}",
                 "samples": record.dataset["validation_samples"], "processes": record.environment["num_processes"],
-                **{key: scores.get(f"eval_{key}") for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
+                **{key: scores.figure(key) for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
             })
     return records
 
@@ -187,23 +187,23 @@ class SegModelCardData(ModelCardData):
             data_dict["model-index"] += eval_results_to_model_index(name, augmented)
 
 
-def _eval_results(scores: dict, dataset_type: str, dataset_name: str, metric_args: dict) -> list:
+def _eval_results(scores: Scores, dataset_type: str, dataset_name: str, metric_args: dict) -> list:
     from huggingface_hub import EvalResult
 
     return [
         EvalResult(task_type="image-segmentation", task_name="Semantic segmentation", dataset_type=dataset_type,
                    dataset_name=dataset_name, dataset_split="validation", metric_type=key, metric_name=label,
-                   metric_value=scores[f"eval_{key}"], metric_args=metric_args)
+                   metric_value=scores.figure(key), metric_args=metric_args)
         for key, label in (("mean_iou", "Mean IoU"), ("mean_accuracy", "Mean accuracy"),
                            ("overall_accuracy", "Overall accuracy"))
-        if scores.get(f"eval_{key}") is not None
+        if scores.figure(key) is not None
     ]
 
 
 def _card_data(results: RunResults) -> SegModelCardData:
     """The card's front matter: tags, data, base model, and the model-index of the final evaluation
     (and of the test-time-augmented one, as a model entry of its own)."""
-    final = results.final_eval or {}
+    final = results.final_eval or Scores()
     dataset_type, dataset_name, _ = dataset_identity(results)
     metric_args = {"num_labels": len(results.class_names), "ignore_index": results.ignore_index}
     hub_dataset = _hub_dataset_id(results.dataset["name"])
@@ -270,7 +270,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
     `export` the record of an export of the model (``export.json``)."""
     from huggingface_hub import ModelCard
 
-    final = results.final_eval or {}
+    final = results.final_eval or Scores()
     dataset_line = dataset_identity(results)[2]
     card_data = _card_data(results)
     training = _training_section(results)
@@ -301,7 +301,7 @@ def build_model_card(results: RunResults, model_ref: str, has_curve: bool, has_s
         training=training,
         precision=precision,
         speed_line=_speed_line(results.speed),
-        per_class=[(name, final.get(f"eval_iou_{name}"), final.get(f"eval_boundary_iou_{name}"))
+        per_class=[(name, final.class_iou(name), final.class_boundary_iou(name))
                    for name in class_names],
         bootstrap=results.bootstrap,
         published=results.published_model,
@@ -343,7 +343,7 @@ def write_eval_results(results: RunResults, output_dir: Path) -> Path | None:
     """`.eval_results/mean_iou.yaml` (the Hub's newer eval-results format) for runs scored on a Hub
     dataset; that format names a benchmark dataset on the Hub, so other data has no such file."""
     dataset_id = _hub_dataset_id(results.dataset["name"])
-    value = (results.final_eval or {}).get("eval_mean_iou")
+    value = results.mean_iou
     try:
         from huggingface_hub import EvalResultEntry
         from huggingface_hub._eval_results import eval_result_entries_to_yaml

@@ -21,12 +21,12 @@ MATRIX_CLASSES_SHOWN = 40
 CONFUSED_PAIRS_SHOWN = 30
 def plot_learning_curve(results: RunResults, path: Path) -> bool:
     """Validation mIoU and mean training loss per epoch; False when there is nothing to draw."""
-    evaluations = [e for e in results.evaluations if e.get("epoch") is not None]
+    evaluations = [e for e in results.evaluations if e.epoch is not None]
     if not evaluations:
         return False
     plt = pyplot()
     figure, miou_axis = plt.subplots(figsize=(6, 3.5))
-    miou_axis.plot([e["epoch"] for e in evaluations], [e["eval_mean_iou"] for e in evaluations], "o-", color="C0")
+    miou_axis.plot([e.epoch for e in evaluations], [e.mean_iou for e in evaluations], "o-", color="C0")
     miou_axis.set_xlabel("epoch")
     miou_axis.set_ylabel("validation mean IoU", color="C0")
     by_epoch: dict[int, list[float]] = {}
@@ -142,7 +142,7 @@ def plot_miou_against(runs: list[RunResults], value, label: str):
     measured = [run for run in runs if value(run) is not None]
     middle = np.median([value(run) for run in measured])
     for run in measured:
-        point = (value(run), run.final_eval["eval_mean_iou"])
+        point = (value(run), run.mean_iou)
         axis.scatter(*point, label=run.model)
         # Labels point inwards (left of the right-hand points), which keeps short ones in the frame.
         inward = value(run) > middle or len(measured) == 1

@@ -24,7 +24,7 @@ from ..evaluation.protocol import protocol_from_record
 from ..plotting import pyplot
 from .card import TEMPLATES, dataset_identity, fmt, label_set_of
 from .figures import plot_miou_against
-from .results import RESULTS_FILE, RunResults
+from .results import RESULTS_FILE, RunResults, Scores
 
 
 def read_runs(paths: list[str | Path]) -> list[RunResults]:
@@ -44,7 +44,7 @@ def read_runs(paths: list[str | Path]) -> list[RunResults]:
         if results.status != "complete":
             raise UsageError(f"{results_file} records a run that did not finish ({results.status}): "
                                   f"{(results.diverged or {}).get('message', 'no result')}")
-        if not results.final_eval or results.final_eval.get("eval_mean_iou") is None:
+        if results.mean_iou is None:
             raise UsageError(f"{results_file} has no evaluation to compare.")
         runs.append(results)
         sources[id(results)] = results_file
@@ -111,13 +111,13 @@ def recomputed_from_counts(run: RunResults, counts: PerImageCounts, source: Path
 
     if counts.class_names != run.class_names:
         raise refuse("class list", run.class_names, counts.class_names)
-    final = dict(run.final_eval)
+    recorded, again = run.final_eval, {}
     for name, computed in scores_from_counts(counts, run.class_names).items():
-        key = f"eval_{name}"
-        if key in final:
-            if disagree(final[key], computed):
-                raise refuse(f"final_eval.{key}", final[key], computed)
-            final[key] = computed
+        if recorded.has(name):
+            if disagree(recorded.figure(name), computed):
+                raise refuse(f"final_eval.{Scores.key(name)}", recorded.figure(name), computed)
+            again[name] = computed
+    final = recorded.with_figures(**again)
     bootstrap = run.bootstrap
     if bootstrap and bootstrap.get("interval"):
         again = mean_iou_interval(counts, bootstrap.get("samples", BOOTSTRAP_SAMPLES),
@@ -183,7 +183,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def _miou(run: RunResults) -> float:
-    return run.final_eval["eval_mean_iou"] or 0.0
+    return run.mean_iou or 0.0
 
 
 @dataclass
@@ -284,7 +284,7 @@ def model_point(group: ModelRuns) -> RunResults:
     if len(group.runs) == 1:
         return first
     wall_time = group.mean_of(lambda run: run.train["wall_time_s"] if run.train else None)
-    return dataclasses.replace(first, final_eval={**first.final_eval, "eval_mean_iou": group.mean_iou},
+    return dataclasses.replace(first, final_eval=first.final_eval.with_figures(mean_iou=group.mean_iou),
                                train={**first.train, "wall_time_s": wall_time} if first.train else None)
 
 
@@ -345,7 +345,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
              for group in groups for index, run in enumerate(group.runs)}
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for run in runs:
-        points = [(e["epoch"], e["eval_mean_iou"]) for e in run.evaluations if e.get("epoch") is not None]
+        points = [(e.epoch, e.mean_iou) for e in run.evaluations if e.epoch is not None]
         if points:
             axis.plot(*zip(*points), "o-", label=names[id(run)])
     axis.set_xlabel("epoch")

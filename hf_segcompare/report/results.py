@@ -38,6 +38,77 @@ SCHEMA_VERSION = 11
 OFFICIAL_BOUNDARY_SCHEMA = 11
 
 
+class Scores(dict):
+    """One evaluation as results.json holds it: its figures under ``eval_<name>`` (``eval_mean_iou``,
+    ``eval_iou_<class>``, ``eval_boundary_iou_<class>``, ``eval_ece`` ...) beside ``step`` and ``epoch``
+    (and, for a test-time-augmented evaluation, its ``protocol``). It is the dict it writes; the report
+    reads it through names (`mean_iou`, `class_iou`, `figure`), so only this class knows the keys.
+    """
+
+    PREFIX = "eval_"
+
+    @classmethod
+    def of(cls, values: dict | None) -> Scores | None:
+        """`values` as `Scores` (None stays None)."""
+        return values if values is None or isinstance(values, cls) else cls(values)
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """Where the figure `name` is in the file (``eval_<name>``), for a message that points into it."""
+        return cls.PREFIX + name
+
+    def figure(self, name: str) -> float | None:
+        """The figure `name` (``mean_iou``, ``iou_cat``, ``runtime`` ...); None when absent or null."""
+        return self.get(self.PREFIX + name)
+
+    def has(self, name: str) -> bool:
+        """Whether the evaluation recorded the figure `name` (null included)."""
+        return self.PREFIX + name in self
+
+    def with_figures(self, **figures: float | None) -> Scores:
+        """A copy with `figures` (by name) replaced or added."""
+        return Scores({**self, **{self.PREFIX + name: value for name, value in figures.items()}})
+
+    @property
+    def mean_iou(self) -> float | None:
+        return self.figure("mean_iou")
+
+    @property
+    def mean_accuracy(self) -> float | None:
+        return self.figure("mean_accuracy")
+
+    @property
+    def overall_accuracy(self) -> float | None:
+        return self.figure("overall_accuracy")
+
+    @property
+    def boundary_iou(self) -> float | None:
+        return self.figure("boundary_iou")
+
+    @property
+    def ece(self) -> float | None:
+        return self.figure("ece")
+
+    def class_iou(self, name: str) -> float | None:
+        return self.figure(f"iou_{name}")
+
+    def class_boundary_iou(self, name: str) -> float | None:
+        return self.figure(f"boundary_iou_{name}")
+
+    @property
+    def step(self) -> int | None:
+        return self.get("step")
+
+    @property
+    def epoch(self) -> float | None:
+        return self.get("epoch")
+
+    @property
+    def protocol_name(self) -> str | None:
+        """The test-time augmentation's name (``multi-scale + flip`` ...); None for a single-scale evaluation."""
+        return (self.get("protocol") or {}).get("name")
+
+
 def _json_safe(value):
     """NaN/inf -> None (strict JSON), recursively."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -85,14 +156,14 @@ class RunResults:
     train: dict[str, Any] | None = None
     recipe: dict[str, Any] | None = None
     normalization: dict[str, list[float]] | None = None
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-    final_eval: dict[str, Any] | None = None
+    evaluations: list[Scores] = field(default_factory=list)
+    final_eval: Scores | None = None
     train_loss: list[dict[str, Any]] = field(default_factory=list)
     diverged: dict[str, Any] | None = None
     hub: dict[str, str] | None = None
     speed: dict[str, Any] | None = None
     inference: dict[str, Any] | None = None
-    augmented_eval: dict[str, Any] | None = None
+    augmented_eval: Scores | None = None
     confusion_matrix: list[list[int]] | None = None
     changed_on_resume: list[dict[str, Any]] = field(default_factory=list)
     bootstrap: dict[str, Any] | None = None
@@ -100,6 +171,11 @@ class RunResults:
     training_setup: dict[str, Any] | None = None
     published_model: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        # Evaluations are read through `Scores`, whichever way the record was made.
+        self.final_eval, self.augmented_eval = Scores.of(self.final_eval), Scores.of(self.augmented_eval)
+        self.evaluations = [Scores.of(entry) for entry in self.evaluations]
 
     @property
     def class_names(self) -> list[str]:
@@ -118,7 +194,7 @@ class RunResults:
     @property
     def mean_iou(self) -> float | None:
         """The final validation mean IoU (None when the run was not evaluated)."""
-        return (self.final_eval or {}).get("eval_mean_iou")
+        return self.final_eval.mean_iou if self.final_eval else None
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON content (NaN becomes null)."""
@@ -165,7 +241,8 @@ def _field_kinds() -> dict[str, tuple[type, ...]]:
     kinds = {}
     for name, hint in hints.items():
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        kinds[name] = tuple(typing.get_origin(option) or option for option in options)
+        # an evaluation is written as a JSON object, read into `Scores`
+        kinds[name] = tuple(dict if option is Scores else typing.get_origin(option) or option for option in options)
     return kinds
 
 
@@ -233,12 +310,12 @@ def record_name(results: RunResults) -> str:
 
 def summary_line(results: RunResults, output_dir: str | Path) -> str:
     """The lines a run prints at the end."""
-    final = results.final_eval or {}
+    final = results.final_eval
     parts = [f"{results.model}: {results.parameters:,} parameters"]
     if final:
         parts.append(
-            f"validation mean_iou {final['eval_mean_iou']:.3f} (mean_accuracy {final['eval_mean_accuracy']:.3f}, "
-            f"overall_accuracy {final['eval_overall_accuracy']:.3f})"
+            f"validation mean_iou {final.mean_iou:.3f} (mean_accuracy {final.mean_accuracy:.3f}, "
+            f"overall_accuracy {final.overall_accuracy:.3f})"
         )
     if results.train:
         train = results.train
@@ -252,5 +329,5 @@ def summary_line(results: RunResults, output_dir: str | Path) -> str:
     return lines
 
 
-__all__ = ["OFFICIAL_BOUNDARY_SCHEMA", "RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "evaluation_record_name",
-           "record_name", "summary_line"]
+__all__ = ["OFFICIAL_BOUNDARY_SCHEMA", "RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "Scores",
+           "evaluation_record_name", "record_name", "summary_line"]
