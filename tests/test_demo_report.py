@@ -55,3 +55,21 @@ def test_evaluations_are_read_through_names_and_written_as_they_were():
     assert changed.mean_iou == 0.5 and final.mean_iou == record.mean_iou != 0.5
     rebuilt = RunResults(**{**record.to_dict(), "final_eval": dict(final)})
     assert isinstance(rebuilt.final_eval, Scores) and rebuilt.to_dict() == record.to_dict()
+
+
+def test_the_train_block_is_typed_and_a_damaged_one_is_named(tmp_path):
+    from hf_segcompare.errors import RecordError
+    from hf_segcompare.report.results import TrainSummary
+
+    path = DEMO / RUNS[0] / "results.json"
+    record = RunResults.read(path)
+    original = json.loads(path.read_text())["train"]
+    assert isinstance(record.train, TrainSummary) and record.to_dict()["train"] == original
+    assert (record.train.steps, record.train.epochs) == (original["steps"], original["epochs"])
+    for damage in ({"stepz": 1}, {"steps": None}):  # a field no run writes; one every run writes, gone
+        values = json.loads(path.read_text())
+        values["train"] = {**{key: value for key, value in values["train"].items() if key not in damage}, **(
+            {} if None in damage.values() else damage)}
+        (tmp_path / "results.json").write_text(json.dumps(values))
+        with pytest.raises(RecordError, match=r"results\.json: a block of it is not what a run writes"):
+            RunResults.read(tmp_path / "results.json")

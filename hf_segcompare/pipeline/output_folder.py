@@ -117,7 +117,7 @@ def finished_record(output_dir: Path, resume_from: str | None, whole_budget: boo
         return None
     results = RunResults.read(record)
     complete = results.status == "complete" and results.train is not None
-    if not complete or results.train.get("steps") != trained_steps(resume_from)[0]:
+    if not complete or results.train.steps != trained_steps(resume_from)[0]:
         return None
     return results if whole_budget or stopped_early(results) else None
 

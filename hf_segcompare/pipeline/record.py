@@ -17,7 +17,7 @@ from ..evaluation.calibration import reliability
 from ..evaluation.intervals import mean_iou_interval
 from ..evaluation.per_image import per_image_file
 from ..models import count_parameters, model_normalization
-from ..report.results import RunResults, record_name
+from ..report.results import RunResults, TrainSummary, record_name
 from .resolve import RunPlan
 
 
@@ -113,7 +113,7 @@ class TrainingOutcome:
             other than the last step (None: the last evaluation is the published model's).
     """
 
-    train: dict[str, Any] | None
+    train: TrainSummary | None
     evaluations: list[dict[str, Any]]
     augmented: dict[str, Any] | None = None
     best: dict[str, Any] | None = None

@@ -132,11 +132,11 @@ def refuse_other_options(finished: RunResults, plan: RunPlan) -> None:
     if saved is None:
         return
     changes = [change for change in changed_options(saved, options_now(plan, given_only=True),
-                                                    finished.train["steps"]) if change["after"] is not None]
+                                                    finished.train.steps) if change["after"] is not None]
     if changes:
         listed = "; ".join(f"{change['option']} {change['before']} -> {change['after']}" for change in changes)
         raise UsageError(f"--output_dir {training_args.output_dir} holds this run finished at step "
-                         f"{finished.train['steps']}, with other options ({listed}): pass --overwrite_output_dir to "
+                         f"{finished.train.steps}, with other options ({listed}): pass --overwrite_output_dir to "
                          "train it again with these, or another --output_dir.")
 
 

@@ -34,7 +34,7 @@ from ..evaluation.samples import plot_sample_predictions
 from ..report.card import write_model_card
 from ..report.figures import SAMPLE_PREDICTIONS
 from ..report.push import push_folder
-from ..report.results import RESULTS_FILE, RunResults, record_name
+from ..report.results import RESULTS_FILE, RunResults, TrainSummary, record_name
 from .loading import check_start, load_data, load_model
 from .output_folder import at_budget, finished_record, prepare_output_dir, stopped_early
 from .record import TrainingOutcome, collect_results
@@ -67,7 +67,7 @@ def _train_and_evaluate(trainer: SegTrainer, resume_from: str | None, whole_budg
     return TrainingOutcome(train, evaluations, _evaluate_augmented(trainer), best)
 
 
-def _train(trainer: SegTrainer, resume_from: str | None, whole_budget: bool) -> dict[str, Any]:
+def _train(trainer: SegTrainer, resume_from: str | None, whole_budget: bool) -> TrainSummary:
     """Train and save the model; the train summary of the whole run (a resumed one included)."""
     args = trainer.args
     if whole_budget:
@@ -90,16 +90,16 @@ def _train(trainer: SegTrainer, resume_from: str | None, whole_budget: bool) -> 
     batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
     samples = samples_seen(trainer.state.global_step, steps_per_epoch(trainer.get_train_dataloader(), args),
                            len(trainer.train_dataset), batch)
-    return {
-        "wall_time_s": wall_time,
-        "samples_per_second": samples / wall_time if wall_time else 0.0,
-        "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
+    return TrainSummary(
+        wall_time_s=wall_time,
+        samples_per_second=samples / wall_time if wall_time else 0.0,
+        steps=trainer.state.global_step,
+        epochs=trainer.state.epoch,
         # Trainer's own mean covers this call only: after a resume, only the logged losses span the run.
-        "final_train_loss": _whole_run_loss(trainer.state.log_history,
-                                            train_output.training_loss if train_output else None, resume_from),
-        "resumed_from": Path(resume_from).name if resume_from else None,
-    }
+        final_train_loss=_whole_run_loss(trainer.state.log_history,
+                                         train_output.training_loss if train_output else None, resume_from),
+        resumed_from=Path(resume_from).name if resume_from else None,
+    )
 
 
 def _evaluate_published(trainer: SegTrainer) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -214,7 +214,7 @@ def _publish_finished(finished: RunResults, plan: RunPlan) -> RunResults:
         why = (f"stopped early after {finished.published_model.get('early_stopping_patience')} evaluation(s) without "
                "improvement" if stopped_early(finished) else "its budget")
         print(f"nothing left to train: {args.output_dir} holds this run, finished at step "
-              f"{finished.train['steps']} ({why}); nothing was trained or rewritten "
+              f"{finished.train.steps} ({why}); nothing was trained or rewritten "
               "(--overwrite_output_dir trains it afresh)", flush=True)
         if plan.push_repo:
             finished.hub = {"repo_id": plan.push_repo, "commit_url": push_folder(

@@ -141,7 +141,7 @@ def start_of(results: RunResults) -> tuple[str, str | None]:
 def run_setup(results: RunResults) -> dict[str, str]:
     """What a run's numbers depend on besides the model: start (and its source), recipe, budget,
     device, data sizes, evaluation protocol."""
-    train = results.train or {}
+    train = results.train
     environment = results.environment
     batch = (results.recipe or {}).get("global_batch_size")
     start, source = start_of(results)
@@ -149,7 +149,7 @@ def run_setup(results: RunResults) -> dict[str, str]:
         "start": start,  # the kind; two encoders pretrained elsewhere are still a like-for-like start
         "start_source": source,
         "recipe": (results.recipe or {}).get("name", "none (options only)"),
-        "budget": (f"{train['epochs']:.1f} epochs, {train['steps']} steps" + (f" at batch {batch}" if batch else "")
+        "budget": (f"{train.epochs:.1f} epochs, {train.steps} steps" + (f" at batch {batch}" if batch else "")
                    if train else "not trained"),
         "device": f"{environment['device']} × {environment['num_processes']}",
         "data": f"{results.dataset['train_samples']} train / {results.dataset['validation_samples']} validation images",
@@ -283,9 +283,9 @@ def model_point(group: ModelRuns) -> RunResults:
     first = group.runs[0]
     if len(group.runs) == 1:
         return first
-    wall_time = group.mean_of(lambda run: run.train["wall_time_s"] if run.train else None)
+    wall_time = group.mean_of(lambda run: run.train.wall_time_s if run.train else None)
     return dataclasses.replace(first, final_eval=first.final_eval.with_figures(mean_iou=group.mean_iou),
-                               train={**first.train, "wall_time_s": wall_time} if first.train else None)
+                               train=dataclasses.replace(first.train, wall_time_s=wall_time) if first.train else None)
 
 
 def conclusion(runs: list[RunResults], counts: list[PerImageCounts | None] | None = None,
@@ -306,7 +306,7 @@ def conclusion(runs: list[RunResults], counts: list[PerImageCounts | None] | Non
     if transformers and cnns:
         t, c = transformers[0], cnns[0]
         t_run, c_run = t.runs[0], c.runs[0]
-        t_time, c_time = (group.mean_of(lambda r: r.train["wall_time_s"] if r.train else None) for group in (t, c))
+        t_time, c_time = (group.mean_of(lambda r: r.train.wall_time_s if r.train else None) for group in (t, c))
         lines.append(
             f"Best transformer {t.model} vs best CNN {c.model}: mean IoU {t.mean_iou - c.mean_iou:+.4f} "
             f"({t.mean_iou:.4f} vs {c.mean_iou:.4f}), "
@@ -357,7 +357,7 @@ def write_comparison(paths: list[str | Path], output_dir: str | Path, question: 
 
     for name, label, value in (("miou_vs_parameters.png", "parameters", lambda r: r.parameters),
                                ("miou_vs_train_time.png", "training wall time (s)",
-                                lambda r: r.train["wall_time_s"] if r.train else None),
+                                lambda r: r.train.wall_time_s if r.train else None),
                                ("miou_vs_flops.png", "FLOPs per image",
                                 lambda r: r.inference["flops_per_image"] if r.inference else None),
                                ("miou_vs_inference_speed.png", "inference images/s",

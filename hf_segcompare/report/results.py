@@ -109,6 +109,36 @@ class Scores(dict):
         return (self.get("protocol") or {}).get("name")
 
 
+@dataclass(frozen=True)
+class TrainSummary:
+    """The ``train`` block: what training took, for the whole run (a resumed one included).
+
+    Attributes:
+        wall_time_s: seconds trained (a resumed run's earlier seconds included).
+        samples_per_second: the samples seen over `wall_time_s`.
+        steps, epochs: where training ended.
+        final_train_loss: the mean training loss per step over the run (None: none was logged).
+        resumed_from: the checkpoint the last part of the run resumed from (None: it ran in one go).
+    """
+
+    wall_time_s: float
+    samples_per_second: float
+    steps: int
+    epochs: float | None
+    final_train_loss: float | None = None
+    resumed_from: str | None = None
+
+    @classmethod
+    def of(cls, values) -> TrainSummary | None:
+        """`values` (the block as results.json holds it) as a `TrainSummary`; None stays None.
+
+        Raises:
+            TypeError: a field it does not have, or one every run writes missing (`RunResults.read` says
+                which file).
+        """
+        return values if values is None or isinstance(values, cls) else cls(**values)
+
+
 def _json_safe(value):
     """NaN/inf -> None (strict JSON), recursively."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -153,7 +183,7 @@ class RunResults:
     environment: dict[str, Any]
     args: dict[str, Any]
     status: str = "complete"
-    train: dict[str, Any] | None = None
+    train: TrainSummary | None = None
     recipe: dict[str, Any] | None = None
     normalization: dict[str, list[float]] | None = None
     evaluations: list[Scores] = field(default_factory=list)
@@ -175,6 +205,7 @@ class RunResults:
     def __post_init__(self):
         # Evaluations are read through `Scores`, whichever way the record was made.
         self.final_eval, self.augmented_eval = Scores.of(self.final_eval), Scores.of(self.augmented_eval)
+        self.train = TrainSummary.of(self.train)
         self.evaluations = [Scores.of(entry) for entry in self.evaluations]
 
     @property
@@ -231,7 +262,10 @@ class RunResults:
         problem = _wrong_kind(values)
         if problem:
             raise RecordError(f"{path}: {problem}; {damaged}.")
-        return cls(**{key: value for key, value in _upgraded(values).items() if key in names})
+        try:
+            return cls(**{key: value for key, value in _upgraded(values).items() if key in names})
+        except TypeError as error:  # a typed block with a field no run writes, or without one every run writes
+            raise RecordError(f"{path}: a block of it is not what a run writes ({error}); {damaged}.") from None
 
 
 def _field_kinds() -> dict[str, tuple[type, ...]]:
@@ -241,8 +275,9 @@ def _field_kinds() -> dict[str, tuple[type, ...]]:
     kinds = {}
     for name, hint in hints.items():
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        # an evaluation is written as a JSON object, read into `Scores`
-        kinds[name] = tuple(dict if option is Scores else typing.get_origin(option) or option for option in options)
+        # an evaluation or a typed block is written as a JSON object
+        kinds[name] = tuple(dict if option in (Scores, TrainSummary) else typing.get_origin(option) or option
+                            for option in options)
     return kinds
 
 
@@ -319,8 +354,8 @@ def summary_line(results: RunResults, output_dir: str | Path) -> str:
         )
     if results.train:
         train = results.train
-        parts.append(f"trained {train['epochs']:.2f} epochs in {train['wall_time_s']:.0f} s "
-                     f"({train['samples_per_second']:.1f} samples/s)")
+        parts.append(f"trained {train.epochs:.2f} epochs in {train.wall_time_s:.0f} s "
+                     f"({train.samples_per_second:.1f} samples/s)")
     peak = results.peak_memory
     parts.append(f"peak memory {peak['bytes'] / 2**20:.0f} MiB ({peak['kind']})")
     lines = "; ".join(parts) + f"\nresults: {Path(output_dir) / record_name(results)}"
@@ -329,5 +364,5 @@ def summary_line(results: RunResults, output_dir: str | Path) -> str:
     return lines
 
 
-__all__ = ["OFFICIAL_BOUNDARY_SCHEMA", "RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "Scores",
+__all__ = ["OFFICIAL_BOUNDARY_SCHEMA", "RESULTS_FILE", "SCHEMA_VERSION", "RunResults", "Scores", "TrainSummary",
            "evaluation_record_name", "record_name", "summary_line"]
