@@ -39,7 +39,6 @@ class EvaluationSet:
         raw: the raw split in the order it is evaluated (grouped by shape under ``"batch"`` padding).
         dataset: `raw` with the transform of the single-scale protocol.
         eval_size: the largest side an image is evaluated at (larger ones are shrunk).
-        padding: ``"batch"`` (each batch padded to its own shape) or ``"square"`` (to `eval_size`).
         protocol: the single-scale protocol every evaluation runs.
         augmented: the protocol with its scales and flip (`SegTrainer.evaluate_augmented`); None: it has none.
         shrunk_for_scoring: the images (positions in the split's own order) scored shrunk to the protocol's max side.
@@ -48,7 +47,6 @@ class EvaluationSet:
     raw: object
     dataset: object
     eval_size: int
-    padding: str
     protocol: EvalProtocol
     augmented: EvalProtocol | None
     shrunk_for_scoring: tuple[int, ...]
@@ -84,7 +82,7 @@ class EvaluationSet:
                 eval_transforms(eval_size, mean, std, square=padding == "square", mask_fill=void)), eval_size))
         else:
             transformed = dataset.with_transform(protocol_transform(single, eval_size, mean, std))
-        return cls(dataset, transformed, eval_size, padding, single, completed if completed.augmented else None,
+        return cls(dataset, transformed, eval_size, single, completed if completed.augmented else None,
                    tuple(completed.shrunk_for_scoring(sizes)))
 
     def under(self, protocol: EvalProtocol, mean, std):

@@ -59,15 +59,15 @@ class Scores(dict):
 
     def figure(self, name: str) -> float | None:
         """The figure `name` (``mean_iou``, ``iou_cat``, ``runtime`` ...); None when absent or null."""
-        return self.get(self.PREFIX + name)
+        return self.get(self.key(name))
 
     def has(self, name: str) -> bool:
         """Whether the evaluation recorded the figure `name` (null included)."""
-        return self.PREFIX + name in self
+        return self.key(name) in self
 
     def with_figures(self, **figures: float | None) -> Scores:
         """A copy with `figures` (by name) replaced or added."""
-        return Scores({**self, **{self.PREFIX + name: value for name, value in figures.items()}})
+        return Scores({**self, **{self.key(name): value for name, value in figures.items()}})
 
     @property
     def mean_iou(self) -> float | None:
